@@ -1,0 +1,95 @@
+# pve-usb-hotplug
+#
+#   make            build build/pve-usb-hotplug
+#   make check      install what the tests need (Debian), run every test
+#   make demo       run the whole thing on a simulated host against real QEMU
+#   make install    DESTDIR=... PREFIX=/usr
+#   SANITIZE=1      build and test with AddressSanitizer + UBSan (in build/asan)
+#   WERROR=1        warnings are errors (CI)
+
+VERSION := $(shell sed -n '1s/.*(\(.*\)).*/\1/p' debian/changelog 2>/dev/null || echo 0)
+
+PREFIX ?= /usr
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+UDEVDIR ?= $(shell pkg-config --variable=udevdir udev 2>/dev/null || echo /lib/udev)
+SNIPPETSDIR ?= /var/lib/vz/snippets
+
+CC ?= cc
+PKGS := jansson libudev inih
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS = $(shell pkg-config --libs $(PKGS))
+
+WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wformat-truncation=1 -Wstrict-prototypes \
+	-Wmissing-prototypes -Wpointer-arith -Wwrite-strings -Wundef -Wvla \
+	-Wnull-dereference -Wcast-qual -Wimplicit-fallthrough -Wmissing-declarations
+CFLAGS ?= -O2 -g
+CPPFLAGS += -D_GNU_SOURCE -DVERSION='"$(VERSION)"'
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(PKG_CFLAGS)
+
+ifeq ($(WERROR),1)
+ALL_CFLAGS += -Werror
+endif
+
+ifeq ($(SANITIZE),1)
+BUILD ?= build/asan
+ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=address,undefined
+else
+BUILD ?= build
+ALL_CFLAGS += -D_FORTIFY_SOURCE=2 -fstack-protector-strong
+endif
+
+SRC := $(filter-out snippets-src/main.c,$(wildcard snippets-src/*.c))
+OBJ := $(SRC:snippets-src/%.c=$(BUILD)/obj/%.o)
+LIB := $(BUILD)/libpveusb.a
+BIN := $(BUILD)/pve-usb-hotplug
+
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all check check-unit check-e2e demo deps install clean
+all: $(BIN)
+
+$(BUILD)/obj/%.o: snippets-src/%.c $(wildcard snippets-src/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIB): $(OBJ)
+	$(AR) rcs $@ $^
+
+$(BIN): $(BUILD)/obj/main.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB) $(wildcard snippets-src/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Isnippets-src $(shell pkg-config --cflags cmocka) \
+		-o $@ $< $(LIB) $(LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+
+deps:
+	@tests/deps.sh
+
+check: deps
+	$(MAKE) check-unit check-e2e
+
+check-unit: $(UNIT_BIN)
+	@fail=0; for t in $(UNIT_BIN); do $$t || fail=1; done; exit $$fail
+
+check-e2e: $(BIN)
+	python3 tests/e2e/run.py --binary $(BIN)
+
+demo: deps
+	$(MAKE) $(BIN)
+	python3 tests/demo.py --binary $(BIN)
+
+install: $(BIN)
+	install -D -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/pve-usb-hotplug
+	install -D -m 0644 doc/pve-usb-hotplug.8 $(DESTDIR)$(MANDIR)/man8/pve-usb-hotplug.8
+	install -D -m 0644 udev/60-pve-usb-hotplug.rules $(DESTDIR)$(UDEVDIR)/rules.d/60-pve-usb-hotplug.rules
+	install -D -m 0644 pve-conf-examples/pve-usb-hotplug.conf $(DESTDIR)$(SYSCONFDIR)/pve-usb-hotplug.conf
+	install -d $(DESTDIR)$(SNIPPETSDIR)
+	ln -sf $(SBINDIR)/pve-usb-hotplug $(DESTDIR)$(SNIPPETSDIR)/pve-usb-hotplug
+
+clean:
+	rm -rf build

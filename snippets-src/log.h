@@ -1,0 +1,39 @@
+/* Logging: every message goes to syslog (tag "pve-usb-hotplug"); errors and
+ * warnings also to stderr, information to the stream chosen by log_setup()
+ * (stdout for the hookscript and operator commands, so Proxmox shows it in
+ * the task log). Arguments are always data, never a format. */
+#pragma once
+
+#include <stdarg.h>
+#include <stdio.h>
+
+enum log_level {
+	LOG_LVL_ERROR,
+	LOG_LVL_WARNING,
+	LOG_LVL_INFO,
+	LOG_LVL_DEBUG,
+};
+
+/* info_stream: where info and debug lines go besides syslog (NULL: only
+ * syslog). use_syslog: false keeps syslog out (tests, --no-syslog). */
+void log_setup(enum log_level max_level, FILE *info_stream, int use_syslog);
+
+/* "error", "warning", "info", "debug" -> level. 0 or -EINVAL. */
+int log_level_from_string(const char *s, enum log_level *ret);
+
+void log_msg(enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Logs at error level and returns -|err|, for "return log_err(r, ...)". */
+int log_err(int err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
+#define log_warning(...) log_msg(LOG_LVL_WARNING, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
+
+/* Makes untrusted bytes (strings a USB device reports about itself) safe for
+ * a log line: printable ASCII stays, '\\' and '"' are escaped, everything
+ * else becomes \xNN. Truncates to fit, returns out. */
+char *log_escape(const char *in, char *out, size_t out_size);

@@ -1,0 +1,234 @@
+#include "settings.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "util.h"
+
+enum kind { K_PATH, K_MS, K_LEVEL, K_BOOL };
+
+/* One table drives the defaults, the parser and the documentation. */
+#define SETTINGS_TABLE(X)                                                                 \
+	X("paths", "vm_config_dir", K_PATH, vm_config_dir, "/etc/pve/qemu-server")         \
+	X("paths", "qmp_socket_dir", K_PATH, qmp_socket_dir, "/var/run/qemu-server")       \
+	X("paths", "lock_dir", K_PATH, lock_dir, "/run/lock/pve-usb-hotplug")              \
+	X("qmp", "timeout_ms", K_MS, qmp_timeout_ms, "5000")                               \
+	X("lock", "timeout_ms", K_MS, lock_timeout_ms, "30000")                            \
+	X("log", "level", K_LEVEL, log_level, "info")                                      \
+	X("log", "syslog", K_BOOL, log_syslog, "yes")
+
+struct field {
+	const char *section, *name;
+	enum kind kind;
+	size_t offset;
+	const char *def;
+};
+
+static const struct field fields[] = {
+#define X(sec, key, kind, member, def) { sec, key, kind, offsetof(struct settings, member), def },
+	SETTINGS_TABLE(X)
+#undef X
+};
+
+#define MS_MIN 10
+#define MS_MAX 600000
+
+/* Returns 0 or a reason in err. */
+static int set_field(struct settings *s, const struct field *f, const char *value,
+		     char *err, size_t err_size)
+{
+	void *dst = (char *)s + f->offset;
+	unsigned long v;
+
+	switch (f->kind) {
+	case K_PATH:
+		if (value[0] != '/') {
+			snprintf(err, err_size, "%s must be an absolute path", f->name);
+			return -EINVAL;
+		}
+		if (util_strlcpy(dst, value, SETTINGS_PATH_MAX) < 0) {
+			snprintf(err, err_size, "%s is longer than %d bytes", f->name, SETTINGS_PATH_MAX - 1);
+			return -EINVAL;
+		}
+		return 0;
+	case K_MS:
+		if (util_parse_uint(value, MS_MAX, &v) < 0 || v < MS_MIN) {
+			snprintf(err, err_size, "%s must be a whole number of milliseconds from %d to %d",
+				 f->name, MS_MIN, MS_MAX);
+			return -EINVAL;
+		}
+		*(int *)dst = (int)v;
+		return 0;
+	case K_LEVEL:
+		if (log_level_from_string(value, dst) < 0) {
+			snprintf(err, err_size, "%s must be one of error, warning, info, debug", f->name);
+			return -EINVAL;
+		}
+		return 0;
+	case K_BOOL:
+		if (!strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "1"))
+			*(bool *)dst = true;
+		else if (!strcmp(value, "no") || !strcmp(value, "false") || !strcmp(value, "0"))
+			*(bool *)dst = false;
+		else {
+			snprintf(err, err_size, "%s must be yes or no", f->name);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	return -EINVAL;
+}
+
+void settings_defaults(struct settings *s)
+{
+	char err[128];
+
+	memset(s, 0, sizeof(*s));
+	for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
+		set_field(s, &fields[i], fields[i].def, err, sizeof(err));
+}
+
+struct parse_state {
+	struct settings *s;
+	const char *name;
+	/* the reader's position: the line inih is handling */
+	const char *text, *pos, *end;
+	unsigned line;
+	int errors;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void report(struct parse_state *st, const char *fmt, ...)
+{
+	char msg[384];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_error("%s:%u: %s", st->name, st->line, msg);
+	st->errors++;
+}
+
+/* fgets() over the text, counting lines and checking each line's shape, so
+ * that every message can name its line (inih r55 does not pass it on). */
+static char *reader(char *str, int num, void *stream)
+{
+	struct parse_state *st = stream;
+	const char *nl, *p;
+	size_t len, take;
+
+	if (st->pos >= st->end || num < 2)
+		return NULL;
+	nl = memchr(st->pos, '\n', (size_t)(st->end - st->pos));
+	len = nl ? (size_t)(nl - st->pos) : (size_t)(st->end - st->pos);
+	st->line++;
+
+	take = len < (size_t)num - 2 ? len : (size_t)num - 2;
+	memcpy(str, st->pos, take);
+	str[take] = '\n';
+	str[take + 1] = '\0';
+
+	for (p = st->pos; p < st->pos + len && (*p == ' ' || *p == '\t' || *p == '\r'); p++)
+		;
+	if (memchr(st->pos, '\0', len)) {
+		report(st, "the line contains a NUL byte");
+		str[0] = '\n';
+		str[1] = '\0';
+	} else if (take < len) {
+		report(st, "line longer than %d bytes", num - 2);
+		str[0] = '\n';
+		str[1] = '\0';
+	} else if (p < st->pos + len && *p != ';' && *p != '#' && *p != '[' &&
+		   !memchr(p, '=', (size_t)(st->pos + len - p))) {
+		report(st, "expected '[section]' or 'key = value'");
+		str[0] = '\n';
+		str[1] = '\0';
+	}
+	st->pos += len + (nl ? 1 : 0);
+	return str;
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse_state *st = user;
+	bool section_known = false;
+	char err[160], n[96], v[96], sec[96];
+
+	for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
+		if (strcmp(section, fields[i].section) != 0)
+			continue;
+		section_known = true;
+		if (strcmp(name, fields[i].name) != 0)
+			continue;
+		if (set_field(st->s, &fields[i], value, err, sizeof(err)) < 0)
+			report(st, "%s (got '%s')", err, log_escape(value, v, sizeof(v)));
+		return 1;
+	}
+	log_escape(name, n, sizeof(n));
+	log_escape(section, sec, sizeof(sec));
+	if (section_known)
+		report(st, "unknown key '%s' in section [%s]", n, sec);
+	else if (section[0] == '\0')
+		report(st, "'%s' is outside any section; put it under [paths], [qmp], [lock] or [log]", n);
+	else
+		report(st, "unknown section [%s] (key '%s'); known: [paths], [qmp], [lock], [log]", sec, n);
+	return 1;
+}
+
+int settings_load_string(struct settings *s, const char *text, const char *name)
+{
+	struct parse_state st = {
+		.s = s, .name = name, .text = text, .pos = text, .end = text + strlen(text),
+	};
+
+	settings_defaults(s);
+	ini_parse_stream(reader, &st, handler, &st);
+	return st.errors ? -EINVAL : 0;
+}
+
+int settings_load(struct settings *s, const char *path)
+{
+	_cleanup_close_ int fd = -1;
+	_cleanup_free_ char *buf = NULL;
+	struct stat st;
+	ssize_t n;
+	size_t got = 0;
+
+	settings_defaults(s);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return log_err(-errno, "%s: cannot open: %s", path, strerror(errno));
+	}
+	if (fstat(fd, &st) < 0)
+		return log_err(-errno, "%s: cannot stat: %s", path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return log_err(-EINVAL, "%s: not a regular file", path);
+	if (st.st_size > SETTINGS_MAX_SIZE)
+		return log_err(-EFBIG, "%s: %lld bytes, more than the %d a settings file may have",
+			       path, (long long)st.st_size, SETTINGS_MAX_SIZE);
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf)
+		return -ENOMEM;
+	while (got < (size_t)st.st_size && (n = read(fd, buf + got, (size_t)st.st_size - got)) != 0) {
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return log_err(-errno, "%s: cannot read: %s", path, strerror(errno));
+		}
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	if (strlen(buf) != got)
+		return log_err(-EINVAL, "%s: contains a NUL byte; not a text file", path);
+	return settings_load_string(s, buf, path);
+}

@@ -1,0 +1,150 @@
+#include "usbtree.h"
+
+#include <errno.h>
+#include <libudev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static unsigned hex_attr(struct udev_device *d, const char *name, int *ok)
+{
+	const char *v = udev_device_get_sysattr_value(d, name);
+	char *end;
+	unsigned long x;
+
+	if (!v || !v[0]) {
+		*ok = 0;
+		return 0;
+	}
+	errno = 0;
+	x = strtoul(v, &end, 16);
+	if (errno || *end != '\0' || x > 0xffff) {
+		*ok = 0;
+		return 0;
+	}
+	return (unsigned)x;
+}
+
+static void copy_attr(struct udev_device *d, const char *name, char *dst, size_t n)
+{
+	const char *v = udev_device_get_sysattr_value(d, name);
+
+	util_strlcpy(dst, v ? v : "", n);
+}
+
+/* 0, or -ENODEV when d is no USB device (interface, root hub, odd name). */
+static int read_device(struct udev_device *d, struct usb_device_info *ret)
+{
+	struct usb_device_info info = { 0 };
+	const char *name = udev_device_get_sysname(d);
+	int ok = 1;
+	unsigned cls;
+
+	if (!name || port_parse(name, &info.port) < 0)
+		return -ENODEV;
+	cls = hex_attr(d, "bDeviceClass", &ok);
+	info.dev_class = ok ? (int)cls : -1;
+	ok = 1;
+	info.vid = hex_attr(d, "idVendor", &ok);
+	info.pid = hex_attr(d, "idProduct", &ok);
+	copy_attr(d, "speed", info.speed, sizeof(info.speed));
+	copy_attr(d, "product", info.product, sizeof(info.product));
+	*ret = info;
+	return 0;
+}
+
+static int cmp_port(const void *a, const void *b)
+{
+	const struct usb_port *x = &((const struct usb_device_info *)a)->port;
+	const struct usb_port *y = &((const struct usb_device_info *)b)->port;
+
+	if (x->bus != y->bus)
+		return x->bus < y->bus ? -1 : 1;
+	for (unsigned i = 0; i < x->depth && i < y->depth; i++)
+		if (x->num[i] != y->num[i])
+			return x->num[i] < y->num[i] ? -1 : 1;
+	return (x->depth > y->depth) - (x->depth < y->depth);
+}
+
+int usbtree_scan(struct usb_device_info **ret, size_t *ret_n)
+{
+	struct udev *udev;
+	struct udev_enumerate *e;
+	struct udev_list_entry *it;
+	struct usb_device_info *list = NULL;
+	size_t n = 0, cap = 0;
+	int r = 0;
+
+	udev = udev_new();
+	if (!udev)
+		return -ENOMEM;
+	e = udev_enumerate_new(udev);
+	if (!e) {
+		udev_unref(udev);
+		return -ENOMEM;
+	}
+	udev_enumerate_add_match_subsystem(e, "usb");
+	r = udev_enumerate_scan_devices(e);
+	if (r < 0)
+		goto out;
+
+	udev_list_entry_foreach(it, udev_enumerate_get_list_entry(e)) {
+		struct udev_device *d = udev_device_new_from_syspath(udev, udev_list_entry_get_name(it));
+		struct usb_device_info info;
+
+		if (!d)
+			continue;
+		if (read_device(d, &info) == 0) {
+			if (n == cap) {
+				size_t ncap = cap ? cap * 2 : 32;
+				struct usb_device_info *nl = realloc(list, ncap * sizeof(*nl));
+
+				if (!nl) {
+					udev_device_unref(d);
+					r = -ENOMEM;
+					goto out;
+				}
+				list = nl;
+				cap = ncap;
+			}
+			list[n++] = info;
+		}
+		udev_device_unref(d);
+	}
+	if (n > 1)
+		qsort(list, n, sizeof(*list), cmp_port);
+	*ret = list;
+	*ret_n = n;
+	list = NULL;
+	r = 0;
+out:
+	free(list);
+	udev_enumerate_unref(e);
+	udev_unref(udev);
+	return r;
+}
+
+int usbtree_get(const char *devpath, struct usb_device_info *ret)
+{
+	struct udev *udev;
+	struct udev_device *d;
+	char syspath[4096];
+	int r;
+
+	if (snprintf(syspath, sizeof(syspath), "/sys%s", devpath) >= (int)sizeof(syspath))
+		return -ENAMETOOLONG;
+	udev = udev_new();
+	if (!udev)
+		return -ENOMEM;
+	d = udev_device_new_from_syspath(udev, syspath);
+	if (!d) {
+		udev_unref(udev);
+		return -ENODEV;
+	}
+	r = read_device(d, ret);
+	udev_device_unref(d);
+	udev_unref(udev);
+	return r;
+}

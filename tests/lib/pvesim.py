@@ -1,0 +1,270 @@
+"""A simulated Proxmox VE host for the tests and the demo.
+
+Host   -- a USB tree written as a umockdev file (controllers, hubs, devices,
+          interfaces), so that libudev and /sys reads of the program see it.
+Guest  -- a real qemu-system-x86_64 laid out as Proxmox lays out a VM, with
+          its QMP socket where the program looks for it; asked over QMP which
+          USB devices it really has.
+Tool   -- runs the built binary under umockdev with settings pointing into a
+          temporary directory, never at the live system.
+"""
+import json
+import os
+import socket
+import subprocess
+import time
+
+QEMU = "qemu-system-x86_64"
+
+
+class UsbDev:
+    def __init__(self, port, vid, pid, cls=0, speed="480", product="", serial="", interfaces=1):
+        self.port = port                # "3-4.1"
+        self.vid, self.pid = vid, pid   # ints
+        self.cls = cls                  # bDeviceClass, 9 = hub
+        self.speed, self.product, self.serial = speed, product, serial
+        self.interfaces = interfaces
+
+    @property
+    def bus(self):
+        return int(self.port.split("-")[0])
+
+    @property
+    def hostport(self):
+        return self.port.split("-", 1)[1]
+
+
+class Host:
+    """The host's USB tree. Ports of hubs must be added before what is behind them."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.devices = {}   # port -> UsbDev
+        self.n = 0
+
+    @staticmethod
+    def controller(bus):
+        return "/devices/pci0000:00/0000:00:%02x.0/usb%d" % (bus % 32, bus)
+
+    def devpath(self, port):
+        bus, rest = port.split("-", 1)
+        parts = rest.split(".")
+        path = self.controller(int(bus))
+        for i in range(len(parts)):
+            path += "/%s-%s" % (bus, ".".join(parts[: i + 1]))
+        return path
+
+    def plug(self, port, vid=0x1234, pid=0x5678, **kw):
+        d = UsbDev(port, vid, pid, **kw)
+        self.devices[port] = d
+        return d
+
+    def hub(self, port, speed="480"):
+        return self.plug(port, 0x05E3, 0x0608, cls=9, speed=speed, product="USB2.0 Hub")
+
+    def unplug(self, port):
+        """Removes the device and everything behind it."""
+        gone = [p for p in self.devices if p == port or p.startswith(port + ".")]
+        for p in gone:
+            del self.devices[p]
+        return gone
+
+    def event_env(self, action, port, dev=None, interface=None):
+        """The environment udev gives a RUN+= program for this event."""
+        d = dev or self.devices[port]
+        path = self.devpath(port)
+        env = {"ACTION": action, "SUBSYSTEM": "usb", "SEQNUM": "1"}
+        if interface is not None:
+            env.update(DEVPATH="%s/%s:1.%d" % (path, port, interface), DEVTYPE="usb_interface",
+                       INTERFACE="3/1/2", PRODUCT="%x/%x/100" % (d.vid, d.pid),
+                       TYPE="%d/0/0" % d.cls)
+            return env
+        env.update(DEVPATH=path, DEVTYPE="usb_device", BUSNUM="%03d" % d.bus, DEVNUM="005",
+                   PRODUCT="%x/%x/100" % (d.vid, d.pid), TYPE="%d/0/0" % d.cls,
+                   ID_VENDOR_ID="%04x" % d.vid, ID_MODEL_ID="%04x" % d.pid)
+        return env
+
+    def write(self, name="host.umockdev"):
+        blocks = []
+        buses = sorted({d.bus for d in self.devices.values()})
+        for bus in buses:
+            blocks.append([("P", self.controller(bus)), ("E", "SUBSYSTEM=usb"),
+                           ("E", "DEVTYPE=usb_device"), ("A", "bDeviceClass=09"),
+                           ("A", "busnum=%d" % bus), ("A", "devnum=1"), ("A", "devpath=0"),
+                           ("A", "speed=480"), ("A", "idVendor=1d6b"), ("A", "idProduct=0002")])
+        for i, (port, d) in enumerate(sorted(self.devices.items(), key=lambda kv: kv[0].count("."))):
+            path = self.devpath(port)
+            attrs = [("P", path), ("E", "SUBSYSTEM=usb"), ("E", "DEVTYPE=usb_device"),
+                     ("E", "BUSNUM=%03d" % d.bus), ("E", "DEVNUM=%03d" % (i + 2)),
+                     ("A", "bDeviceClass=%02x" % d.cls), ("A", "busnum=%d" % d.bus),
+                     ("A", "devnum=%d" % (i + 2)), ("A", "devpath=%s" % d.hostport),
+                     ("A", "idVendor=%04x" % d.vid), ("A", "idProduct=%04x" % d.pid),
+                     ("A", "speed=%s" % d.speed)]
+            if d.product:
+                attrs.append(("A", "product=%s" % d.product))
+            if d.serial:
+                attrs.append(("A", "serial=%s" % d.serial))
+            blocks.append(attrs)
+            for k in range(d.interfaces):
+                blocks.append([("P", "%s/%s:1.%d" % (path, port, k)), ("E", "SUBSYSTEM=usb"),
+                               ("E", "DEVTYPE=usb_interface"), ("A", "bInterfaceClass=03")])
+        text = "\n\n".join("\n".join("%s: %s" % kv for kv in b) for b in blocks) + "\n"
+        path = os.path.join(self.workdir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+
+class QmpError(Exception):
+    pass
+
+
+class Qmp:
+    """A minimal QMP client, independent of the program under test."""
+
+    def __init__(self, path, timeout=10):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.settimeout(timeout)
+        deadline = time.monotonic() + timeout
+        while True:     # a full listen backlog says EAGAIN: wait for room
+            try:
+                self.sock.connect(path)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        self.f = self.sock.makefile("rw")
+        greeting = json.loads(self.f.readline())
+        assert "QMP" in greeting, greeting
+        self.cmd("qmp_capabilities")
+
+    def cmd(self, execute, **args):
+        msg = {"execute": execute}
+        if args:
+            msg["arguments"] = args
+        self.f.write(json.dumps(msg) + "\n")
+        self.f.flush()
+        while True:
+            line = self.f.readline()
+            if not line:
+                raise QmpError("connection closed")
+            r = json.loads(line)
+            if "event" in r:
+                continue
+            if "error" in r:
+                raise QmpError(r["error"]["desc"])
+            return r["return"]
+
+    def close(self):
+        self.f.close()
+        self.sock.close()
+
+
+class Guest:
+    """A running QEMU laid out as Proxmox lays out a VM (i440fx)."""
+
+    def __init__(self, vmid, qmp_dir, xhci=True):
+        self.vmid = vmid
+        self.qmp_path = os.path.join(qmp_dir, "%d.qmp" % vmid)
+        self.pid_path = os.path.join(qmp_dir, "%d.pid" % vmid)
+        args = [QEMU, "-machine", "pc", "-nodefaults", "-display", "none", "-S",
+                "-device", "pci-bridge,id=pci.1,chassis_nr=1,bus=pci.0,addr=0x1e",
+                "-device", "piix3-usb-uhci,id=uhci,bus=pci.0,addr=0x1.0x2",
+                "-device", "usb-tablet,id=tablet,bus=uhci.0,port=1"]
+        if xhci:
+            args += ["-device", "qemu-xhci,p2=15,p3=15,id=xhci,bus=pci.1,addr=0x1b"]
+        args += ["-qmp", "unix:%s,server=on,wait=off" % self.qmp_path, "-pidfile", self.pid_path]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while not (os.path.exists(self.qmp_path) and os.path.exists(self.pid_path)):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("QEMU did not start: %s" % self.proc.stderr.read().decode())
+            time.sleep(0.01)
+
+    def qmp(self, execute, **args):
+        q = Qmp(self.qmp_path)
+        try:
+            return q.cmd(execute, **args)
+        finally:
+            q.close()
+
+    def usb_hosts(self):
+        """{id: {"hostbus", "hostport", "bus"}} of every usb-host device the guest has."""
+        q = Qmp(self.qmp_path)
+        try:
+            out = {}
+            for item in q.cmd("qom-list", path="/machine/peripheral"):
+                if item["type"] != "child<usb-host>":
+                    continue
+                p = "/machine/peripheral/" + item["name"]
+                out[item["name"]] = {
+                    "hostbus": q.cmd("qom-get", path=p, property="hostbus"),
+                    "hostport": q.cmd("qom-get", path=p, property="hostport"),
+                    "bus": q.cmd("qom-get", path=p, property="parent_bus").rsplit("/", 1)[-1],
+                }
+            return out
+        finally:
+            q.close()
+
+    def ports(self):
+        """Sorted "BUS-PORT" of the host ports the guest has attached."""
+        return sorted("%s-%s" % (v["hostbus"], v["hostport"]) for v in self.usb_hosts().values())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stderr.close()
+        for p in (self.qmp_path, self.pid_path):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+
+
+class Tool:
+    """The program under test, pointed at a temporary 'host'."""
+
+    def __init__(self, binary, workdir, timeout_ms=3000, extra=""):
+        self.binary = os.path.abspath(binary)
+        self.workdir = workdir
+        self.vm_dir = os.path.join(workdir, "qemu-server-conf")
+        self.qmp_dir = os.path.join(workdir, "qemu-server-run")
+        self.lock_dir = os.path.join(workdir, "lock")
+        os.makedirs(self.vm_dir, exist_ok=True)
+        os.makedirs(self.qmp_dir, exist_ok=True)
+        self.config = os.path.join(workdir, "pve-usb-hotplug.conf")
+        self.write_settings(timeout_ms, extra)
+
+    def write_settings(self, timeout_ms=3000, extra=""):
+        with open(self.config, "w") as f:
+            f.write("[paths]\nvm_config_dir = %s\nqmp_socket_dir = %s\nlock_dir = %s\n"
+                    "[qmp]\ntimeout_ms = %d\n[log]\nsyslog = no\n%s"
+                    % (self.vm_dir, self.qmp_dir, self.lock_dir, timeout_ms, extra))
+
+    def usb_conf(self, vmid, text):
+        path = os.path.join(self.vm_dir, "%d.usb.conf" % vmid)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def cmd(self, args, host=None, env=None):
+        """argv for one run (under umockdev when a host tree is given) and its environment."""
+        e = {k: v for k, v in os.environ.items()
+             if k not in ("ACTION", "DEVPATH", "SUBSYSTEM", "DEVTYPE", "TYPE", "PRODUCT", "BUSNUM")}
+        e["PVE_USB_HOTPLUG_CONFIG"] = self.config
+        e.setdefault("ASAN_OPTIONS", "verify_asan_link_order=0:detect_leaks=1")
+        e.update(env or {})
+        argv = [self.binary] + list(args)
+        if host is not None:
+            argv = ["umockdev-run", "--device", host.write()] + ["--"] + argv
+        return argv, e
+
+    def run(self, args=(), host=None, env=None, timeout=60):
+        argv, e = self.cmd(args, host, env)
+        return subprocess.run(argv, env=e, capture_output=True, text=True, timeout=timeout)
+
+    def event(self, host, action, port, dev=None, interface=None):
+        return self.run(host=host, env=host.event_env(action, port, dev, interface))

@@ -1,0 +1,140 @@
+/* The tool's own INI: defaults, values, and messages naming the line. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "settings.h"
+
+static char *errors; /* what went to stderr, captured */
+
+static int capture(const char *text, struct settings *s)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&buf, &len);
+	FILE *saved = stderr;
+	int r;
+
+	stderr = mem;
+	r = settings_load_string(s, text, "test.conf");
+	stderr = saved;
+	fclose(mem);
+	free(errors);
+	errors = buf;
+	return r;
+}
+
+static void test_defaults(void **state)
+{
+	struct settings s;
+	(void)state;
+
+	assert_int_equal(capture("", &s), 0);
+	assert_string_equal(s.vm_config_dir, "/etc/pve/qemu-server");
+	assert_string_equal(s.qmp_socket_dir, "/var/run/qemu-server");
+	assert_string_equal(s.lock_dir, "/run/lock/pve-usb-hotplug");
+	assert_int_equal(s.qmp_timeout_ms, 5000);
+	assert_int_equal(s.log_level, LOG_LVL_INFO);
+	assert_true(s.log_syslog);
+}
+
+static void test_values(void **state)
+{
+	struct settings s;
+	(void)state;
+
+	assert_int_equal(capture("; comment\n[paths]\nvm_config_dir = /tmp/a\n"
+				 "[qmp]\ntimeout_ms=250\n[log]\nlevel = debug\nsyslog = no\n",
+				 &s),
+			 0);
+	assert_string_equal(s.vm_config_dir, "/tmp/a");
+	assert_string_equal(s.lock_dir, "/run/lock/pve-usb-hotplug");
+	assert_int_equal(s.qmp_timeout_ms, 250);
+	assert_int_equal(s.log_level, LOG_LVL_DEBUG);
+	assert_false(s.log_syslog);
+}
+
+static void test_errors_name_lines(void **state)
+{
+	static const struct {
+		const char *text, *message;
+	} cases[] = {
+		{ "[qmp]\ntimeout_ms = 5s\n", "test.conf:2: timeout_ms must be a whole number of milliseconds from 10 to 600000 (got '5s')" },
+		{ "[qmp]\n\ntimeout_ms = 0\n", "test.conf:3: timeout_ms must be a whole number" },
+		{ "[qmp]\ntimeout_ms = 600001\n", "test.conf:2: timeout_ms must be a whole number" },
+		{ "[paths]\nvm_config_dir = relative\n", "test.conf:2: vm_config_dir must be an absolute path" },
+		{ "[paths]\nsocket = /x\n", "test.conf:2: unknown key 'socket' in section [paths]" },
+		{ "[colours]\nred = 1\n", "test.conf:2: unknown section [colours] (key 'red')" },
+		{ "level = info\n", "test.conf:1: 'level' is outside any section" },
+		{ "[log]\nlevel = loud\n", "test.conf:2: level must be one of error, warning, info, debug" },
+		{ "[log]\nsyslog = maybe\n", "test.conf:2: syslog must be yes or no" },
+		{ "[log]\njust words\n", "test.conf:2: expected '[section]' or 'key = value'" },
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct settings s;
+
+		assert_int_equal(capture(cases[i].text, &s), -22);
+		if (!strstr(errors, cases[i].message))
+			fail_msg("case %zu: '%s' not in '%s'", i, cases[i].message, errors);
+	}
+}
+
+static void test_bad_line_keeps_the_good_ones(void **state)
+{
+	struct settings s;
+	(void)state;
+
+	assert_true(capture("[qmp]\ntimeout_ms = x\n[paths]\nlock_dir = /tmp/l\n", &s) < 0);
+	assert_string_equal(s.lock_dir, "/tmp/l");
+	assert_int_equal(s.qmp_timeout_ms, 5000);
+}
+
+static void test_long_line(void **state)
+{
+	struct settings s;
+	char text[2048];
+	(void)state;
+
+	snprintf(text, sizeof(text), "[paths]\nlock_dir = /%01500d\n[qmp]\ntimeout_ms = 77\n", 0);
+	assert_true(capture(text, &s) < 0);
+	assert_non_null(strstr(errors, "test.conf:2: line longer than"));
+	assert_int_equal(s.qmp_timeout_ms, 77); /* and line 4 is still line 4 */
+}
+
+static void test_files(void **state)
+{
+	struct settings s;
+	char dir[] = "/tmp/puh-settings-XXXXXX";
+	(void)state;
+
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(settings_load(&s, "/nonexistent/pve-usb-hotplug.conf"), 0);
+	assert_true(settings_load(&s, dir) < 0); /* a directory */
+	rmdir(dir);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_values),
+		cmocka_unit_test(test_errors_name_lines),
+		cmocka_unit_test(test_bad_line_keeps_the_good_ones),
+		cmocka_unit_test(test_long_line),
+		cmocka_unit_test(test_files),
+	};
+	int r;
+
+	log_setup(LOG_LVL_ERROR, NULL, 0);
+	r = cmocka_run_group_tests_name("settings", tests, NULL, NULL);
+	free(errors);
+	return r;
+}
