@@ -207,10 +207,9 @@ out:
 static int hook_pre_start(const struct settings *s, unsigned long vmid)
 {
 	struct vm_rules *mine = NULL;
-	int r;
 
-	r = usbconf_load(s->vm_config_dir, vmid, &mine);
-	if (r == 0) {
+	/* the problems themselves are reported while parsing */
+	if (usbconf_load(s->vm_config_dir, vmid, &mine) == 0) {
 		if (mine->n_errors)
 			log_warning("VM %lu: %u line(s) of %s ignored; the VM starts anyway", vmid,
 				    mine->n_errors, mine->path);
@@ -232,4 +231,42 @@ int hotplug_hook(const struct settings *s, unsigned long vmid, const char *phase
 	log_info("VM %lu: phase '%s' is not one this tool acts on; ignored", vmid,
 		 log_escape(phase, shown, sizeof(shown)));
 	return 0;
+}
+
+static int check_one(const struct vm_rules *r)
+{
+	if (r->n_errors) {
+		log_error("%s: %u bad line(s), %zu good rule(s)", r->path, r->n_errors, r->n_rules);
+		return -EINVAL;
+	}
+	log_info("%s: %zu rule(s), all valid", r->path, r->n_rules);
+	return 0;
+}
+
+int hotplug_check(const struct settings *s, unsigned long vmid)
+{
+	struct vm_rules **vms = NULL, *one = NULL;
+	size_t n = 0;
+	int r, ret = 0;
+
+	if (vmid) {
+		r = usbconf_load(s->vm_config_dir, vmid, &one);
+		if (r == -ENOENT)
+			return log_err(r, "VM %lu has no %s/%lu.usb.conf", vmid, s->vm_config_dir, vmid);
+		if (r < 0)
+			return r;
+		ret = check_one(one);
+		usbconf_free(one);
+		return ret;
+	}
+	r = usbconf_load_all(s->vm_config_dir, &vms, &n);
+	if (r < 0)
+		return r;
+	if (n == 0)
+		log_info("%s has no <vmid>.usb.conf; no VM gets USB devices from pve-usb-hotplug", s->vm_config_dir);
+	for (size_t i = 0; i < n; i++)
+		if (check_one(vms[i]) < 0)
+			ret = -EINVAL;
+	usbconf_free_all(vms, n);
+	return ret;
 }

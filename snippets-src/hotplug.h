@@ -13,3 +13,7 @@ int hotplug_event(const struct settings *s, const struct uevent *ev);
  * VM's rules; pre-start checks the rules and only warns; the others do
  * nothing. Unknown phases are ignored with a note. */
 int hotplug_hook(const struct settings *s, unsigned long vmid, const char *phase);
+
+/* check [VMID]: reports every problem of the VM's .usb.conf (vmid 0: every
+ * .usb.conf) with file and line. -EINVAL if there was any. */
+int hotplug_check(const struct settings *s, unsigned long vmid);

@@ -6,6 +6,7 @@
  *   1  something could not be done (the message says what)
  *   2  bad usage or a bad settings file */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@ static void usage(FILE *out)
 	      "                               post-start, pre-stop, post-stop)\n"
 	      "  pve-usb-hotplug              from a udev rule: the event is read from the\n"
 	      "                               environment (ACTION, DEVPATH, ...)\n"
+	      "  pve-usb-hotplug check [VMID]  check the settings and the .usb.conf files\n"
 	      "  pve-usb-hotplug --help | --version\n"
 	      "\n"
 	      "At post-start, every USB device at or below the ports listed in\n"
@@ -66,7 +68,13 @@ int main(int argc, char **argv)
 		puts("pve-usb-hotplug " VERSION);
 		return 0;
 	}
-	if (argc != 1 && argc != 3) {
+	bool check = argc >= 2 && !strcmp(argv[1], "check");
+
+	if (!check && argc != 1 && argc != 3) {
+		usage(stderr);
+		return 2;
+	}
+	if (check && argc > 3) {
 		usage(stderr);
 		return 2;
 	}
@@ -75,6 +83,20 @@ int main(int argc, char **argv)
 		config = SETTINGS_DEFAULT_PATH;
 	r = settings_load(&settings, config);
 	log_setup(settings.log_level, stdout, settings.log_syslog);
+
+	if (check) {
+		unsigned long vmid = 0;
+
+		if (argc == 3 && usbconf_parse_vmid(argv[2], &vmid) < 0) {
+			log_error("'%s' is not a VM id (100 to 999999999)", argv[2]);
+			return 2;
+		}
+		if (r < 0)
+			log_error("%s: has errors (see above)", config);
+		else
+			log_info("%s: valid", config);
+		return hotplug_check(&settings, vmid) < 0 || r < 0 ? 1 : 0;
+	}
 
 	if (argc == 3) {
 		unsigned long vmid;

@@ -311,6 +311,37 @@ class Settings(Case):
         self.assertEqual(self.tool.run(["a"]).returncode, 2)
 
 
+class Check(Case):
+    def test_check_reports_every_bad_line_and_fails(self):
+        a = self.tool.usb_conf(100, "3-4\n")
+        b = self.tool.usb_conf(101, "3-4\nport\n3-4.x\n")
+        r = self.failed(self.tool.run(["check"]))
+        self.assertIn("%s: 1 rule(s), all valid" % a, r.stdout)
+        self.assertIn("%s:2: 'port' needs a port, e.g. 'port 3-4'; line ignored" % b, r.stderr)
+        self.assertIn("%s:3: '3-4.x' is neither a port" % b, r.stderr)
+        self.assertIn("%s: 2 bad line(s), 1 good rule(s)" % b, r.stderr)
+        self.ok(self.tool.run(["check", "100"]))
+        r = self.failed(self.tool.run(["check", "102"]))
+        self.assertIn("VM 102 has no %s/102.usb.conf" % self.tool.vm_dir, r.stderr)
+
+    def test_shipped_examples_are_valid(self):
+        examples = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "pve-conf-examples")
+        shutil.copy(os.path.join(examples, "100.usb.conf"), self.tool.vm_dir)
+        # the shipped settings file as it is, then only the paths pointed here
+        with open(os.path.join(examples, "pve-usb-hotplug.conf")) as f:
+            shipped = f.read()
+        with open(self.tool.config) as f:
+            ours = f.read()
+        with open(self.tool.config, "w") as f:
+            f.write(shipped + "\n" + ours)
+        r = self.ok(self.tool.run(["check"]))
+        self.assertIn("%s: valid" % self.tool.config, r.stdout)
+        self.assertIn("100.usb.conf: 2 rule(s), all valid", r.stdout)
+        self.assertEqual(r.stderr, "")
+        with open(os.path.join(examples, "100.conf")) as f:
+            self.assertIn("\nhookscript: local:snippets/pve-usb-hotplug\n", f.read())
+
+
 class Summary(unittest.TextTestResult):
     pass
 
