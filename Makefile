@@ -49,7 +49,7 @@ BIN := $(BUILD)/pve-usb-hotplug
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check check-unit check-e2e demo deps install clean
+.PHONY: all check check-unit check-e2e check-deb deb demo deps install clean
 all: $(BIN)
 
 $(BUILD)/obj/%.o: snippets-src/%.c $(wildcard snippets-src/*.h) Makefile
@@ -82,6 +82,20 @@ check-e2e: $(BIN)
 demo: deps
 	$(MAKE) $(BIN)
 	python3 tests/demo.py --binary $(BIN)
+
+# The Debian package, into build/deb/ (dpkg-buildpackage writes to ..).
+deb:
+	@WITH_DEB_TOOLS=1 tests/deps.sh
+	dpkg-buildpackage -b -us -uc $(DEB_FLAGS)
+	rm -rf build/deb && mkdir -p build/deb
+	mv ../pve-usb-hotplug_$(VERSION)_* ../pve-usb-hotplug-dbgsym_$(VERSION)_* build/deb/ 2>/dev/null || true
+	ls build/deb/*.deb
+
+# Builds the package (its build runs no tests: check did) and tests it: contents,
+# metadata, lintian, an install into a scratch root.
+check-deb:
+	$(MAKE) deb DEB_FLAGS="--build-profiles=nocheck" DEB_BUILD_OPTIONS=nocheck
+	tests/deb/test-deb.sh build/deb/pve-usb-hotplug_$(VERSION)_*.deb
 
 install: $(BIN)
 	install -D -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/pve-usb-hotplug

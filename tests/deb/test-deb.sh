@@ -1,0 +1,125 @@
+#!/bin/bash
+# Tests the built .deb without installing anything on this machine: its
+# metadata and contents, lintian, then an install, upgrade, remove and purge
+# into a scratch root (dpkg --root), where the installed program must run,
+# the hookscript link must reach it and the udev rule must parse.
+set -uo pipefail
+deb=$(readlink -f "$1")
+top=$(cd "$(dirname "$0")/../.." && pwd)
+version=$(sed -n '1s/.*(\(.*\)).*/\1/p' "$top/debian/changelog")
+work=$(mktemp -d /tmp/puh-deb-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+root=$work/root
+passed=0 failed=0
+
+ok() { echo "ok: $1"; passed=$((passed + 1)); }
+bad() { echo "FAIL: $1"; failed=$((failed + 1)); }
+check() { local what=$1; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+has() { grep -qF -- "$2" <<<"$1"; }
+
+dpkg_root() {
+	dpkg --root="$root" --force-script-chrootless --force-depends --force-confdef \
+		--force-confold --log=/dev/null "$@"
+}
+
+# --- metadata and contents
+fields=$(dpkg-deb -f "$deb")
+check "package name" has "$fields" "Package: pve-usb-hotplug"
+check "version $version from debian/changelog" has "$fields" "Version: $version"
+for dep in "libjansson4 (" "libudev1 (" "libinih1 (" "udev"; do
+	check "Depends names $dep" has "$(dpkg-deb -f "$deb" Depends)" "$dep"
+done
+contents=$(dpkg-deb -c "$deb")
+for f in ./usr/sbin/pve-usb-hotplug ./lib/udev/rules.d/60-pve-usb-hotplug.rules \
+	./etc/pve-usb-hotplug.conf ./usr/share/man/man8/pve-usb-hotplug.8.gz \
+	./usr/share/doc/pve-usb-hotplug/examples/100.usb.conf \
+	./usr/share/doc/pve-usb-hotplug/examples/100.conf \
+	./usr/share/doc/pve-usb-hotplug/examples/pve-usb-hotplug.conf \
+	"./var/lib/vz/snippets/pve-usb-hotplug -> /usr/sbin/pve-usb-hotplug"; do
+	check "contains $f" has "$contents" "$f"
+done
+dpkg-deb -e "$deb" "$work/control"
+check "/etc/pve-usb-hotplug.conf is a conffile" grep -qx /etc/pve-usb-hotplug.conf "$work/control/conffiles"
+check "lintian: no errors, no warnings" lintian --fail-on error,warning "$deb"
+
+# --- install into a scratch root
+mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates"
+touch "$root/var/lib/dpkg/status"
+check "dpkg --root installs it" dpkg_root -i "$deb"
+status=$(dpkg-query --admindir="$root/var/lib/dpkg" -W -f='${Status}' pve-usb-hotplug 2>&1)
+check "status is installed" has "$status" "install ok installed"
+
+out=$("$root/usr/sbin/pve-usb-hotplug" --version 2>&1)
+check "installed binary runs" has "$out" "pve-usb-hotplug $version"
+link=$(readlink "$root/var/lib/vz/snippets/pve-usb-hotplug")
+check "hookscript link resolves to an executable" test -x "$root$link" -a "$link" = /usr/sbin/pve-usb-hotplug
+
+# the installed settings file as shipped, only its paths pointed at the scratch tree
+mkdir -p "$work/vms"
+echo 3-4 >"$work/vms/100.usb.conf"
+{ cat "$root/etc/pve-usb-hotplug.conf"; printf '[paths]\nvm_config_dir = %s\nlock_dir = %s/lock\n[log]\nsyslog = no\n' "$work/vms" "$work"; } >"$work/settings.conf"
+out=$(PVE_USB_HOTPLUG_CONFIG=$work/settings.conf "$root/usr/sbin/pve-usb-hotplug" check 2>&1)
+check "installed settings file and check command" has "$out" "$work/settings.conf: valid"
+
+# the rule, read by udev's own parser, in a private mount namespace where
+# the rules directories hold only this package's rule and /run/udev is scratch
+out=$(unshare -m sh -c '
+	mount --bind "$1/lib/udev/rules.d" /lib/udev/rules.d &&
+	mount -t tmpfs none /etc/udev/rules.d &&
+	mkdir -p /run/udev && mount -t tmpfs none /run/udev &&
+	udevadm test --action=add /sys/class/net/lo' sh "$root" 2>&1)
+check "udev reads the rule" has "$out" "Reading rules file: /usr/lib/udev/rules.d/60-pve-usb-hotplug.rules"
+if grep -q "60-pve-usb-hotplug.rules:[0-9]" <<<"$out"; then
+	bad "udev rule parses without complaint: $(grep "60-pve-usb-hotplug.rules:" <<<"$out")"
+else
+	ok "udev rule parses without complaint"
+fi
+
+# which events the rule runs the program for, decided by udev itself over a
+# umockdev USB tree: whole devices on add and remove, nothing else
+cat >"$work/tree.umockdev" <<'TREE'
+P: /devices/pci0000:00/0000:00:14.0/usb3
+E: SUBSYSTEM=usb
+E: DEVTYPE=usb_device
+A: bDeviceClass=09
+
+P: /devices/pci0000:00/0000:00:14.0/usb3/3-4
+E: SUBSYSTEM=usb
+E: DEVTYPE=usb_device
+A: bDeviceClass=00
+A: idVendor=046d
+A: idProduct=c52b
+
+P: /devices/pci0000:00/0000:00:14.0/usb3/3-4/3-4:1.0
+E: SUBSYSTEM=usb
+E: DEVTYPE=usb_interface
+A: bInterfaceClass=03
+TREE
+udev_runs() { # DEVICE-UNDER-usb3 ACTION -> prints the programs udev would run
+	unshare -m sh -c '
+		mount --bind "$1/lib/udev/rules.d" /lib/udev/rules.d &&
+		mount -t tmpfs none /etc/udev/rules.d &&
+		mkdir -p /run/udev && mount -t tmpfs none /run/udev &&
+		umockdev-run --device "$2" -- udevadm test --action="$4" "/sys/devices/pci0000:00/0000:00:14.0/usb3/$3"' \
+		sh "$root" "$work/tree.umockdev" "$1" "$2" 2>&1 | grep "^run: "
+}
+for a in add remove; do
+	check "rule runs the program for a device $a" has "$(udev_runs 3-4 $a)" "run: '/usr/sbin/pve-usb-hotplug'"
+	check "rule does not run it for an interface $a" test -z "$(udev_runs 3-4/3-4:1.0 $a)"
+done
+check "rule does not run it for a device change" test -z "$(udev_runs 3-4 change)"
+check "rule does not run it for a device bind" test -z "$(udev_runs 3-4 bind)"
+
+# --- upgrade keeps the admin's edit; remove keeps it; purge removes it
+echo "# edited by the admin" >>"$root/etc/pve-usb-hotplug.conf"
+check "reinstall (upgrade) works" dpkg_root -i "$deb"
+check "upgrade keeps the edited conffile" grep -q "edited by the admin" "$root/etc/pve-usb-hotplug.conf"
+check "remove works" dpkg_root -r pve-usb-hotplug
+check "remove takes the binary" test ! -e "$root/usr/sbin/pve-usb-hotplug"
+check "remove takes the rule" test ! -e "$root/lib/udev/rules.d/60-pve-usb-hotplug.rules"
+check "remove keeps the conffile" test -e "$root/etc/pve-usb-hotplug.conf"
+check "purge works" dpkg_root -P pve-usb-hotplug
+check "purge takes the conffile" test ! -e "$root/etc/pve-usb-hotplug.conf"
+
+echo "deb: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
