@@ -1,14 +1,12 @@
 #include "settings.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <ini.h>
 #include <stdarg.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "util.h"
 
@@ -196,39 +194,25 @@ int settings_load_string(struct settings *s, const char *text, const char *name)
 
 int settings_load(struct settings *s, const char *path)
 {
-	_cleanup_close_ int fd = -1;
 	_cleanup_free_ char *buf = NULL;
-	struct stat st;
-	ssize_t n;
-	size_t got = 0;
+	size_t len;
+	int r;
 
 	settings_defaults(s);
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return 0;
-		return log_err(-errno, "%s: cannot open: %s", path, strerror(errno));
+	r = util_read_file(path, false, SETTINGS_MAX_SIZE, &buf, &len);
+	switch (r) {
+	case 0:
+		break;
+	case -ENOENT:
+		return 0;
+	case -EINVAL:
+		return log_err(r, "%s: not a regular file", path);
+	case -EFBIG:
+		return log_err(r, "%s: larger than the %d bytes a settings file may have", path, SETTINGS_MAX_SIZE);
+	default:
+		return log_err(r, "%s: cannot read: %s", path, strerror(-r));
 	}
-	if (fstat(fd, &st) < 0)
-		return log_err(-errno, "%s: cannot stat: %s", path, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return log_err(-EINVAL, "%s: not a regular file", path);
-	if (st.st_size > SETTINGS_MAX_SIZE)
-		return log_err(-EFBIG, "%s: %lld bytes, more than the %d a settings file may have",
-			       path, (long long)st.st_size, SETTINGS_MAX_SIZE);
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf)
-		return -ENOMEM;
-	while (got < (size_t)st.st_size && (n = read(fd, buf + got, (size_t)st.st_size - got)) != 0) {
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return log_err(-errno, "%s: cannot read: %s", path, strerror(errno));
-		}
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	if (strlen(buf) != got)
+	if (strlen(buf) != len)
 		return log_err(-EINVAL, "%s: contains a NUL byte; not a text file", path);
 	return settings_load_string(s, buf, path);
 }

@@ -2,11 +2,9 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "log.h"
 #include "util.h"
@@ -144,49 +142,29 @@ int usbconf_parse_text(const char *text, size_t len, const char *name,
 
 int usbconf_load(const char *dir, unsigned long vmid, struct vm_rules **ret)
 {
-	_cleanup_close_ int fd = -1;
 	_cleanup_free_ char *buf = NULL;
 	char path[4096];
-	struct stat st;
-	size_t got = 0;
+	size_t len;
+	int r;
 
 	if (snprintf(path, sizeof(path), "%s/%lu.usb.conf", dir, vmid) >= (int)sizeof(path))
 		return log_err(-ENAMETOOLONG, "%s/%lu.usb.conf: path too long", dir, vmid);
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return -ENOENT;
-		if (errno == ELOOP)
-			return log_err(-ELOOP, "%s: is a symbolic link; write the rules into the file itself", path);
-		return log_err(-errno, "%s: cannot open: %s", path, strerror(errno));
+	r = util_read_file(path, true, USBCONF_MAX_SIZE, &buf, &len);
+	switch (r) {
+	case 0:
+		return usbconf_parse_text(buf, len, path, vmid, ret);
+	case -ENOENT:
+		return r;
+	case -ELOOP:
+		return log_err(r, "%s: is a symbolic link; write the rules into the file itself", path);
+	case -EINVAL:
+		return log_err(r, "%s: not a regular file", path);
+	case -EFBIG:
+		return log_err(r, "%s: larger than the %d bytes a rules file may have", path, USBCONF_MAX_SIZE);
+	default:
+		return log_err(r, "%s: cannot read: %s", path, strerror(-r));
 	}
-	if (fstat(fd, &st) < 0)
-		return log_err(-errno, "%s: cannot stat: %s", path, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return log_err(-EINVAL, "%s: not a regular file", path);
-	if (st.st_size > USBCONF_MAX_SIZE)
-		return log_err(-EFBIG, "%s: %lld bytes, more than the %d a rules file may have",
-			       path, (long long)st.st_size, USBCONF_MAX_SIZE);
-
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf)
-		return -ENOMEM;
-	while (got <= (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size + 1 - got);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return log_err(-errno, "%s: cannot read: %s", path, strerror(errno));
-		}
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	if (got > (size_t)st.st_size)
-		return log_err(-EFBIG, "%s: grew while being read", path);
-
-	return usbconf_parse_text(buf, got, path, vmid, ret);
 }
 
 int usbconf_parse_vmid(const char *s, unsigned long *ret)

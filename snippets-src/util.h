@@ -59,3 +59,9 @@ bool util_startswith(const char *s, const char *prefix);
 /* Copies src into dst (size n), always terminated. Returns -ENAMETOOLONG
  * when src did not fit. */
 int util_strlcpy(char *dst, const char *src, size_t n);
+
+/* Reads a whole regular file of at most max bytes into a NUL-terminated
+ * malloc()ed buffer. nofollow: refuse a symbolic link. Returns 0, or
+ * -ENOENT, -ELOOP (a link, with nofollow), -EINVAL (not a regular file),
+ * -EFBIG (larger than max, or grew while read), other -errno. Logs nothing. */
+int util_read_file(const char *path, bool nofollow, size_t max, char **ret, size_t *ret_len);

@@ -324,6 +324,33 @@ class Check(Case):
         r = self.failed(self.tool.run(["check", "102"]))
         self.assertIn("VM 102 has no %s/102.usb.conf" % self.tool.vm_dir, r.stderr)
 
+    def test_files_that_are_not_plain_text_files_are_refused(self):
+        g = self.guest(100)
+        self.host.plug("3-4")
+        elsewhere = os.path.join(self.dir, "elsewhere.conf")
+        with open(elsewhere, "w") as f:
+            f.write("3-4\n")
+        link = os.path.join(self.tool.vm_dir, "100.usb.conf")
+        os.symlink(elsewhere, link)
+        r = self.failed(self.tool.run(["check", "100"]))
+        self.assertIn("%s: is a symbolic link; write the rules into the file itself" % link, r.stderr)
+        self.ok(self.tool.run(["100", "post-start"], host=self.host))
+        self.assertEqual(g.ports(), [])      # nothing from a linked file
+        os.unlink(link)
+        with open(link, "w") as f:
+            f.write("#" * (1024 * 1024 + 1))
+        r = self.failed(self.tool.run(["check", "100"]))
+        self.assertIn("%s: larger than the 1048576 bytes a rules file may have" % link, r.stderr)
+        os.unlink(link)
+        os.mkdir(link)
+        r = self.failed(self.tool.run(["check", "100"]))
+        self.assertIn("%s: not a regular file" % link, r.stderr)
+        os.unlink(self.tool.config)
+        os.mkdir(self.tool.config)
+        r = self.tool.run(["100", "post-start"])
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("%s: not a regular file" % self.tool.config, r.stderr)
+
     def test_shipped_examples_are_valid(self):
         examples = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "pve-conf-examples")
         shutil.copy(os.path.join(examples, "100.usb.conf"), self.tool.vm_dir)
