@@ -110,3 +110,12 @@ char *log_escape(const char *in, char *out, size_t out_size)
 	out[o] = '\0';
 	return out;
 }
+
+int log_read_error(int r, const char *path, const char *kind, size_t max)
+{
+	if (r == -EINVAL)
+		return log_err(r, "%s: not a regular file", path);
+	if (r == -EFBIG)
+		return log_err(r, "%s: larger than the %zu bytes a %s may have", path, max, kind);
+	return log_err(r, "%s: cannot read: %s", path, strerror(-r));
+}

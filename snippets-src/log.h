@@ -33,6 +33,10 @@ int log_err(int err, const char *fmt, ...)
 #define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
 
+/* Explains a failed util_read_file() of path: "not a regular file", "larger
+ * than the MAX bytes a KIND may have", "cannot read: ...". Returns r. */
+int log_read_error(int r, const char *path, const char *kind, size_t max);
+
 /* Makes untrusted bytes (strings a USB device reports about itself) safe for
  * a log line: printable ASCII stays, '\\' and '"' are escaped, everything
  * else becomes \xNN. Truncates to fit, returns out. */

@@ -200,18 +200,10 @@ int settings_load(struct settings *s, const char *path)
 
 	settings_defaults(s);
 	r = util_read_file(path, false, SETTINGS_MAX_SIZE, &buf, &len);
-	switch (r) {
-	case 0:
-		break;
-	case -ENOENT:
+	if (r == -ENOENT)
 		return 0;
-	case -EINVAL:
-		return log_err(r, "%s: not a regular file", path);
-	case -EFBIG:
-		return log_err(r, "%s: larger than the %d bytes a settings file may have", path, SETTINGS_MAX_SIZE);
-	default:
-		return log_err(r, "%s: cannot read: %s", path, strerror(-r));
-	}
+	if (r < 0)
+		return log_read_error(r, path, "settings file", SETTINGS_MAX_SIZE);
 	if (strlen(buf) != len)
 		return log_err(-EINVAL, "%s: contains a NUL byte; not a text file", path);
 	return settings_load_string(s, buf, path);

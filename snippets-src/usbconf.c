@@ -158,12 +158,8 @@ int usbconf_load(const char *dir, unsigned long vmid, struct vm_rules **ret)
 		return r;
 	case -ELOOP:
 		return log_err(r, "%s: is a symbolic link; write the rules into the file itself", path);
-	case -EINVAL:
-		return log_err(r, "%s: not a regular file", path);
-	case -EFBIG:
-		return log_err(r, "%s: larger than the %d bytes a rules file may have", path, USBCONF_MAX_SIZE);
 	default:
-		return log_err(r, "%s: cannot read: %s", path, strerror(-r));
+		return log_read_error(r, path, "rules file", USBCONF_MAX_SIZE);
 	}
 }
 
