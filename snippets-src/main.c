@@ -70,11 +70,7 @@ int main(int argc, char **argv)
 	}
 	bool check = argc >= 2 && !strcmp(argv[1], "check");
 
-	if (!check && argc != 1 && argc != 3) {
-		usage(stderr);
-		return 2;
-	}
-	if (check && argc > 3) {
+	if (check ? argc > 3 : argc != 1 && argc != 3) {
 		usage(stderr);
 		return 2;
 	}

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <ini.h>
 #include <stdarg.h>
-#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -97,7 +96,7 @@ struct parse_state {
 	struct settings *s;
 	const char *name;
 	/* the reader's position: the line inih is handling */
-	const char *text, *pos, *end;
+	const char *pos, *end;
 	unsigned line;
 	int errors;
 };
@@ -184,7 +183,7 @@ static int handler(void *user, const char *section, const char *name, const char
 int settings_load_string(struct settings *s, const char *text, const char *name)
 {
 	struct parse_state st = {
-		.s = s, .name = name, .text = text, .pos = text, .end = text + strlen(text),
+		.s = s, .name = name, .pos = text, .end = text + strlen(text),
 	};
 
 	settings_defaults(s);
