@@ -76,8 +76,14 @@ check: deps
 check-unit: $(UNIT_BIN)
 	@fail=0; for t in $(UNIT_BIN); do $$t || fail=1; done; exit $$fail
 
-check-e2e: $(BIN)
-	python3 tests/e2e/run.py --binary $(BIN)
+# a test tool, built plain: it runs under umockdev's preload library
+$(BUILD)/tests/umockdev-plug: tests/helpers/umockdev-plug.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g $(WARN) $(if $(filter 1,$(WERROR)),-Werror) $(shell pkg-config --cflags umockdev-1.0) \
+		-o $@ $< $(shell pkg-config --libs umockdev-1.0)
+
+check-e2e: $(BIN) $(BUILD)/tests/umockdev-plug
+	python3 tests/e2e/run.py --binary $(BIN) --plug $(BUILD)/tests/umockdev-plug
 
 demo: deps
 	$(MAKE) $(BIN)

@@ -213,6 +213,62 @@ int guest_detach(struct guest *g, const struct usb_device_info *dev)
 	return 0;
 }
 
+static int cmp_port(const void *a, const void *b)
+{
+	char x[PORT_STRLEN], y[PORT_STRLEN];
+
+	port_format(a, x, sizeof(x));
+	port_format(b, y, sizeof(y));
+	return strcmp(x, y);
+}
+
+int guest_held(struct guest *g, struct usb_port **ret, size_t *ret_n)
+{
+	json_t *list = NULL, *item;
+	struct usb_port *held = NULL;
+	size_t i, n = 0;
+	int r;
+
+	r = qmp_execute(g->qmp, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"), &list);
+	if (r < 0)
+		return qmp_failed(g, r, "listing the devices of", "the VM");
+	held = calloc(json_array_size(list) + 1, sizeof(*held));
+	if (!held) {
+		json_decref(list);
+		return -ENOMEM;
+	}
+	json_array_foreach(list, i, item) {
+		const char *name = json_string_value(json_object_get(item, "name"));
+		const char *type = json_string_value(json_object_get(item, "type"));
+
+		if (name && type && strcmp(type, "child<usb-host>") == 0 &&
+		    util_startswith(name, "usbhost") && port_parse(name + 7, &held[n]) == 0)
+			n++;
+	}
+	json_decref(list);
+	if (n > 1)
+		qsort(held, n, sizeof(*held), cmp_port);
+	*ret = held;
+	*ret_n = n;
+	return 0;
+}
+
+int guest_detach_port(struct guest *g, const struct usb_port *port, const char *why)
+{
+	char id[GUEST_ID_MAX], p[PORT_STRLEN];
+	int r;
+
+	guest_device_id(port, id, sizeof(id));
+	port_format(port, p, sizeof(p));
+	r = qmp_execute(g->qmp, "device_del", json_pack("{s:s}", "id", id), NULL);
+	if (r == -EREMOTEIO && strcmp(qmp_error_class(g->qmp), "DeviceNotFound") == 0)
+		return 0;
+	if (r < 0)
+		return qmp_failed(g, r, "detaching", p);
+	log_info("VM %lu: detached %s (%s): %s", g->vmid, p, id, why);
+	return 0;
+}
+
 struct guest *guest_close(struct guest *g)
 {
 	if (!g)

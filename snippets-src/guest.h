@@ -32,6 +32,13 @@ int guest_attach(struct guest *g, const struct usb_device_info *dev);
 /* Detaches usbhost<bus>-<port>. Not attached counts as success. */
 int guest_detach(struct guest *g, const struct usb_device_info *dev);
 
+/* The host ports the VM holds through this tool: its usb-host devices
+ * whose id is usbhost<BUS-PORT>. *ret is malloc()ed, sorted. */
+int guest_held(struct guest *g, struct usb_port **ret, size_t *ret_n);
+
+/* Detaches by id alone (sync: the host device may be long gone). */
+int guest_detach_port(struct guest *g, const struct usb_port *port, const char *why);
+
 struct guest *guest_close(struct guest *g);
 
 /* "usbhost3-4.1" */

@@ -7,43 +7,69 @@
 
 #include "guest.h"
 #include "log.h"
-#include "policy.h"
 #include "usbconf.h"
 #include "usbtree.h"
 #include "util.h"
+#include "vms.h"
 
-struct running_ctx {
-	const struct settings *s;
-	unsigned long starting_vmid; /* counts as running (post-start) */
-};
-
-static bool vm_running(unsigned long vmid, void *userdata)
+void hotplug_explain(const struct placement *p, unsigned long for_vmid, const char *desc)
 {
-	const struct running_ctx *ctx = userdata;
+	char rule[USB_STRING_MAX * 4 + 32];
 
-	return vmid == ctx->starting_vmid || guest_is_running(ctx->s, vmid);
+	switch (p->kind) {
+	case PLACE_NOBODY:
+		if (for_vmid)
+			log_info("VM %lu: %s is not claimed by it now", for_vmid, desc);
+		else
+			log_info("%s: no running VM claims it; nothing to do", desc);
+		break;
+	case PLACE_PROXMOX:
+		log_info("%s is passed by Proxmox itself (usb%u in VM %lu's config); left to Proxmox",
+			 desc, p->pve->index, p->vm->vmid);
+		break;
+	case PLACE_CONFLICT:
+		log_error("%s is claimed equally by VM %lu (%s) and VM %lu (%s), both running: attached to neither; make one rule more specific",
+			  desc, p->vm->vmid, p->vm->rules->path, p->rival->vmid, p->rival->rules->path);
+		break;
+	case PLACE_VM:
+		usbconf_format_rule(p->rule, rule, sizeof(rule));
+		if (p->held && p->vm->vmid != for_vmid)
+			log_info("%s stays with VM %lu, which has it now ('%s', %s:%u)", desc, p->vm->vmid,
+				 rule, p->vm->rules->path, p->rule->line);
+		else if (for_vmid && p->vm->vmid != for_vmid)
+			log_info("VM %lu: %s is left to VM %lu, whose rule is more specific ('%s', %s:%u)",
+				 for_vmid, desc, p->vm->vmid, rule, p->vm->rules->path, p->rule->line);
+		break;
+	}
 }
 
-static void log_conflict(const struct vm_rules *a, const struct vm_rules *b, const char *desc)
+/* What a udev event tells about a device, before (or instead of) sysfs:
+ * enough to tell whether any rule could claim it. */
+static void dev_from_event(const struct uevent *ev, struct usb_device_info *dev)
 {
-	log_error("%s is claimed equally by VM %lu (%s) and VM %lu (%s), both running: attached to neither; make one rule more specific",
-		  desc, a->vmid, a->path, b->vmid, b->path);
+	memset(dev, 0, sizeof(*dev));
+	dev->port = ev->port;
+	dev->dev_class = ev->dev_class;
+	dev->have_ids = ev->have_ids;
+	dev->vid = ev->vid;
+	dev->pid = ev->pid;
+	if (port_controller(ev->devpath, dev->controller, sizeof(dev->controller)) < 0)
+		dev->controller[0] = '\0';
+	dev->serial_known = false;
 }
 
-static bool any_claims(struct vm_rules *const *vms, size_t n, const struct usb_port *port)
+static bool any_may_claim(const struct vms *v, const struct usb_device_info *dev)
 {
-	for (size_t i = 0; i < n; i++)
-		if (usbconf_match(vms[i], port))
+	for (size_t i = 0; i < v->n; i++)
+		if (v->list[i]->rules && usbconf_match(v->list[i]->rules, dev, NULL))
 			return true;
 	return false;
 }
 
-static int event_add(const struct settings *s, const struct uevent *ev,
-		     struct vm_rules *const *vms, size_t n)
+static int event_add(const struct settings *s, const struct uevent *ev, struct vms *v)
 {
-	struct running_ctx ctx = { .s = s };
-	const struct vm_rules *winner = NULL, *rival = NULL;
 	struct usb_device_info dev;
+	struct placement p;
 	struct guest *g;
 	char desc[256];
 	int r;
@@ -62,16 +88,15 @@ static int event_add(const struct settings *s, const struct uevent *ev,
 	}
 	guest_describe(&dev, desc, sizeof(desc));
 
-	r = policy_pick(vms, n, &dev.port, vm_running, &ctx, &winner, &rival);
-	if (r == -EBUSY) {
-		log_conflict(winner, rival, desc);
+	r = vms_place(v, &dev, &p);
+	if (r < 0)
 		return r;
-	}
-	if (r == 0) {
-		log_info("%s: no running VM claims it; nothing to do", desc);
+	hotplug_explain(&p, 0, desc);
+	if (p.kind == PLACE_CONFLICT)
+		return -EBUSY;
+	if (p.kind != PLACE_VM || p.held)
 		return 0;
-	}
-	r = guest_open(s, winner->vmid, &g);
+	r = guest_open(s, p.vm->vmid, &g);
 	if (r == -ENOENT || r == -ECONNREFUSED)
 		return 0; /* stopped meanwhile: logged */
 	if (r < 0)
@@ -81,31 +106,26 @@ static int event_add(const struct settings *s, const struct uevent *ev,
 	return r;
 }
 
-static int event_remove(const struct settings *s, const struct uevent *ev,
-			struct vm_rules *const *vms, size_t n)
+static int event_remove(const struct settings *s, struct vms *v,
+			const struct usb_device_info *dev)
 {
-	struct running_ctx ctx = { .s = s };
-	struct usb_device_info dev = { .port = ev->port, .dev_class = -1 };
 	int ret = 0;
 
-	/* sysfs has nothing left: the environment tells the ids */
-	if (ev->have_ids) {
-		dev.vid = ev->vid;
-		dev.pid = ev->pid;
-	}
-	/* The device may sit in any claiming VM (rules may have changed since
-	 * it was attached): detach it from each one that runs. */
-	for (size_t i = 0; i < n; i++) {
+	/* The device may sit in any running VM whose rules could claim it
+	 * (they may have changed since it was attached): detach it from each.
+	 * Not being there is fine. */
+	for (size_t i = 0; i < v->n; i++) {
+		struct vm *vm = v->list[i];
 		struct guest *g;
 		int r;
 
-		if (!usbconf_match(vms[i], &dev.port) || !vm_running(vms[i]->vmid, &ctx))
+		if (!vm->rules || !usbconf_match(vm->rules, dev, NULL) || !vms_running(v, vm))
 			continue;
-		r = guest_open(s, vms[i]->vmid, &g);
+		r = guest_open(s, vm->vmid, &g);
 		if (r == -ENOENT || r == -ECONNREFUSED)
 			continue;
 		if (r == 0) {
-			r = guest_detach(g, &dev);
+			r = guest_detach(g, dev);
 			guest_close(g);
 		}
 		if (r < 0)
@@ -116,45 +136,46 @@ static int event_remove(const struct settings *s, const struct uevent *ev,
 
 int hotplug_event(const struct settings *s, const struct uevent *ev)
 {
-	struct vm_rules **vms = NULL;
-	size_t n = 0;
+	struct usb_device_info dev;
+	struct vms v;
 	int r;
 
-	r = usbconf_load_all(s->vm_config_dir, &vms, &n);
+	/* every VM's file on every plug: their bad lines are for 'check' */
+	r = vms_load(s, LOG_LVL_DEBUG, 0, &v);
 	if (r < 0)
 		return r;
-	if (!any_claims(vms, n, &ev->port)) {
+	dev_from_event(ev, &dev);
+	if (!any_may_claim(&v, &dev)) {
 		char port[PORT_STRLEN];
 
 		port_format(&ev->port, port, sizeof(port));
 		log_debug("ignored: no VM claims %s", port);
 		r = 0;
 	} else if (ev->action == UEVENT_ADD)
-		r = event_add(s, ev, vms, n);
+		r = event_add(s, ev, &v);
 	else
-		r = event_remove(s, ev, vms, n);
-	usbconf_free_all(vms, n);
+		r = event_remove(s, &v, &dev);
+	vms_free(&v);
 	return r;
 }
 
 static int hook_post_start(const struct settings *s, unsigned long vmid)
 {
-	struct running_ctx ctx = { .s = s, .starting_vmid = vmid };
-	struct vm_rules **vms = NULL, *mine = NULL;
 	struct usb_device_info *devs = NULL;
+	bool *take = NULL;
 	struct guest *g = NULL;
-	size_t n = 0, n_devs = 0, attached = 0;
+	size_t n_devs = 0, n_take = 0;
+	struct vm *mine;
+	struct vms v;
 	int r, ret = 0;
 
-	r = usbconf_load_all(s->vm_config_dir, &vms, &n);
+	r = vms_load(s, LOG_LVL_WARNING, vmid, &v);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < n; i++)
-		if (vms[i]->vmid == vmid)
-			mine = vms[i];
-	if (!mine || mine->n_rules == 0) {
-		if (mine)
-			log_info("VM %lu: %s has no valid rule; nothing to attach", vmid, mine->path);
+	mine = vms_find(&v, vmid);
+	if (!mine || !mine->rules || mine->rules->n_rules == 0) {
+		if (mine && mine->rules)
+			log_info("VM %lu: %s has no valid rule; nothing to attach", vmid, mine->rules->path);
 		goto out;
 	}
 
@@ -163,59 +184,65 @@ static int hook_post_start(const struct settings *s, unsigned long vmid)
 		ret = log_err(r, "VM %lu: cannot read the host's USB devices: %s", vmid, strerror(-r));
 		goto out;
 	}
+	take = calloc(n_devs + 1, sizeof(*take));
+	if (!take) {
+		ret = -ENOMEM;
+		goto out;
+	}
 
+	/* First decide everything (that may ask other VMs what they hold),
+	 * then talk to this VM alone: never hold two VMs' locks at once. */
 	for (size_t i = 0; i < n_devs; i++) {
-		const struct vm_rules *winner = NULL, *rival = NULL;
+		struct placement p;
 		char desc[256];
 
-		if (devs[i].dev_class == USB_CLASS_HUB || !usbconf_match(mine, &devs[i].port))
+		if (devs[i].dev_class == USB_CLASS_HUB || !usbconf_match(mine->rules, &devs[i], NULL))
 			continue;
+		r = vms_place(&v, &devs[i], &p);
+		if (r < 0) {
+			ret = r;
+			goto out;
+		}
 		guest_describe(&devs[i], desc, sizeof(desc));
-		r = policy_pick(vms, n, &devs[i].port, vm_running, &ctx, &winner, &rival);
-		if (r == -EBUSY) {
-			log_conflict(winner, rival, desc);
-			ret = r;
+		if (p.kind == PLACE_VM && p.vm == mine) {
+			take[i] = true;
+			n_take++;
 			continue;
 		}
-		if (r <= 0 || winner != mine) {
-			log_info("VM %lu: %s is left to VM %lu, whose rule is more specific", vmid,
-				 desc, winner ? winner->vmid : 0);
-			continue;
-		}
-		if (!g) {
-			r = guest_open(s, vmid, &g);
-			if (r < 0) {
-				ret = r;
-				goto out;
-			}
-		}
-		r = guest_attach(g, &devs[i]);
-		if (r < 0)
-			ret = r;
-		else
-			attached++;
+		hotplug_explain(&p, vmid, desc);
+		if (p.kind == PLACE_CONFLICT)
+			ret = -EBUSY;
 	}
-	if (attached == 0 && ret == 0)
-		log_info("VM %lu: nothing plugged in under its ports now; devices will be attached when plugged in", vmid);
+	if (n_take == 0) {
+		if (ret == 0)
+			log_info("VM %lu: nothing plugged in under its rules now; devices will be attached when plugged in",
+				 vmid);
+		goto out;
+	}
+
+	r = guest_open(s, vmid, &g);
+	if (r < 0) {
+		ret = r;
+		goto out;
+	}
+	for (size_t i = 0; i < n_devs; i++)
+		if (take[i] && (r = guest_attach(g, &devs[i])) < 0)
+			ret = r;
 out:
 	guest_close(g);
+	free(take);
 	free(devs);
-	usbconf_free_all(vms, n);
+	vms_free(&v);
 	return ret;
 }
 
 static int hook_pre_start(const struct settings *s, unsigned long vmid)
 {
-	struct vm_rules *mine = NULL;
-
-	/* the problems themselves are reported while parsing */
-	if (usbconf_load(s->vm_config_dir, vmid, &mine) == 0) {
-		if (mine->n_errors)
-			log_warning("VM %lu: %u line(s) of %s ignored; the VM starts anyway", vmid,
-				    mine->n_errors, mine->path);
-		usbconf_free(mine);
-	}
-	return 0; /* never keep a VM from starting */
+	/* the same as 'check VMID', but a VM must never be kept from starting */
+	if (hotplug_check(s, vmid, true) < 0)
+		log_warning("VM %lu: USB hot-plug rules have problems (see above); the VM starts anyway",
+			    vmid);
+	return 0;
 }
 
 int hotplug_hook(const struct settings *s, unsigned long vmid, const char *phase)
@@ -231,42 +258,4 @@ int hotplug_hook(const struct settings *s, unsigned long vmid, const char *phase
 	log_info("VM %lu: phase '%s' is not one this tool acts on; ignored", vmid,
 		 log_escape(phase, shown, sizeof(shown)));
 	return 0;
-}
-
-static int check_one(const struct vm_rules *r)
-{
-	if (r->n_errors) {
-		log_error("%s: %u bad line(s), %zu good rule(s)", r->path, r->n_errors, r->n_rules);
-		return -EINVAL;
-	}
-	log_info("%s: %zu rule(s), all valid", r->path, r->n_rules);
-	return 0;
-}
-
-int hotplug_check(const struct settings *s, unsigned long vmid)
-{
-	struct vm_rules **vms = NULL, *one = NULL;
-	size_t n = 0;
-	int r, ret = 0;
-
-	if (vmid) {
-		r = usbconf_load(s->vm_config_dir, vmid, &one);
-		if (r == -ENOENT)
-			return log_err(r, "VM %lu has no %s/%lu.usb.conf", vmid, s->vm_config_dir, vmid);
-		if (r < 0)
-			return r;
-		ret = check_one(one);
-		usbconf_free(one);
-		return ret;
-	}
-	r = usbconf_load_all(s->vm_config_dir, &vms, &n);
-	if (r < 0)
-		return r;
-	if (n == 0)
-		log_info("%s has no <vmid>.usb.conf; no VM gets USB devices from pve-usb-hotplug", s->vm_config_dir);
-	for (size_t i = 0; i < n; i++)
-		if (check_one(vms[i]) < 0)
-			ret = -EINVAL;
-	usbconf_free_all(vms, n);
-	return ret;
 }

@@ -1,19 +1,37 @@
-/* The two ways the program is started, each one call: a udev event, or a
- * Proxmox hookscript phase. Both log what they do; the return value maps to
- * the exit code (0: everything wanted is in place). */
+/* What the program does, one call per way it is started: a udev event, a
+ * Proxmox hookscript phase, an operator's command. Each logs what it does;
+ * the return value maps to the exit code (0: everything wanted is in
+ * place). */
 #pragma once
+
+#include <stdbool.h>
 
 #include "settings.h"
 #include "uevent.h"
+#include "vms.h"
 
 /* One udev event for a USB device (already filtered by uevent_parse). */
 int hotplug_event(const struct settings *s, const struct uevent *ev);
 
-/* Hookscript phase for a VM: post-start attaches every device under the
- * VM's rules; pre-start checks the rules and only warns; the others do
+/* Hookscript phase for a VM: post-start attaches every device the VM's
+ * rules give it; pre-start runs the check and only warns; the others do
  * nothing. Unknown phases are ignored with a note. */
 int hotplug_hook(const struct settings *s, unsigned long vmid, const char *phase);
 
-/* check [VMID]: reports every problem of the VM's .usb.conf (vmid 0: every
- * .usb.conf) with file and line. -EINVAL if there was any. */
-int hotplug_check(const struct settings *s, unsigned long vmid);
+/* Logs why a device is not attached to for_vmid (0: to any VM), as p says. */
+void hotplug_explain(const struct placement *p, unsigned long for_vmid, const char *desc);
+
+/* check [VMID]: every problem of the .usb.conf files (vmid 0: all) with
+ * file and line. pre_start: a VM without a file is fine. -EINVAL if there
+ * was any problem. */
+int hotplug_check(const struct settings *s, unsigned long vmid, bool pre_start);
+
+/* sync [VMID]: makes running VMs hold what their rules give them now. */
+int hotplug_sync(const struct settings *s, unsigned long vmid);
+
+/* status [VMID] [--json]: the host's USB tree and who has what. */
+int hotplug_status(const struct settings *s, unsigned long vmid, bool json);
+
+/* identify: waits up to timeout_ms for a USB device to be plugged in and
+ * prints the lines that would select it. */
+int hotplug_identify(int timeout_ms);

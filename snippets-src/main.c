@@ -16,6 +16,7 @@
 #include "settings.h"
 #include "uevent.h"
 #include "usbconf.h"
+#include "util.h"
 
 #ifndef VERSION
 #define VERSION "0"
@@ -24,16 +25,24 @@
 static void usage(FILE *out)
 {
 	fputs("Usage:\n"
-	      "  pve-usb-hotplug VMID PHASE   as a Proxmox VE hookscript (PHASE: pre-start,\n"
-	      "                               post-start, pre-stop, post-stop)\n"
-	      "  pve-usb-hotplug              from a udev rule: the event is read from the\n"
-	      "                               environment (ACTION, DEVPATH, ...)\n"
-	      "  pve-usb-hotplug check [VMID]  check the settings and the .usb.conf files\n"
+	      "  pve-usb-hotplug VMID PHASE          as a Proxmox VE hookscript (PHASE: pre-start,\n"
+	      "                                      post-start, pre-stop, post-stop)\n"
+	      "  pve-usb-hotplug                     from the udev rule: the event is read from\n"
+	      "                                      the environment (ACTION, DEVPATH, ...)\n"
+	      "  pve-usb-hotplug status [VMID] [--json]\n"
+	      "                                      the host's USB devices, who claims them and\n"
+	      "                                      whether they are attached\n"
+	      "  pve-usb-hotplug check [VMID]        check the settings and the .usb.conf files\n"
+	      "  pve-usb-hotplug sync [VMID]         attach what is missing, detach what is stale\n"
+	      "  pve-usb-hotplug identify [--timeout SECONDS]\n"
+	      "                                      wait for a device to be plugged in and print\n"
+	      "                                      the .usb.conf lines that select it\n"
 	      "  pve-usb-hotplug --help | --version\n"
 	      "\n"
-	      "At post-start, every USB device at or below the ports listed in\n"
-	      "/etc/pve/qemu-server/VMID.usb.conf (one port such as 3-4 a line) is attached\n"
-	      "to the VM, through any hubs; udev events then attach and detach devices as\n"
+	      "/etc/pve/qemu-server/VMID.usb.conf holds a VM's rules, one a line: a port such\n"
+	      "as 3-4 (and everything behind it, through hubs), 'path ID_PATH', 'id VID:PID',\n"
+	      "'serial SERIAL', or 'deny' before any of them. At post-start every device the\n"
+	      "rules give the VM is attached; udev events then attach and detach devices as\n"
 	      "they are plugged in and out.\n"
 	      "\n"
 	      "Settings: /etc/pve-usb-hotplug.conf, or the file named by\n"
@@ -52,6 +61,73 @@ static int exit_code(int r)
 	return r < 0 ? 1 : 0;
 }
 
+static int parse_vmid_arg(const char *arg, unsigned long *ret)
+{
+	char shown[64];
+
+	if (usbconf_parse_vmid(arg, ret) == 0)
+		return 0;
+	log_error("'%s' is not a VM id (100 to 999999999)", log_escape(arg, shown, sizeof(shown)));
+	return -EINVAL;
+}
+
+/* The operator's commands: NAME [VMID] [--json] / identify [--timeout S]. */
+static int run_command(const struct settings *settings, int settings_r, const char *config,
+		       int argc, char **argv)
+{
+	const char *cmd = argv[1];
+	unsigned long vmid = 0;
+	bool json = false;
+	int timeout_s = 60;
+
+	for (int i = 2; i < argc; i++) {
+		unsigned long v;
+
+		if (!strcmp(cmd, "status") && !strcmp(argv[i], "--json") && !json) {
+			json = true;
+		} else if (!strcmp(cmd, "identify") && !strcmp(argv[i], "--timeout") && i + 1 < argc) {
+			if (util_parse_uint(argv[++i], 3600, &v) < 0 || v == 0) {
+				log_error("--timeout takes seconds, 1 to 3600");
+				return 2;
+			}
+			timeout_s = (int)v;
+		} else if (strcmp(cmd, "identify") && !vmid && argv[i][0] != '-') {
+			if (parse_vmid_arg(argv[i], &vmid) < 0)
+				return 2;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+
+	if (!strcmp(cmd, "check")) {
+		if (settings_r < 0)
+			log_error("%s: has errors (see above)", config);
+		else
+			log_info("%s: valid", config);
+		return hotplug_check(settings, vmid, false) < 0 || settings_r < 0 ? 1 : 0;
+	}
+	if (!strcmp(cmd, "identify"))
+		return exit_code(hotplug_identify(timeout_s * 1000));
+	if (settings_r < 0) {
+		log_error("%s has errors (see above); fix them and run again", config);
+		return 2;
+	}
+	if (!strcmp(cmd, "status"))
+		return exit_code(hotplug_status(settings, vmid, json));
+	return exit_code(hotplug_sync(settings, vmid));
+}
+
+static bool is_command(const char *arg)
+{
+	static const char *const commands[] = { "check", "status", "sync", "identify" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+		if (!strcmp(arg, commands[i]))
+			return true;
+	return false;
+}
+
 int main(int argc, char **argv)
 {
 	const char *config = getenv("PVE_USB_HOTPLUG_CONFIG");
@@ -68,9 +144,9 @@ int main(int argc, char **argv)
 		puts("pve-usb-hotplug " VERSION);
 		return 0;
 	}
-	bool check = argc >= 2 && !strcmp(argv[1], "check");
+	bool command = argc >= 2 && is_command(argv[1]);
 
-	if (check ? argc > 3 : argc != 1 && argc != 3) {
+	if (!command && argc != 1 && argc != 3) {
 		usage(stderr);
 		return 2;
 	}
@@ -80,25 +156,13 @@ int main(int argc, char **argv)
 	r = settings_load(&settings, config);
 	log_setup(settings.log_level, stdout, settings.log_syslog);
 
-	if (check) {
-		unsigned long vmid = 0;
-
-		if (argc == 3 && usbconf_parse_vmid(argv[2], &vmid) < 0) {
-			log_error("'%s' is not a VM id (100 to 999999999)", argv[2]);
-			return 2;
-		}
-		if (r < 0)
-			log_error("%s: has errors (see above)", config);
-		else
-			log_info("%s: valid", config);
-		return hotplug_check(&settings, vmid) < 0 || r < 0 ? 1 : 0;
-	}
+	if (command)
+		return run_command(&settings, r, config, argc, argv);
 
 	if (argc == 3) {
 		unsigned long vmid;
 
-		if (usbconf_parse_vmid(argv[1], &vmid) < 0) {
-			log_error("'%s' is not a VM id (100 to 999999999)", argv[1]);
+		if (parse_vmid_arg(argv[1], &vmid) < 0) {
 			usage(stderr);
 			return 2;
 		}

@@ -39,3 +39,21 @@ void port_format(const struct usb_port *p, char *buf, size_t n);
 
 /* QEMU's hostport: the part after the dash, "4.1.2". */
 void port_format_hostport(const struct usb_port *p, char *buf, size_t n);
+
+/* The port numbers alone, "4.1.2" (as in udev's ID_PATH), into *ret with
+ * bus 0. 0 or -EINVAL. */
+int port_parse_hostport_n(const char *s, size_t len, struct usb_port *ret);
+
+/* "pci-0000:00:14.0" + "-usb-0:4.1" is udev's ID_PATH of a device: the
+ * controller part, as udev's path_id names it, fits in this. */
+#define PORT_CONTROLLER_MAX 96
+
+/* The controller part of a USB device's ID_PATH, from its sysfs DEVPATH
+ * ("/devices/pci0000:00/0000:00:14.0/usb3/3-4" -> "pci-0000:00:14.0"; a
+ * controller that is no PCI function -> "platform-NAME"). Pure string work,
+ * so it also serves remove events, when sysfs has nothing left. 0 or
+ * -EINVAL. */
+int port_controller(const char *devpath, char *buf, size_t n);
+
+/* "pci-0000:00:14.0-usb-0:4.1" into buf. */
+void port_format_path(const char *controller, const struct usb_port *p, char *buf, size_t n);

@@ -14,85 +14,431 @@ static bool is_space(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
 }
 
-/* Next whitespace-separated token in [*p, end); NULL at the end. */
-static const char *next_token(const char **p, const char *end, size_t *ret_len)
+static int hex_digit(char c)
 {
-	const char *s = *p, *e;
-
-	while (s < end && is_space(*s))
-		s++;
-	if (s == end)
-		return NULL;
-	for (e = s; e < end && !is_space(*e); e++)
-		;
-	*ret_len = (size_t)(e - s);
-	*p = e;
-	return s;
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+				      : -1;
 }
 
-static void describe(const char *tok, size_t len, char *out, size_t out_size)
+/* A line cut into words: bare words end at a blank or '#'; a word in
+ * double quotes may hold anything, with \\, \" and \xHH escapes. */
+struct lexer {
+	const char *p, *end;
+	char *err;
+	size_t err_size;
+};
+
+struct word {
+	char text[USB_STRING_MAX];
+	size_t len;
+	bool quoted;
+};
+
+static void shown(const char *s, size_t len, char *out, size_t out_size)
 {
 	char raw[128];
 
 	if (len >= sizeof(raw))
 		len = sizeof(raw) - 1;
-	memcpy(raw, tok, len);
+	memcpy(raw, s, len);
 	raw[len] = '\0';
 	log_escape(raw, out, out_size);
 }
 
-int usbconf_parse_line(const char *line, size_t len, struct usb_rule *ret,
-		       char *err, size_t err_size)
+/* 1 with *w filled, 0 at the end of the line (or a comment), -EINVAL. */
+static int next_word(struct lexer *lx, struct word *w)
 {
-	const char *end, *p = line, *tok, *arg;
-	size_t tok_len, arg_len, extra_len;
-	char shown[160];
+	const char *p = lx->p;
 
-	end = memchr(line, '#', len);
-	if (!end)
-		end = line + len;
-	if (memchr(line, '\0', (size_t)(end - line))) {
-		snprintf(err, err_size, "the line contains a NUL byte");
-		return -EINVAL;
-	}
-
-	tok = next_token(&p, end, &tok_len);
-	if (!tok)
+	while (p < lx->end && is_space(*p))
+		p++;
+	if (p == lx->end || *p == '#') {
+		lx->p = lx->end;
 		return 0;
+	}
+	w->len = 0;
+	w->quoted = *p == '"';
+	if (!w->quoted) {
+		const char *s = p;
 
-	if (tok_len == 4 && memcmp(tok, "port", 4) == 0) {
-		arg = next_token(&p, end, &arg_len);
-		if (!arg) {
-			snprintf(err, err_size, "'port' needs a port, e.g. 'port 3-4'");
+		while (p < lx->end && !is_space(*p) && *p != '#' && *p != '"')
+			p++;
+		if (p < lx->end && *p == '"') {
+			snprintf(lx->err, lx->err_size, "a quote inside a word; put the whole value in quotes");
 			return -EINVAL;
 		}
-	} else {
-		arg = tok;
-		arg_len = tok_len;
+		if ((size_t)(p - s) >= sizeof(w->text)) {
+			snprintf(lx->err, lx->err_size, "a word longer than %zu bytes", sizeof(w->text) - 1);
+			return -EINVAL;
+		}
+		w->len = (size_t)(p - s);
+		memcpy(w->text, s, w->len);
+		w->text[w->len] = '\0';
+		lx->p = p;
+		return 1;
 	}
+	for (p++;; p++) {
+		char c;
 
-	if (port_parse_n(arg, arg_len, &ret->port) < 0) {
-		describe(arg, arg_len, shown, sizeof(shown));
-		if (arg == tok)
-			snprintf(err, err_size,
-				 "'%s' is neither a port nor a known rule (expected BUS-PORT[.PORT...] such as 3-4 or 3-4.1)",
-				 shown);
-		else
-			snprintf(err, err_size,
-				 "'%s' is not a USB port (expected BUS-PORT[.PORT...] such as 3-4 or 3-4.1)",
-				 shown);
+		if (p == lx->end) {
+			snprintf(lx->err, lx->err_size, "a quoted value is not closed (missing \")");
+			return -EINVAL;
+		}
+		c = *p;
+		if (c == '"')
+			break;
+		if (c == '\\') {
+			if (p + 1 < lx->end && (p[1] == '\\' || p[1] == '"')) {
+				c = *++p;
+			} else if (p + 3 < lx->end && p[1] == 'x' && hex_digit(p[2]) >= 0 &&
+				   hex_digit(p[3]) >= 0) {
+				c = (char)(hex_digit(p[2]) * 16 + hex_digit(p[3]));
+				p += 3;
+			} else {
+				snprintf(lx->err, lx->err_size,
+					 "unknown escape in quotes (use \\\\, \\\" or \\xHH)");
+				return -EINVAL;
+			}
+			if (c == '\0') {
+				snprintf(lx->err, lx->err_size, "\\x00 cannot be part of a value");
+				return -EINVAL;
+			}
+		}
+		if (w->len + 1 >= sizeof(w->text)) {
+			snprintf(lx->err, lx->err_size, "a value longer than %zu bytes", sizeof(w->text) - 1);
+			return -EINVAL;
+		}
+		w->text[w->len++] = c;
+	}
+	w->text[w->len] = '\0';
+	p++;
+	if (p < lx->end && !is_space(*p) && *p != '#') {
+		snprintf(lx->err, lx->err_size, "text right after a closing quote; leave a space");
 		return -EINVAL;
 	}
-
-	if (next_token(&p, end, &extra_len)) {
-		snprintf(err, err_size, "unexpected text after the port; one rule a line");
-		return -EINVAL;
-	}
+	lx->p = p;
 	return 1;
 }
 
-int usbconf_parse_text(const char *text, size_t len, const char *name,
-		       unsigned long vmid, struct vm_rules **ret)
+static bool word_is(const struct word *w, const char *s)
+{
+	return !w->quoted && strcmp(w->text, s) == 0;
+}
+
+/* "046d:c52b", "046d:*": four hex digits each, as lsusb shows them. */
+static int parse_id(const struct word *w, struct usb_rule *rule, char *err, size_t err_size)
+{
+	const char *t = w->text;
+	unsigned v[2] = { 0, 0 };
+	char s[160];
+	int i;
+
+	if (w->len != 9 && !(w->len == 6 && t[5] == '*'))
+		goto bad;
+	if (t[4] != ':')
+		goto bad;
+	for (i = 0; i < 4; i++) {
+		if (hex_digit(t[i]) < 0)
+			goto bad;
+		v[0] = v[0] * 16 + (unsigned)hex_digit(t[i]);
+	}
+	rule->have_id = true;
+	rule->vid = v[0];
+	if (w->len == 6) {
+		rule->pid = -1;
+		return 0;
+	}
+	for (i = 5; i < 9; i++) {
+		if (hex_digit(t[i]) < 0)
+			goto bad;
+		v[1] = v[1] * 16 + (unsigned)hex_digit(t[i]);
+	}
+	rule->pid = (int)v[1];
+	return 0;
+bad:
+	shown(t, w->len, s, sizeof(s));
+	snprintf(err, err_size,
+		 "'%s' is not a vendor:product id (expected four hex digits each, such as 046d:c52b, or 046d:* for any product of a vendor)",
+		 s);
+	return -EINVAL;
+}
+
+/* "pci-0000:00:14.0-usb-0:4.1" */
+static int parse_path(const struct word *w, struct usb_rule *rule, char *err, size_t err_size)
+{
+	static const char sep[] = "-usb-0:";
+	const char *t = w->text, *at = NULL;
+	size_t ctrl_len;
+	char s[160];
+
+	for (const char *c = t; (c = strstr(c, sep)); c++)
+		at = c;
+	if (!at || (!util_startswith(t, "pci-") && !util_startswith(t, "platform-")))
+		goto bad;
+	ctrl_len = (size_t)(at - t);
+	if (ctrl_len >= sizeof(rule->controller) || ctrl_len <= 4)
+		goto bad;
+	for (size_t i = 0; i < ctrl_len; i++)
+		if (t[i] <= ' ' || t[i] >= 0x7f || t[i] == '/')
+			goto bad;
+	if (port_parse_hostport_n(at + sizeof(sep) - 1, strlen(at + sizeof(sep) - 1), &rule->port) < 0)
+		goto bad;
+	memcpy(rule->controller, t, ctrl_len);
+	rule->controller[ctrl_len] = '\0';
+	return 0;
+bad:
+	shown(t, w->len, s, sizeof(s));
+	snprintf(err, err_size,
+		 "'%s' is not a USB port path (expected udev's ID_PATH such as pci-0000:00:14.0-usb-0:4; 'pve-usb-hotplug identify' prints it)",
+		 s);
+	return -EINVAL;
+}
+
+static int parse_port_word(const struct word *w, bool bare, struct usb_rule *rule, char *err,
+			   size_t err_size)
+{
+	char s[160];
+
+	if (!w->quoted && port_parse_n(w->text, w->len, &rule->port) == 0)
+		return 0;
+	shown(w->text, w->len, s, sizeof(s));
+	if (bare)
+		snprintf(err, err_size,
+			 "'%s' is neither a port nor a known rule (expected a port such as 3-4 or 3-4.1, or port, path, id, serial, deny)",
+			 s);
+	else
+		snprintf(err, err_size,
+			 "'%s' is not a USB port (expected BUS-PORT[.PORT...] such as 3-4 or 3-4.1)", s);
+	return -EINVAL;
+}
+
+static int need_value(struct lexer *lx, const char *kw, const char *example, struct word *w)
+{
+	int k = next_word(lx, w);
+
+	if (k == 0)
+		snprintf(lx->err, lx->err_size, "'%s' needs a value, e.g. '%s'", kw, example);
+	return k > 0 ? 0 : -EINVAL;
+}
+
+int usbconf_parse_line(const char *line, size_t len, struct usb_rule *ret, char *err,
+		       size_t err_size)
+{
+	struct lexer lx = { .p = line, .end = line + len, .err = err, .err_size = err_size };
+	struct usb_rule rule = { .pid = -1 };
+	struct word w;
+	int k;
+
+	/* a NUL byte in the text means a binary file, or a trick */
+	for (const char *c = line; c < lx.end; c++)
+		if (*c == '\0') {
+			snprintf(err, err_size, "the line contains a NUL byte");
+			return -EINVAL;
+		}
+
+	k = next_word(&lx, &w);
+	if (k <= 0)
+		return k;
+	if (word_is(&w, "deny")) {
+		rule.deny = true;
+		if (need_value(&lx, "deny", "deny 3-4.4", &w) < 0)
+			return -EINVAL;
+		if (word_is(&w, "deny")) {
+			snprintf(err, err_size, "'deny deny' makes no sense; one 'deny' a rule");
+			return -EINVAL;
+		}
+	}
+
+	if (word_is(&w, "port")) {
+		rule.kind = RULE_PORT;
+		if (need_value(&lx, "port", "port 3-4", &w) < 0 ||
+		    parse_port_word(&w, false, &rule, err, err_size) < 0)
+			return -EINVAL;
+	} else if (word_is(&w, "path")) {
+		rule.kind = RULE_PATH;
+		if (need_value(&lx, "path", "path pci-0000:00:14.0-usb-0:4", &w) < 0 ||
+		    parse_path(&w, &rule, err, err_size) < 0)
+			return -EINVAL;
+	} else if (word_is(&w, "id") || word_is(&w, "serial")) {
+		bool seen_id = false, seen_serial = false;
+
+		/* id and serial, each at most once, in either order */
+		do {
+			if (word_is(&w, "id") && !seen_id) {
+				seen_id = true;
+				if (need_value(&lx, "id", "id 046d:c52b", &w) < 0 ||
+				    parse_id(&w, &rule, err, err_size) < 0)
+					return -EINVAL;
+			} else if (word_is(&w, "serial") && !seen_serial) {
+				seen_serial = true;
+				if (need_value(&lx, "serial", "serial ABC123", &w) < 0)
+					return -EINVAL;
+				if (w.len == 0) {
+					snprintf(err, err_size, "an empty serial matches nothing; leave the line out");
+					return -EINVAL;
+				}
+				memcpy(rule.serial, w.text, w.len + 1);
+			} else {
+				char s[160];
+
+				shown(w.text, w.len, s, sizeof(s));
+				snprintf(err, err_size,
+					 "unexpected '%s'; a line is 'serial VALUE [id VID:PID]' or 'id VID:PID'",
+					 s);
+				return -EINVAL;
+			}
+			k = next_word(&lx, &w);
+			if (k < 0)
+				return k;
+		} while (k > 0);
+		rule.kind = seen_serial ? RULE_SERIAL : RULE_ID;
+		if (seen_serial && rule.have_id && rule.pid < 0) {
+			snprintf(err, err_size, "with a serial, give the full id (VID:PID), or none");
+			return -EINVAL;
+		}
+		goto done;
+	} else {
+		rule.kind = RULE_PORT;
+		if (parse_port_word(&w, !rule.deny, &rule, err, err_size) < 0)
+			return -EINVAL;
+	}
+
+	k = next_word(&lx, &w);
+	if (k < 0)
+		return k;
+	if (k > 0) {
+		snprintf(err, err_size, "unexpected text after the rule; one rule a line");
+		return -EINVAL;
+	}
+done:
+	*ret = rule;
+	return 1;
+}
+
+unsigned usbconf_rule_match(const struct usb_rule *r, const struct usb_device_info *dev)
+{
+	bool id_ok = !r->have_id ||
+		     (dev->have_ids && dev->vid == r->vid && (r->pid < 0 || dev->pid == (unsigned)r->pid));
+
+	switch (r->kind) {
+	case RULE_PORT:
+		return port_is_under(&dev->port, &r->port) ? r->port.depth : 0;
+	case RULE_PATH: {
+		struct usb_port p = dev->port;
+
+		p.bus = 0;
+		return dev->controller[0] && strcmp(dev->controller, r->controller) == 0 &&
+				       port_is_under(&p, &r->port)
+			       ? r->port.depth
+			       : 0;
+	}
+	case RULE_ID:
+		return id_ok ? (r->pid < 0 ? SCORE_ID_VENDOR : SCORE_ID) : 0;
+	case RULE_SERIAL:
+		if (!id_ok || (dev->serial_known && strcmp(dev->serial, r->serial) != 0))
+			return 0;
+		return r->have_id ? SCORE_SERIAL_ID : SCORE_SERIAL;
+	}
+	return 0;
+}
+
+unsigned usbconf_match(const struct vm_rules *rules, const struct usb_device_info *dev,
+		       const struct usb_rule **ret_rule)
+{
+	const struct usb_rule *best = NULL;
+	unsigned best_score = 0;
+
+	for (size_t i = 0; i < rules->n_rules; i++) {
+		const struct usb_rule *r = &rules->rules[i];
+		unsigned score = usbconf_rule_match(r, dev);
+
+		if (!score)
+			continue;
+		if (r->deny) {
+			if (r->kind == RULE_SERIAL && !dev->serial_known)
+				continue;
+			return 0;
+		}
+		if (score > best_score) {
+			best = r;
+			best_score = score;
+		}
+	}
+	if (ret_rule)
+		*ret_rule = best;
+	return best_score;
+}
+
+void usbconf_quote(const char *v, char *buf, size_t n)
+{
+	bool plain = v[0] != '\0';
+	size_t o = 0;
+
+	for (const char *c = v; *c && plain; c++)
+		plain = *c > ' ' && *c < 0x7f && *c != '"' && *c != '#' && *c != '\\';
+	if (plain) {
+		snprintf(buf, n, "%s", v);
+		return;
+	}
+	if (n < 3) {
+		if (n)
+			buf[0] = '\0';
+		return;
+	}
+	buf[o++] = '"';
+	for (const unsigned char *c = (const unsigned char *)v; *c; c++) {
+		char piece[5];
+		size_t l;
+
+		if (*c == '"' || *c == '\\')
+			l = (size_t)snprintf(piece, sizeof(piece), "\\%c", *c);
+		else if (*c < ' ' || *c >= 0x7f)
+			l = (size_t)snprintf(piece, sizeof(piece), "\\x%02x", *c);
+		else
+			l = (size_t)snprintf(piece, sizeof(piece), "%c", *c);
+		if (o + l + 2 > n)
+			break;
+		memcpy(buf + o, piece, l);
+		o += l;
+	}
+	buf[o++] = '"';
+	buf[o] = '\0';
+}
+
+void usbconf_format_rule(const struct usb_rule *r, char *buf, size_t n)
+{
+	const char *deny = r->deny ? "deny " : "";
+	char a[PORT_STRLEN], serial[USB_STRING_MAX * 4 + 3], id[16] = "";
+
+	if (r->have_id) {
+		if (r->pid < 0)
+			snprintf(id, sizeof(id), "%04x:*", r->vid);
+		else
+			snprintf(id, sizeof(id), "%04x:%04x", r->vid, (unsigned)r->pid);
+	}
+	switch (r->kind) {
+	case RULE_PORT:
+		port_format(&r->port, a, sizeof(a));
+		snprintf(buf, n, "%sport %s", deny, a);
+		break;
+	case RULE_PATH:
+		port_format_hostport(&r->port, a, sizeof(a));
+		snprintf(buf, n, "%spath %s-usb-0:%s", deny, r->controller, a);
+		break;
+	case RULE_ID:
+		snprintf(buf, n, "%sid %s", deny, id);
+		break;
+	case RULE_SERIAL:
+		usbconf_quote(r->serial, serial, sizeof(serial));
+		snprintf(buf, n, "%sserial %s%s%s", deny, serial, r->have_id ? " id " : "", id);
+		break;
+	}
+}
+
+int usbconf_parse_text(const char *text, size_t len, const char *name, unsigned long vmid,
+		       enum log_level line_level, struct vm_rules **ret)
 {
 	struct vm_rules *r;
 	size_t cap = 0;
@@ -118,7 +464,7 @@ int usbconf_parse_text(const char *text, size_t len, const char *name,
 		lineno++;
 		k = usbconf_parse_line(p, l, &rule, err, sizeof(err));
 		if (k < 0) {
-			log_warning("%s:%u: %s; line ignored", name, lineno, err);
+			log_msg(line_level, "%s:%u: %s; line ignored", name, lineno, err);
 			r->n_errors++;
 		} else if (k > 0) {
 			if (r->n_rules == cap) {
@@ -140,7 +486,8 @@ int usbconf_parse_text(const char *text, size_t len, const char *name,
 	return 0;
 }
 
-int usbconf_load(const char *dir, unsigned long vmid, struct vm_rules **ret)
+int usbconf_load(const char *dir, unsigned long vmid, enum log_level line_level,
+		 struct vm_rules **ret)
 {
 	_cleanup_free_ char *buf = NULL;
 	char path[4096];
@@ -153,7 +500,7 @@ int usbconf_load(const char *dir, unsigned long vmid, struct vm_rules **ret)
 	r = util_read_file(path, true, USBCONF_MAX_SIZE, &buf, &len);
 	switch (r) {
 	case 0:
-		return usbconf_parse_text(buf, len, path, vmid, ret);
+		return usbconf_parse_text(buf, len, path, vmid, line_level, ret);
 	case -ENOENT:
 		return r;
 	case -ELOOP:
@@ -181,7 +528,8 @@ static int cmp_vmid(const void *a, const void *b)
 	return (x->vmid > y->vmid) - (x->vmid < y->vmid);
 }
 
-int usbconf_load_all(const char *dir, struct vm_rules ***ret, size_t *ret_n)
+int usbconf_load_all(const char *dir, enum log_level line_level, struct vm_rules ***ret,
+		     size_t *ret_n)
 {
 	struct vm_rules **list = NULL;
 	size_t n = 0, cap = 0;
@@ -206,7 +554,7 @@ int usbconf_load_all(const char *dir, struct vm_rules ***ret, size_t *ret_n)
 		id[suffix - de->d_name] = '\0';
 		if (usbconf_parse_vmid(id, &vmid) < 0)
 			continue;
-		if (usbconf_load(dir, vmid, &r) < 0)
+		if (usbconf_load(dir, vmid, line_level, &r) < 0)
 			continue;
 		if (n == cap) {
 			size_t ncap = cap ? cap * 2 : 8;
@@ -228,16 +576,6 @@ int usbconf_load_all(const char *dir, struct vm_rules ***ret, size_t *ret_n)
 	*ret = list;
 	*ret_n = n;
 	return 0;
-}
-
-unsigned usbconf_match(const struct vm_rules *r, const struct usb_port *dev)
-{
-	unsigned best = 0;
-
-	for (size_t i = 0; i < r->n_rules; i++)
-		if (port_is_under(dev, &r->rules[i].port) && r->rules[i].port.depth > best)
-			best = r->rules[i].port.depth;
-	return best;
 }
 
 struct vm_rules *usbconf_free(struct vm_rules *r)

@@ -1,20 +1,51 @@
-/* Per-VM rules: <dir>/<vmid>.usb.conf, one rule a line. A rule is a host
- * port prefix ("3-4" or "port 3-4"); '#' starts a comment. A bad line is
- * reported with file and line and skipped; the others still work. */
+/* Per-VM rules: <dir>/<vmid>.usb.conf, one rule a line, '#' starts a
+ * comment:
+ *   3-4 | port 3-4                    a host port and everything below it
+ *   path pci-0000:00:14.0-usb-0:4     the same, by udev's stable ID_PATH
+ *   id 046d:c52b | id 046d:*          a device by vendor (and product)
+ *   serial ABC123 [id 046d:c52b]      one device by its serial number
+ *   deny RULE                         never pass what RULE matches
+ * A value with spaces, '#' or odd bytes is written in double quotes with
+ * \\, \" and \xHH escapes. A bad line is reported with file and line and
+ * skipped; the others still work. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
+#include "log.h"
 #include "port.h"
+#include "usbtree.h"
 
 #define VMID_MIN 100
 #define VMID_MAX 999999999UL
-/* Larger .usb.conf files are refused: nobody writes a megabyte of ports. */
+/* Larger .usb.conf files are refused: nobody writes a megabyte of rules. */
 #define USBCONF_MAX_SIZE (1024 * 1024)
+
+enum rule_kind {
+	RULE_PORT,
+	RULE_PATH,
+	RULE_ID,
+	RULE_SERIAL,
+};
+
+/* How specific a match is: a serial beats an id, an id beats any port, a
+ * deeper port beats a shallower one. */
+#define SCORE_ID_VENDOR 20
+#define SCORE_ID 21
+#define SCORE_SERIAL 30
+#define SCORE_SERIAL_ID 31
 
 struct usb_rule {
 	unsigned line;
-	struct usb_port port;
+	bool deny;
+	enum rule_kind kind;
+	struct usb_port port;		      /* PORT; PATH (bus 0) */
+	char controller[PORT_CONTROLLER_MAX]; /* PATH: "pci-0000:00:14.0" */
+	bool have_id;			      /* ID; SERIAL with an id */
+	unsigned vid;
+	int pid; /* -1: any product of vid */
+	char serial[USB_STRING_MAX];
 };
 
 struct vm_rules {
@@ -26,28 +57,44 @@ struct vm_rules {
 };
 
 /* One line (without its newline). Returns 1 with *ret filled, 0 for a blank
- * or comment line, -EINVAL with a reason in err (including the offending
- * text, escaped). */
+ * or comment line, -EINVAL with a reason and a hint in err (the offending
+ * text escaped). */
 int usbconf_parse_line(const char *line, size_t len, struct usb_rule *ret,
 		       char *err, size_t err_size);
 
 /* Parses a whole file's text; reports each bad line as "NAME:LINE: ..." at
- * warning level. Never fails on content, only on memory. */
-int usbconf_parse_text(const char *text, size_t len, const char *name,
-		       unsigned long vmid, struct vm_rules **ret);
+ * level line_level (warning for the operator, debug on udev events, where
+ * every VM's file is read on every plug). Never fails on content, only on
+ * memory. */
+int usbconf_parse_text(const char *text, size_t len, const char *name, unsigned long vmid,
+		       enum log_level line_level, struct vm_rules **ret);
 
 /* Reads <dir>/<vmid>.usb.conf. -ENOENT when the VM has none (not logged);
  * other errors are logged with the file name. A symlink, a directory or a
  * file over USBCONF_MAX_SIZE is refused. */
-int usbconf_load(const char *dir, unsigned long vmid, struct vm_rules **ret);
+int usbconf_load(const char *dir, unsigned long vmid, enum log_level line_level, struct vm_rules **ret);
 
 /* Every <vmid>.usb.conf in dir, sorted by vmid. Files that cannot be read
  * are logged and left out. */
-int usbconf_load_all(const char *dir, struct vm_rules ***ret, size_t *ret_n);
+int usbconf_load_all(const char *dir, enum log_level line_level, struct vm_rules ***ret, size_t *ret_n);
 
-/* How specifically rules claims the device at dev: 0 not at all, else the
- * depth of the longest matching prefix (deeper beats shallower). */
-unsigned usbconf_match(const struct vm_rules *rules, const struct usb_port *dev);
+/* Whether a single rule matches dev (deny ignored); its score, 0 if not.
+ * A serial rule matches a device whose serial is not known (a remove
+ * event): the caller then only detaches, which is harmless. */
+unsigned usbconf_rule_match(const struct usb_rule *rule, const struct usb_device_info *dev);
+
+/* How specifically the VM's rules claim dev: 0 not at all (also when a deny
+ * rule matches it; a deny on a serial applies only when the serial is
+ * known), else the best score. *ret_rule (may be NULL): the rule. */
+unsigned usbconf_match(const struct vm_rules *rules, const struct usb_device_info *dev,
+		       const struct usb_rule **ret_rule);
+
+/* The rule as it would be written in a .usb.conf: "deny id 046d:*". */
+void usbconf_format_rule(const struct usb_rule *rule, char *buf, size_t n);
+
+/* A value quoted for a .usb.conf when it needs it (spaces, '#', quotes,
+ * bytes outside printable ASCII), else as it is. */
+void usbconf_quote(const char *value, char *buf, size_t n);
 
 /* "100" -> 100 when it is a Proxmox VM id (100..999999999). 0 or -EINVAL. */
 int usbconf_parse_vmid(const char *s, unsigned long *ret);

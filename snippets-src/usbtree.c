@@ -27,11 +27,13 @@ static unsigned hex_attr(struct udev_device *d, const char *name, int *ok)
 	return (unsigned)x;
 }
 
+/* Copies a string attribute; one that does not fit is dropped whole. */
 static void copy_attr(struct udev_device *d, const char *name, char *dst, size_t n)
 {
 	const char *v = udev_device_get_sysattr_value(d, name);
 
-	util_strlcpy(dst, v ? v : "", n);
+	if (!v || util_strlcpy(dst, v, n) < 0)
+		dst[0] = '\0';
 }
 
 /* 0, or -ENODEV when d is no USB device (interface, root hub, odd name). */
@@ -39,6 +41,7 @@ static int read_device(struct udev_device *d, struct usb_device_info *ret)
 {
 	struct usb_device_info info = { 0 };
 	const char *name = udev_device_get_sysname(d);
+	const char *devpath = udev_device_get_devpath(d);
 	int ok = 1;
 	unsigned cls;
 
@@ -49,8 +52,14 @@ static int read_device(struct udev_device *d, struct usb_device_info *ret)
 	ok = 1;
 	info.vid = hex_attr(d, "idVendor", &ok);
 	info.pid = hex_attr(d, "idProduct", &ok);
+	info.have_ids = ok;
+	if (!devpath || port_controller(devpath, info.controller, sizeof(info.controller)) < 0)
+		info.controller[0] = '\0';
+	info.serial_known = true;
+	copy_attr(d, "serial", info.serial, sizeof(info.serial));
 	copy_attr(d, "speed", info.speed, sizeof(info.speed));
 	copy_attr(d, "product", info.product, sizeof(info.product));
+	copy_attr(d, "manufacturer", info.manufacturer, sizeof(info.manufacturer));
 	*ret = info;
 	return 0;
 }

@@ -2,18 +2,32 @@
  * libudev sees: the real one, or a umockdev testbed). */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "port.h"
 
 #define USB_CLASS_HUB 9
 
+/* A USB string descriptor holds at most 126 UTF-16 units: 378 bytes of
+ * UTF-8. Longer "strings" (a faked sysfs) are marked, never cut and
+ * compared. */
+#define USB_STRING_MAX 384
+
 struct usb_device_info {
 	struct usb_port port;
-	int dev_class; /* bDeviceClass, -1 if unreadable */
+	char controller[PORT_CONTROLLER_MAX]; /* "pci-0000:00:14.0", "" if unknown */
+	int dev_class;			      /* bDeviceClass, -1 if unreadable */
+	bool have_ids;			      /* vid and pid are known */
 	unsigned vid, pid;
-	char speed[16];	   /* "480", "" if unknown */
-	char product[256]; /* raw bytes from the device: escape before showing */
+	/* serial: raw bytes from the device, exact. serial_known false: not
+	 * known (a remove event); serial "" with serial_known: it has none,
+	 * or one too long to be real. */
+	bool serial_known;
+	char serial[USB_STRING_MAX];
+	char speed[16];		    /* "480", "" if unknown */
+	char product[USB_STRING_MAX]; /* raw bytes from the device: escape before showing */
+	char manufacturer[USB_STRING_MAX];
 };
 
 /* Every USB device of the host (no root hubs, no interfaces), hubs

@@ -3,7 +3,7 @@
 # Does nothing when everything is there already.
 set -eu
 
-pkgs="pkg-config libjansson-dev libudev-dev libinih-dev libcmocka-dev umockdev
+pkgs="pkg-config libjansson-dev libudev-dev libinih-dev libcmocka-dev umockdev libumockdev-dev
       qemu-system-x86 python3 udev"
 [ "${WITH_DEB_TOOLS:-0}" = 1 ] && pkgs="$pkgs debhelper dpkg-dev fakeroot lintian"
 

@@ -7,6 +7,7 @@ udev (event in the environment) would, and asks the guests over QMP what they
 really have.
 """
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -110,15 +111,15 @@ class Hookscript(Case):
         self.host.plug("5-1")
         self.host.plug("5-2")
         r = self.ok(self.tool.run(["100", "post-start"], host=self.host))
-        self.assertIn("%s:4: '3-x' is neither a port nor a known rule (expected BUS-PORT[.PORT...] such as 3-4 or 3-4.1); line ignored" % conf, r.stderr)
-        self.assertIn("%s:6: unexpected text after the port; one rule a line; line ignored" % conf, r.stderr)
+        self.assertIn("%s:4: '3-x' is neither a port nor a known rule (expected a port such as 3-4 or 3-4.1, or port, path, id, serial, deny); line ignored" % conf, r.stderr)
+        self.assertIn("%s:6: unexpected text after the rule; one rule a line; line ignored" % conf, r.stderr)
         self.assertEqual(g.ports(), ["3-4", "5-1"])
 
     def test_pre_start_warns_but_never_fails(self):
         conf = self.tool.usb_conf(100, "3-4\nbogus\n")
         r = self.ok(self.tool.run(["100", "pre-start"]))
         self.assertIn("%s:2: 'bogus' is neither a port" % conf, r.stderr)
-        self.assertIn("VM 100: 1 line(s) of %s ignored; the VM starts anyway" % conf, r.stderr)
+        self.assertIn("%s: 1 bad line(s), 1 good rule(s); fix the lines named above" % conf, r.stderr)
         with open(self.tool.config, "a") as f:
             f.write("bogus = 1\n")
         r = self.ok(self.tool.run(["100", "pre-start"]))
@@ -317,7 +318,7 @@ class Check(Case):
         b = self.tool.usb_conf(101, "3-4\nport\n3-4.x\n")
         r = self.failed(self.tool.run(["check"]))
         self.assertIn("%s: 1 rule(s), all valid" % a, r.stdout)
-        self.assertIn("%s:2: 'port' needs a port, e.g. 'port 3-4'; line ignored" % b, r.stderr)
+        self.assertIn("%s:2: 'port' needs a value, e.g. 'port 3-4'; line ignored" % b, r.stderr)
         self.assertIn("%s:3: '3-4.x' is neither a port" % b, r.stderr)
         self.assertIn("%s: 2 bad line(s), 1 good rule(s)" % b, r.stderr)
         self.ok(self.tool.run(["check", "100"]))
@@ -369,6 +370,339 @@ class Check(Case):
             self.assertIn("\nhookscript: local:snippets/pve-usb-hotplug\n", f.read())
 
 
+class Rules(Case):
+    """Every rule kind, attached by hostbus + hostport, and which VM wins."""
+
+    def attached(self, g):
+        """{id: "BUS-PORT"} as QEMU really has it."""
+        return {k: "%d-%s" % (v["hostbus"], v["hostport"]) for k, v in g.usb_hosts().items()}
+
+    def test_path_rule_follows_the_controller_not_the_bus_number(self):
+        g = self.guest(100)
+        self.host.pci = {3: "0000:00:14.0", 4: "0000:00:1d.0"}
+        self.tool.usb_conf(100, "path pci-0000:00:14.0-usb-0:4\n")
+        self.host.hub("3-4")
+        self.host.plug("3-4.2", 0x1A86, 0x7523)
+        self.host.plug("4-4", 0x1A86, 0x7524)           # port 4, another controller
+        self.ok(self.tool.run(["100", "post-start"], host=self.host))
+        self.assertEqual(self.attached(g), {"usbhost3-4.2": "3-4.2"})
+        # after a reboot the controller's bus is 7: the rule still finds it
+        g.stop()
+        g = self.guest(100)
+        self.host = Host(self.dir)
+        self.host.pci = {7: "0000:00:14.0", 3: "0000:00:1d.0"}
+        self.host.hub("7-4")
+        self.host.plug("7-4.2", 0x1A86, 0x7523)
+        self.host.plug("3-4", 0x1A86, 0x7524)
+        self.ok(self.tool.run(["100", "post-start"], host=self.host))
+        self.assertEqual(self.attached(g), {"usbhost7-4.2": "7-4.2"})
+        self.host.plug("7-4.3", 0x1A86, 0x7525)
+        self.ok(self.tool.event(self.host, "add", "7-4.3"))
+        self.assertEqual(g.ports(), ["7-4.2", "7-4.3"])
+
+    def test_id_rules_on_any_port(self):
+        g = self.guest(100)
+        self.tool.usb_conf(100, "id 046d:c52b\nid 0483:*\n")
+        self.host.plug("1-1", 0x046D, 0xC52B)
+        self.host.hub("2-3")
+        self.host.plug("2-3.1", 0x0483, 0x5740)
+        self.host.plug("2-3.2", 0x0483, 0x3748)
+        self.host.plug("1-2", 0x046D, 0xC52C)           # another product of the vendor
+        self.ok(self.tool.run(["100", "post-start"], host=self.host))
+        self.assertEqual(self.attached(g), {"usbhost1-1": "1-1", "usbhost2-3.1": "2-3.1",
+                                            "usbhost2-3.2": "2-3.2"})
+        self.host.plug("5-1", 0x046D, 0xC52B)
+        self.ok(self.tool.event(self.host, "add", "5-1"))
+        self.assertIn("usbhost5-1", g.usb_hosts())
+
+    def test_serial_picks_one_of_two_identical_boards(self):
+        g = self.guest(100)
+        self.tool.usb_conf(100, "serial B2 id 0483:5740\n")
+        self.host.hub("3-4")
+        self.host.plug("3-4.1", 0x0483, 0x5740, serial="A1")
+        b = self.host.plug("3-4.2", 0x0483, 0x5740, serial="B2")
+        self.ok(self.tool.run(["100", "post-start"], host=self.host))
+        self.assertEqual(self.attached(g), {"usbhost3-4.2": "3-4.2"})
+        # removal: sysfs is gone, the serial unknown; the port says which
+        self.host.unplug("3-4.2")
+        self.ok(self.tool.event(self.host, "remove", "3-4.2", dev=b))
+        self.assertEqual(g.ports(), [])
+        # plugged in elsewhere, it follows
+        self.host.plug("1-7", 0x0483, 0x5740, serial="B2")
+        self.ok(self.tool.event(self.host, "add", "1-7"))
+        self.assertEqual(self.attached(g), {"usbhost1-7": "1-7"})
+        self.ok(self.tool.event(self.host, "add", "3-4.1"))
+        self.assertEqual(g.ports(), ["1-7"])
+
+    def test_deny_wins_inside_the_file(self):
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-4\ndeny 3-4.4        # the host's boot disk\ndeny id 0bda:*\n"
+                                "serial KEEP\ndeny serial KEEP\n")
+        self.host.hub("3-4")
+        self.host.plug("3-4.1", 0x046D, 0xC52B)
+        self.host.plug("3-4.4", 0x0781, 0x5581)
+        self.host.plug("3-4.2", 0x0BDA, 0x8153)
+        self.host.plug("3-4.3", 0x1111, 0x2222, serial="KEEP")
+        self.ok(self.tool.run(["100", "post-start"], host=self.host))
+        self.assertEqual(g.ports(), ["3-4.1"])
+        for p in ("3-4.4", "3-4.2", "3-4.3"):
+            self.ok(self.tool.event(self.host, "add", p))
+        self.assertEqual(g.ports(), ["3-4.1"])
+
+    def test_serial_beats_id_beats_port_between_running_vms(self):
+        a, b, c = self.guest(100), self.guest(101), self.guest(102)
+        self.tool.usb_conf(100, "3-4\n")
+        self.tool.usb_conf(101, "id 1234:5678\n")
+        self.tool.usb_conf(102, "serial S1\n")
+        self.host.hub("3-4")
+        self.host.plug("3-4.1", 0x1234, 0x5678, serial="S1")
+        self.host.plug("3-4.2", 0x1234, 0x5678, serial="S2")
+        self.host.plug("3-4.3", 0x1111, 0x2222, serial="S1x")
+        for p in ("3-4.1", "3-4.2", "3-4.3"):
+            self.ok(self.tool.event(self.host, "add", p))
+        self.assertEqual((a.ports(), b.ports(), c.ports()), (["3-4.3"], ["3-4.2"], ["3-4.1"]))
+        # a stopped VM does not compete: its device goes to the next best
+        c.stop()
+        self.host.plug("3-4.5", 0x1234, 0x5678, serial="S1")
+        self.ok(self.tool.event(self.host, "add", "3-4.5"))
+        self.assertEqual(b.ports(), ["3-4.2", "3-4.5"])
+
+    def test_equal_claims_give_one_line_naming_both_vms(self):
+        a, b = self.guest(100), self.guest(101)
+        pa = self.tool.usb_conf(100, "id 1234:5678\n")
+        pb = self.tool.usb_conf(101, "3-4\nid 1234:5678\n")
+        self.host.plug("3-4", 0x1234, 0x5678, product="Board")
+        r = self.failed(self.tool.event(self.host, "add", "3-4"))
+        self.assertEqual(r.stderr, "pve-usb-hotplug: error: 3-4 (1234:5678 \"Board\") is claimed equally by "
+                         "VM 100 (%s) and VM 101 (%s), both running: attached to neither; make one rule "
+                         "more specific\n" % (pa, pb))
+        self.assertEqual(a.ports() + b.ports(), [])
+        r = self.failed(self.tool.run(["101", "post-start"], host=self.host))
+        self.assertEqual(r.stderr.count("claimed equally"), 1, r.stderr)
+        self.assertEqual(a.ports() + b.ports(), [])
+
+    def test_what_proxmox_passes_is_left_to_proxmox(self):
+        a, b = self.guest(100), self.guest(101)
+        self.tool.usb_conf(100, "3-4\n")
+        self.tool.vm_conf(100, "name: desk\nusb0: host=046d:c52b,usb3=1\nhookscript: local:snippets/pve-usb-hotplug\n"
+                               "[snap]\nusb1: host=3-4.3\n")
+        self.tool.vm_conf(101, "usb0: host=3-4.2\n")
+        self.host.hub("3-4")
+        self.host.plug("3-4.1", 0x046D, 0xC52B)
+        self.host.plug("3-4.2", 0x1111, 0x0001)
+        self.host.plug("3-4.3", 0x1111, 0x0002)          # only in a snapshot: ours
+        r = self.ok(self.tool.run(["100", "post-start"], host=self.host))
+        self.assertIn("3-4.1 (046d:c52b) is passed by Proxmox itself (usb0 in VM 100's config); left to Proxmox", r.stdout)
+        self.assertIn("3-4.2 (1111:0001) is passed by Proxmox itself (usb0 in VM 101's config); left to Proxmox", r.stdout)
+        self.assertEqual(a.ports(), ["3-4.3"])
+        r = self.ok(self.tool.event(self.host, "add", "3-4.1"))
+        self.assertIn("left to Proxmox", r.stdout)
+        self.assertEqual(a.ports() + b.ports(), ["3-4.3"])
+        # VM 101 stopped: its usb0 no longer matters
+        b.stop()
+        self.ok(self.tool.event(self.host, "add", "3-4.2"))
+        self.assertEqual(a.ports(), ["3-4.2", "3-4.3"])
+
+    def test_a_starting_vm_takes_only_what_no_other_running_vm_holds(self):
+        a = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        self.tool.usb_conf(101, "3-4.1\n")               # more specific, but not running yet
+        self.host.hub("3-4")
+        d = self.host.plug("3-4.1")
+        self.host.plug("3-4.2")
+        self.ok(self.tool.run(["100", "post-start"], host=self.host))
+        self.assertEqual(a.ports(), ["3-4.1", "3-4.2"])
+        b = self.guest(101)
+        r = self.ok(self.tool.run(["101", "post-start"], host=self.host))
+        self.assertIn("3-4.1 (1234:5678) stays with VM 100, which has it now ('port 3-4',", r.stdout)
+        self.assertEqual((a.ports(), b.ports()), (["3-4.1", "3-4.2"], []))
+        # plugged out and in again: now the more specific rule wins
+        self.host.unplug("3-4.1")
+        self.ok(self.tool.event(self.host, "remove", "3-4.1", dev=d))
+        self.host.plug("3-4.1")
+        self.ok(self.tool.event(self.host, "add", "3-4.1"))
+        self.assertEqual((a.ports(), b.ports()), (["3-4.2"], ["3-4.1"]))
+
+    def test_hostile_device_strings(self):
+        g = self.guest(100)
+        nasty = b'q"uote\\ back\nnew %n%s%x \x01\x7f\xff\xfe' + b"\xc3\xa9" + b"x" * 200
+        self.tool.usb_conf(100, 'serial "%s"\n' % "".join(
+            "\\x%02x" % c if c < 0x20 or c >= 0x7f or c in b'"\\' else chr(c) for c in nasty))
+        self.host.plug("3-4", 0x1, 0x1, product=nasty, serial=nasty)
+        self.host.plug("3-5", 0x1, 0x1, product=b"A" * 4096, serial=nasty[:-1])
+        self.host.plug("3-6", 0x1, 0x1, serial=nasty + b"y")
+        r = self.ok(self.tool.run(["check"]))
+        self.assertIn("1 rule(s), all valid", r.stdout)
+        r = self.ok(self.tool.run(["100", "post-start"], host=self.host))
+        self.assertEqual(g.ports(), ["3-4"])
+        self.assertIn('attached 3-4 (0001:0001 "q\\"uote\\\\ back\\x0anew %n%s%x \\x01\\x7f\\xff\\xfe\\xc3\\xa9xxx', r.stdout)
+        self.assertNotIn("\x01", r.stdout + r.stderr)
+        r = self.ok(self.tool.event(self.host, "add", "3-5"))
+        self.assertEqual(g.ports(), ["3-4"])
+        r = self.ok(self.tool.run(["status", "--json"], host=self.host))
+        status = json.loads(r.stdout)
+        dev = {d["port"]: d for d in status["devices"]}
+        self.assertEqual(dev["3-4"]["state"], "attached")
+        # not UTF-8: shown escaped, as in the log
+        self.assertEqual(dev["3-4"]["serial"], 'q\\"uote\\\\ back\\x0anew %n%s%x \\x01\\x7f\\xff\\xfe\\xc3\\xa9' + "x" * 200)
+        self.assertEqual(dev["3-5"]["product"], "")      # longer than any real device string: dropped
+        self.assertEqual(dev["3-6"]["state"], "unclaimed")
+        r = self.ok(self.tool.run(["status"], host=self.host))
+        self.assertNotIn("\n new", r.stdout)
+
+
+class Commands(Case):
+    """What the operator runs: status, sync, identify, check."""
+
+    def scenario(self):
+        """Two running VMs, one stopped, Proxmox's own passthrough, a conflict."""
+        a, b = self.guest(100), self.guest(101)
+        self.tool.usb_conf(100, "3-4\n")
+        self.tool.usb_conf(101, "3-4.2\nid 0951:*\n")
+        self.tool.usb_conf(102, "serial STOPPED\n")
+        self.tool.usb_conf(103, "3-6\n")
+        self.tool.usb_conf(104, "3-6\n")
+        self.guest(103)
+        self.guest(104)
+        self.tool.vm_conf(101, "usb0: host=abcd:0001\n")
+        self.host.hub("3-4")
+        self.host.plug("3-4.1", 0x046D, 0xC52B, product="Receiver", speed="12")
+        self.host.hub("3-4.2")
+        self.host.plug("3-4.2.1", 0x0483, 0x5740, product="Board", serial="S1")
+        self.host.plug("3-4.3", 0xABCD, 0x0001)          # Proxmox's
+        self.host.plug("3-5", 0x0951, 0x1666, speed="5000")
+        self.host.plug("3-6", 0x2222, 0x3333)            # conflict
+        self.host.plug("3-7", 0x3333, 0x4444, serial="STOPPED")
+        self.host.plug("3-8", 0x4444, 0x5555)            # nobody's
+        return a, b
+
+    def test_status_json_matches_what_the_guests_have(self):
+        a, b = self.scenario()
+        self.ok(self.tool.run(["100", "post-start"], host=self.host))
+        self.ok(self.tool.run(["101", "post-start"], host=self.host))
+        a.qmp("device_del", id="usbhost3-4.1")           # gone behind the tool's back
+        r = self.ok(self.tool.run(["status", "--json"], host=self.host))
+        st = json.loads(r.stdout)
+        dev = {d["port"]: d for d in st["devices"]}
+        self.assertEqual(sorted(dev), ["3-4", "3-4.1", "3-4.2", "3-4.2.1", "3-4.3", "3-5", "3-6", "3-7", "3-8"])
+        states = {p: d["state"] for p, d in dev.items()}
+        self.assertEqual(states, {"3-4": "hub", "3-4.1": "not-attached", "3-4.2": "hub",
+                                  "3-4.2.1": "attached", "3-4.3": "proxmox", "3-5": "attached",
+                                  "3-6": "conflict", "3-7": "not-running", "3-8": "unclaimed"})
+        # every "attached" is what QEMU says, on the VM the status names
+        held = {100: a.ports(), 101: b.ports()}
+        for p, d in dev.items():
+            self.assertEqual(d["held_by"], [v for v in (100, 101) if p in held[v]], p)
+            if d["state"] == "attached":
+                self.assertIn(p, held[d["claim"]["vmid"]])
+        self.assertEqual(dev["3-4.2.1"]["claim"], {"vmid": 101, "rule": "port 3-4.2", "line": 1,
+                                                    "file": os.path.join(self.tool.vm_dir, "101.usb.conf")})
+        self.assertEqual(dev["3-5"]["claim"]["rule"], "id 0951:*")
+        self.assertEqual(dev["3-4.3"]["claim"], {"vmid": 101, "proxmox_usb": 0})
+        self.assertEqual(dev["3-6"]["claim"]["rival"], 104)
+        self.assertEqual(dev["3-7"]["claim"]["vmid"], 102)
+        self.assertEqual(dev["3-4.2.1"]["path"], "pci-0000:00:03.0-usb-0:4.2.1")
+        self.assertEqual((dev["3-4.2.1"]["product"], dev["3-4.2.1"]["serial"], dev["3-5"]["speed"]),
+                         ("Board", "S1", "5000"))
+        vms = {v["vmid"]: v for v in st["vms"]}
+        self.assertEqual(vms[100]["holds"], a.ports())
+        self.assertEqual(vms[101]["holds"], b.ports())
+        self.assertFalse(vms[102]["running"])
+        # the same as text, a tree
+        r = self.ok(self.tool.run(["status"], host=self.host))
+        self.assertIn("Bus 3  pci-0000:00:03.0\n", r.stdout)
+        self.assertRegex(r.stdout, r"\n    3-4.1 +046d:c52b +12M  \"Receiver\" +VM 100: NOT attached \('port 3-4', 100.usb.conf:1\)")
+        self.assertRegex(r.stdout, r"\n      3-4.2.1 +0483:5740 +480M  \"Board\" +VM 101: attached \('port 3-4.2', 101.usb.conf:1\)")
+        self.assertIn("VM 101: passed by Proxmox itself (usb0)", r.stdout)
+        self.assertIn("VM 103 and VM 104 claim it equally: attached to neither", r.stdout)
+        # one VM: its devices and the hubs above them
+        r = self.ok(self.tool.run(["status", "101", "--json"], host=self.host))
+        self.assertEqual([d["port"] for d in json.loads(r.stdout)["devices"]],
+                         ["3-4", "3-4.2", "3-4.2.1", "3-5"])
+
+    def test_sync_repairs_a_stale_and_a_missing_device(self):
+        a, b = self.scenario()
+        self.tool.usb_conf(100, "3-4\ndeny 3-4.3\n")
+        for dev_id, port in (("usbhost3-9", "9"), ("usbhost3-4.1", "4.1"), ("usbhost3-4.3", "4.3"),
+                             ("mine", "4.1")):
+            a.qmp("device_add", driver="usb-host", id=dev_id, hostbus=3, hostport=port, bus="xhci.0")
+        self.host.plug("3-4.4", 0x1, 0x2)                # missing in VM 100
+        r = self.ok(self.tool.run(["sync", "100"], host=self.host))
+        self.assertIn("VM 100: detached 3-9 (usbhost3-9): no device is plugged in there any more", r.stdout)
+        self.assertIn("VM 100: detached 3-4.3 (usbhost3-4.3): no rule of this VM claims it any more", r.stdout)
+        self.assertIn("VM 100: attached 3-4.4 (0001:0002) as usbhost3-4.4 on xhci.0", r.stdout)
+        self.assertEqual(sorted(a.usb_hosts()), ["mine", "usbhost3-4.1", "usbhost3-4.4"])
+        self.assertEqual(b.ports(), [])                  # only the VM named
+        r = self.ok(self.tool.run(["sync"], host=self.host))
+        self.assertIn("VM 100: in sync; it holds 2 device(s) through pve-usb-hotplug", r.stdout)
+        self.assertEqual(b.ports(), ["3-4.2.1", "3-5"])
+        self.assertIn("3-6 (2222:3333) is claimed equally by VM 103", r.stderr)
+        self.assertEqual(r.stdout.count("attached"), 2, r.stdout)
+        # a device that moved to a more specific VM's rule is taken from the holder only when unheld
+        r = self.ok(self.tool.run(["sync"], host=self.host))
+        self.assertNotIn("attached", r.stdout)
+        self.assertNotIn("detached", r.stdout)
+        r = self.failed(self.tool.run(["sync", "102"], host=self.host))
+        self.assertIn("VM 102 is not running; nothing to sync", r.stderr)
+
+    def test_sync_takes_back_what_a_vm_holds_without_rules(self):
+        a = self.guest(100)
+        a.qmp("device_add", driver="usb-host", id="usbhost3-4", hostbus=3, hostport="4", bus="xhci.0")
+        self.host.plug("3-4")
+        r = self.ok(self.tool.run(["sync"], host=self.host))
+        self.assertIn("no running VM has a .usb.conf", r.stdout)
+        self.assertEqual(a.ports(), ["3-4"])             # not named, no rules: untouched
+        r = self.ok(self.tool.run(["sync", "100"], host=self.host))
+        self.assertIn("VM 100: detached 3-4 (usbhost3-4): no rule of this VM claims it any more", r.stdout)
+        self.assertEqual(a.ports(), [])
+
+    def test_identify_prints_the_lines_for_the_next_device(self):
+        self.host.hub("3-4")
+        new = Host(self.dir)
+        new.pci = {3: "0000:00:14.0"}
+        self.host.pci = new.pci
+        new.plug("3-4.2", 0x0483, 0x5740, product="Board", serial=b'A "1"\nB', speed="12")
+        r = self.ok(self.tool.run_while_plugging(["identify", "--timeout", "20"], self.host, new))
+        self.assertIn("Plugged in: 3-4.2\n", r.stdout)
+        self.assertIn("  path:     pci-0000:00:14.0-usb-0:4.2\n", r.stdout)
+        self.assertIn("  serial:   \"A \\\"1\\\"\\x0aB\"\n", r.stdout)
+        lines = [l.split("#")[0].strip() for l in r.stdout.splitlines()[-4:]]
+        self.assertEqual(lines, ["port 3-4.2", "path pci-0000:00:14.0-usb-0:4.2", "id 0483:5740",
+                                 "serial \"A \\\"1\\\"\\x0aB\" id 0483:5740"])
+        # each printed line, put into a .usb.conf, selects the device
+        g = self.guest(100)
+        self.host.plug("3-4.2", 0x0483, 0x5740, serial=b'A "1"\nB')
+        for line in lines:
+            self.tool.usb_conf(100, line + "\n")
+            self.ok(self.tool.run(["100", "post-start"], host=self.host))
+            self.assertEqual(g.ports(), ["3-4.2"], line)
+            g.qmp("device_del", id="usbhost3-4.2")
+        # a hub is named and waited past; nothing at all is a clear timeout
+        hub = Host(self.dir)
+        hub.hub("3-5")
+        r = self.failed(self.tool.run_while_plugging(["identify", "--timeout", "2"], self.host, hub))
+        self.assertIn("3-5 is a hub (05e3:0608); hubs are never passed", r.stdout)
+        self.assertIn("no USB device was plugged in within 2 s", r.stderr)
+
+    def test_check_warns_about_equal_claims_and_pre_start_runs_it(self):
+        a = self.tool.usb_conf(100, "3-4\nid 046d:c52b\n")
+        b = self.tool.usb_conf(101, "port 3-4\nserial X\n")
+        r = self.ok(self.tool.run(["check"]))
+        self.assertIn("%s:1: 'port 3-4' is also in %s:1; while VM 100 and VM 101 both run, what it matches goes to neither" % (a, b), r.stderr)
+        self.assertEqual(r.stderr.count("is also in"), 1)
+        self.tool.usb_conf(101, "port 3-4\nserial \"X\n")
+        r = self.ok(self.tool.run(["101", "pre-start"]))
+        self.assertIn("%s:2: a quoted value is not closed (missing \"); line ignored" % b, r.stderr)
+        self.assertIn("VM 101: USB hot-plug rules have problems (see above); the VM starts anyway", r.stderr)
+        self.assertNotIn("error:", r.stderr)
+
+    def test_usage_errors(self):
+        for args in (["status", "x"], ["status", "100", "101"], ["sync", "--json"],
+                     ["identify", "100"], ["identify", "--timeout", "0"], ["check", "--json"]):
+            r = self.tool.run(args)
+            self.assertEqual(r.returncode, 2, args)
+
+
 class Summary(unittest.TextTestResult):
     pass
 
@@ -377,9 +711,11 @@ def main():
     global BINARY
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", required=True)
+    ap.add_argument("--plug", required=True, help="the umockdev-plug test helper")
     ap.add_argument("-k", dest="pattern", action="append")
     args = ap.parse_args()
     BINARY = args.binary
+    Tool.plug_helper = os.path.abspath(args.plug)
     loader = unittest.TestLoader()
     if args.pattern:
         loader.testNamePatterns = ["*%s*" % p for p in args.pattern]

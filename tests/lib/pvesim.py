@@ -41,10 +41,16 @@ class Host:
         self.workdir = workdir
         self.devices = {}   # port -> UsbDev
         self.n = 0
+        self.pci = {}       # bus -> PCI function of its controller, e.g. "0000:00:14.0"
 
-    @staticmethod
-    def controller(bus):
-        return "/devices/pci0000:00/0000:00:%02x.0/usb%d" % (bus % 32, bus)
+    def controller(self, bus):
+        pci = self.pci.get(bus, "0000:00:%02x.0" % (bus % 32))
+        return "/devices/pci0000:00/%s/usb%d" % (pci, bus)
+
+    def id_path(self, port):
+        """udev's ID_PATH of the device at port."""
+        bus, rest = port.split("-", 1)
+        return "pci-%s-usb-0:%s" % (self.controller(int(bus)).split("/")[3], rest)
 
     def devpath(self, port):
         bus, rest = port.split("-", 1)
@@ -84,9 +90,19 @@ class Host:
                    ID_VENDOR_ID="%04x" % d.vid, ID_MODEL_ID="%04x" % d.pid)
         return env
 
-    def write(self, name="host.umockdev"):
+    @staticmethod
+    def attr(name, value):
+        """A sysfs attribute line; any bytes (what a device may report) go hex-encoded."""
+        if not value:
+            return []
+        raw = value if isinstance(value, bytes) else value.encode()
+        if all(0x20 <= c < 0x7f and c != 0x5c for c in raw):
+            return [("A", "%s=%s" % (name, raw.decode()))]
+        return [("H", "%s=%s" % (name, raw.hex()))]
+
+    def write(self, name="host.umockdev", roots=True):
         blocks = []
-        buses = sorted({d.bus for d in self.devices.values()})
+        buses = sorted({d.bus for d in self.devices.values()}) if roots else []
         for bus in buses:
             blocks.append([("P", self.controller(bus)), ("E", "SUBSYSTEM=usb"),
                            ("E", "DEVTYPE=usb_device"), ("A", "bDeviceClass=09"),
@@ -100,10 +116,8 @@ class Host:
                      ("A", "devnum=%d" % (i + 2)), ("A", "devpath=%s" % d.hostport),
                      ("A", "idVendor=%04x" % d.vid), ("A", "idProduct=%04x" % d.pid),
                      ("A", "speed=%s" % d.speed)]
-            if d.product:
-                attrs.append(("A", "product=%s" % d.product))
-            if d.serial:
-                attrs.append(("A", "serial=%s" % d.serial))
+            for attr in ("product", "serial"):
+                attrs += self.attr(attr, getattr(d, attr))
             blocks.append(attrs)
             for k in range(d.interfaces):
                 blocks.append([("P", "%s/%s:1.%d" % (path, port, k)), ("E", "SUBSYSTEM=usb"),
@@ -244,6 +258,13 @@ class Tool:
                     "[qmp]\ntimeout_ms = %d\n[log]\nsyslog = no\n%s"
                     % (self.vm_dir, self.qmp_dir, self.lock_dir, timeout_ms, extra))
 
+    def vm_conf(self, vmid, text):
+        """Proxmox's own <vmid>.conf."""
+        path = os.path.join(self.vm_dir, "%d.conf" % vmid)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
     def usb_conf(self, vmid, text):
         path = os.path.join(self.vm_dir, "%d.usb.conf" % vmid)
         with open(path, "w") as f:
@@ -264,6 +285,16 @@ class Tool:
 
     def run(self, args=(), host=None, env=None, timeout=60):
         argv, e = self.cmd(args, host, env)
+        return subprocess.run(argv, env=e, capture_output=True, text=True, timeout=timeout)
+
+    plug_helper = None  # tests/helpers/umockdev-plug, built
+
+    def run_while_plugging(self, args, host, new, delay_ms=300, timeout=60):
+        """Runs the program on host's tree; after delay_ms the devices of the
+        Host new appear, and udev announces the first of them."""
+        argv, e = self.cmd(args)
+        tree, extra = host.write(), new.write("new.umockdev", roots=False)
+        argv = ["umockdev-wrapper", self.plug_helper, tree, extra, str(delay_ms), "--"] + argv
         return subprocess.run(argv, env=e, capture_output=True, text=True, timeout=timeout)
 
     def event(self, host, action, port, dev=None, interface=None):

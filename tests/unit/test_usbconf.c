@@ -1,4 +1,5 @@
-/* .usb.conf lines: what parses, and what the error says. */
+/* .usb.conf rules: what parses (and how it reads back), what the error says,
+ * and how rules match devices. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,46 +11,109 @@
 #include "log.h"
 #include "usbconf.h"
 
+#define PORT_HELP "expected a port such as 3-4 or 3-4.1, or port, path, id, serial, deny"
+
 static void test_lines(void **state)
 {
+	/* result 1: text is the rule as usbconf_format_rule() writes it back */
 	static const struct {
 		const char *line;
 		int result;
-		const char *port_or_error;
+		const char *text;
 	} cases[] = {
-		{ "3-4", 1, "3-4" },
-		{ "  3-4.1  ", 1, "3-4.1" },
-		{ "\t11-12\r", 1, "11-12" },
-		{ "port 3-4", 1, "3-4" },
-		{ "port\t3-4 # comment", 1, "3-4" },
-		{ "3-4#comment", 1, "3-4" },
+		{ "3-4", 1, "port 3-4" },
+		{ "  3-4.1  ", 1, "port 3-4.1" },
+		{ "\t11-12\r", 1, "port 11-12" },
+		{ "port 3-4", 1, "port 3-4" },
+		{ "port\t3-4 # comment", 1, "port 3-4" },
+		{ "3-4#comment", 1, "port 3-4" },
+		{ "path pci-0000:00:14.0-usb-0:4", 1, "path pci-0000:00:14.0-usb-0:4" },
+		{ "path platform-xhci-hcd.0.auto-usb-0:1.2", 1, "path platform-xhci-hcd.0.auto-usb-0:1.2" },
+		{ "id 046d:c52b", 1, "id 046d:c52b" },
+		{ "id 046D:C52B", 1, "id 046d:c52b" },
+		{ "id 046d:*", 1, "id 046d:*" },
+		{ "serial ABC123", 1, "serial ABC123" },
+		{ "serial ABC123 id 0483:5740", 1, "serial ABC123 id 0483:5740" },
+		{ "id 0483:5740 serial ABC123", 1, "serial ABC123 id 0483:5740" },
+		{ "serial \"two words # not a comment\"", 1, "serial \"two words # not a comment\"" },
+		{ "serial \"q\\\"b\\\\\\x01\\xff\"", 1, "serial \"q\\\"b\\\\\\x01\\xff\"" },
+		{ "deny 3-4.4", 1, "deny port 3-4.4" },
+		{ "deny port 3-4.4", 1, "deny port 3-4.4" },
+		{ "deny id 0bda:*", 1, "deny id 0bda:*" },
+		{ "deny serial X", 1, "deny serial X" },
+		{ "deny path pci-0000:00:14.0-usb-0:4.4", 1, "deny path pci-0000:00:14.0-usb-0:4.4" },
 		{ "", 0, NULL },
 		{ "   ", 0, NULL },
 		{ "# only a comment", 0, NULL },
-		{ "3-x", -1, "'3-x' is neither a port nor a known rule (expected BUS-PORT[.PORT...] such as 3-4 or 3-4.1)" },
-		{ "port", -1, "'port' needs a port, e.g. 'port 3-4'" },
+		{ "3-x", -1, "'3-x' is neither a port nor a known rule (" PORT_HELP ")" },
+		{ "port", -1, "'port' needs a value, e.g. 'port 3-4'" },
 		{ "port 3", -1, "'3' is not a USB port (expected BUS-PORT[.PORT...] such as 3-4 or 3-4.1)" },
-		{ "3-4 3-5", -1, "unexpected text after the port; one rule a line" },
-		{ "3-4\"\x01", -1, "'3-4\\\"\\x01' is neither a port nor a known rule (expected BUS-PORT[.PORT...] such as 3-4 or 3-4.1)" },
+		{ "3-4 3-5", -1, "unexpected text after the rule; one rule a line" },
+		{ "3-4\"\x01", -1, "a quote inside a word; put the whole value in quotes" },
+		{ "3-4\x01", -1, "'3-4\\x01' is neither a port nor a known rule (" PORT_HELP ")" },
+		{ "id", -1, "'id' needs a value, e.g. 'id 046d:c52b'" },
+		{ "id 46d:c52b", -1, "'46d:c52b' is not a vendor:product id (expected four hex digits each, such as 046d:c52b, or 046d:* for any product of a vendor)" },
+		{ "id 046d:c52g", -1, "'046d:c52g' is not a vendor:product id (expected four hex digits each, such as 046d:c52b, or 046d:* for any product of a vendor)" },
+		{ "id *:*", -1, "'*:*' is not a vendor:product id (expected four hex digits each, such as 046d:c52b, or 046d:* for any product of a vendor)" },
+		{ "id 046d:c52b id 046d:c52b", -1, "unexpected 'id'; a line is 'serial VALUE [id VID:PID]' or 'id VID:PID'" },
+		{ "serial", -1, "'serial' needs a value, e.g. 'serial ABC123'" },
+		{ "serial \"\"", -1, "an empty serial matches nothing; leave the line out" },
+		{ "serial \"open", -1, "a quoted value is not closed (missing \")" },
+		{ "serial \"a\"b", -1, "text right after a closing quote; leave a space" },
+		{ "serial \"\\n\"", -1, "unknown escape in quotes (use \\\\, \\\" or \\xHH)" },
+		{ "serial \"\\x00\"", -1, "\\x00 cannot be part of a value" },
+		{ "serial X id 046d:*", -1, "with a serial, give the full id (VID:PID), or none" },
+		{ "serial X port 3-4", -1, "unexpected 'port'; a line is 'serial VALUE [id VID:PID]' or 'id VID:PID'" },
+		{ "path 3-4", -1, "'3-4' is not a USB port path (expected udev's ID_PATH such as pci-0000:00:14.0-usb-0:4; 'pve-usb-hotplug identify' prints it)" },
+		{ "path pci-0000:00:14.0-usb-0:", -1, "'pci-0000:00:14.0-usb-0:' is not a USB port path (expected udev's ID_PATH such as pci-0000:00:14.0-usb-0:4; 'pve-usb-hotplug identify' prints it)" },
+		{ "path pci--usb-0:4", -1, "'pci--usb-0:4' is not a USB port path (expected udev's ID_PATH such as pci-0000:00:14.0-usb-0:4; 'pve-usb-hotplug identify' prints it)" },
+		{ "deny", -1, "'deny' needs a value, e.g. 'deny 3-4.4'" },
+		{ "deny deny 3-4", -1, "'deny deny' makes no sense; one 'deny' a rule" },
+		{ "deny x", -1, "'x' is not a USB port (expected BUS-PORT[.PORT...] such as 3-4 or 3-4.1)" },
+		{ "\"3-4\"", -1, "'3-4' is neither a port nor a known rule (" PORT_HELP ")" },
 	};
 	(void)state;
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct usb_rule rule;
-		char err[256] = "", port[PORT_STRLEN];
+		char err[512] = "", text[2048];
 		int r = usbconf_parse_line(cases[i].line, strlen(cases[i].line), &rule, err, sizeof(err));
 
+		if ((r > 0) != (cases[i].result > 0) || (r < 0) != (cases[i].result < 0))
+			print_error("line %zu: '%s' gave %d (%s)\n", i, cases[i].line, r, err);
 		if (cases[i].result > 0) {
 			assert_int_equal(r, 1);
-			port_format(&rule.port, port, sizeof(port));
-			assert_string_equal(port, cases[i].port_or_error);
+			usbconf_format_rule(&rule, text, sizeof(text));
+			assert_string_equal(text, cases[i].text);
+			/* what is written back parses to the same rule */
+			struct usb_rule again;
+			assert_int_equal(usbconf_parse_line(text, strlen(text), &again, err, sizeof(err)), 1);
+			again.line = rule.line;
+			assert_memory_equal(&again, &rule, sizeof(rule));
 		} else if (cases[i].result == 0) {
 			assert_int_equal(r, 0);
 		} else {
 			assert_true(r < 0);
-			assert_string_equal(err, cases[i].port_or_error);
+			assert_string_equal(err, cases[i].text);
 		}
 	}
+}
+
+static void test_long_values(void **state)
+{
+	char line[2 * USB_STRING_MAX], err[512];
+	struct usb_rule rule;
+	(void)state;
+
+	/* the longest serial a device can have fits; one byte more does not */
+	memset(line, 0, sizeof(line));
+	strcpy(line, "serial ");
+	memset(line + 7, 'A', USB_STRING_MAX - 1);
+	assert_int_equal(usbconf_parse_line(line, strlen(line), &rule, err, sizeof(err)), 1);
+	assert_int_equal(strlen(rule.serial), USB_STRING_MAX - 1);
+	line[7 + USB_STRING_MAX - 1] = 'A';
+	assert_true(usbconf_parse_line(line, strlen(line), &rule, err, sizeof(err)) < 0);
+	assert_string_equal(err, "a word longer than 383 bytes");
 }
 
 static void test_nul_byte(void **state)
@@ -60,17 +124,16 @@ static void test_nul_byte(void **state)
 
 	assert_true(usbconf_parse_line("3-4\0x", 5, &rule, err, sizeof(err)) < 0);
 	assert_string_equal(err, "the line contains a NUL byte");
-	/* after the comment sign it does not matter */
-	assert_int_equal(usbconf_parse_line("3-4#\0", 5, &rule, err, sizeof(err)), 1);
+	assert_true(usbconf_parse_line("3-4#\0", 5, &rule, err, sizeof(err)) < 0);
 }
 
 static void test_text(void **state)
 {
-	static const char text[] = "3-4\nnonsense\n\n5-1.2\n# c\n7-1";
+	static const char text[] = "3-4\nnonsense\n\nid 1234:5678\n# c\n7-1";
 	struct vm_rules *r;
 	(void)state;
 
-	assert_int_equal(usbconf_parse_text(text, sizeof(text) - 1, "x.usb.conf", 100, &r), 0);
+	assert_int_equal(usbconf_parse_text(text, sizeof(text) - 1, "x.usb.conf", 100, LOG_LVL_WARNING, &r), 0);
 	assert_int_equal(r->n_rules, 3);
 	assert_int_equal(r->n_errors, 1);
 	assert_int_equal(r->rules[1].line, 4);
@@ -78,21 +141,103 @@ static void test_text(void **state)
 	usbconf_free(r);
 }
 
-static void test_match_is_deepest_prefix(void **state)
+static struct usb_device_info dev(const char *port, unsigned vid, unsigned pid, const char *serial)
 {
-	static const char text[] = "3-4\n3-4.2\n";
+	struct usb_device_info d = { .dev_class = 0, .have_ids = true, .vid = vid, .pid = pid };
+
+	assert_int_equal(port_parse(port, &d.port), 0);
+	strcpy(d.controller, "pci-0000:00:14.0");
+	d.serial_known = serial != NULL;
+	if (serial)
+		strcpy(d.serial, serial);
+	return d;
+}
+
+static unsigned score(const char *text, struct usb_device_info d)
+{
 	struct vm_rules *r;
-	struct usb_port p;
+	unsigned s;
+
+	assert_int_equal(usbconf_parse_text(text, strlen(text), "x", 100, LOG_LVL_WARNING, &r), 0);
+	assert_int_equal(r->n_errors, 0);
+	s = usbconf_match(r, &d, NULL);
+	usbconf_free(r);
+	return s;
+}
+
+static void test_match(void **state)
+{
+	static const struct {
+		const char *rules;
+		const char *port;
+		unsigned vid, pid;
+		const char *serial; /* NULL: not known (a remove event) */
+		unsigned score;
+	} cases[] = {
+		/* ports: whole numbers, deepest prefix */
+		{ "3-4\n3-4.2\n", "3-4.2.1", 1, 1, "", 2 },
+		{ "3-4\n3-4.2\n", "3-4.1", 1, 1, "", 1 },
+		{ "3-4\n", "3-40", 1, 1, "", 0 },
+		{ "3-4\n", "13-4", 1, 1, "", 0 },
+		{ "3-4.1\n", "3-4", 1, 1, "", 0 },
+		/* path: the same port on either bus of the controller */
+		{ "path pci-0000:00:14.0-usb-0:4\n", "3-4.1", 1, 1, "", 1 },
+		{ "path pci-0000:00:14.0-usb-0:4\n", "4-4", 1, 1, "", 1 },
+		{ "path pci-0000:00:14.0-usb-0:4\n", "3-5", 1, 1, "", 0 },
+		{ "path pci-0000:00:1d.0-usb-0:4\n", "3-4", 1, 1, "", 0 },
+		/* ids */
+		{ "id 046d:c52b\n", "1-1", 0x046d, 0xc52b, "", SCORE_ID },
+		{ "id 046d:*\n", "1-1", 0x046d, 0xc52c, "", SCORE_ID_VENDOR },
+		{ "id 046d:c52b\n", "1-1", 0x046d, 0xc52c, "", 0 },
+		/* serials: exact, with and without an id */
+		{ "serial ABC\n", "1-1", 1, 2, "ABC", SCORE_SERIAL },
+		{ "serial ABC\n", "1-1", 1, 2, "abc", 0 },
+		{ "serial ABC\n", "1-1", 1, 2, "ABC ", 0 },
+		{ "serial ABC\n", "1-1", 1, 2, "", 0 },
+		{ "serial ABC id 0001:0002\n", "1-1", 1, 2, "ABC", SCORE_SERIAL_ID },
+		{ "serial ABC id 0001:0003\n", "1-1", 1, 2, "ABC", 0 },
+		{ "serial \"a\\\"b\\x0a\"\n", "1-1", 1, 2, "a\"b\n", SCORE_SERIAL },
+		/* specificity: serial > id > any port */
+		{ "3-4.1.2.3.4\nid 0001:0002\n", "3-4.1.2.3.4", 1, 2, "S", SCORE_ID },
+		{ "id 0001:0002\nserial S\n", "3-4", 1, 2, "S", SCORE_SERIAL },
+		/* deny wins inside a file */
+		{ "3-4\ndeny 3-4.4\n", "3-4.4.1", 1, 2, "", 0 },
+		{ "3-4\ndeny 3-4.4\n", "3-4.3", 1, 2, "", 1 },
+		{ "serial S\ndeny 3-4\n", "3-4.3", 1, 2, "S", 0 },
+		{ "3-4\ndeny id 0001:*\n", "3-4.3", 1, 2, "", 0 },
+		{ "id 0001:*\ndeny serial S\n", "3-4", 1, 2, "S", 0 },
+		{ "id 0001:*\ndeny serial S\n", "3-4", 1, 2, "T", SCORE_ID_VENDOR },
+		/* serial not known: a serial rule may claim it, a serial deny does not apply */
+		{ "serial S\n", "1-1", 1, 2, NULL, SCORE_SERIAL },
+		{ "3-4\ndeny serial S\n", "3-4", 1, 2, NULL, 1 },
+	};
 	(void)state;
 
-	assert_int_equal(usbconf_parse_text(text, sizeof(text) - 1, "x", 100, &r), 0);
-	assert_int_equal(port_parse("3-4.2.1", &p), 0);
-	assert_int_equal(usbconf_match(r, &p), 2);
-	assert_int_equal(port_parse("3-4.1", &p), 0);
-	assert_int_equal(usbconf_match(r, &p), 1);
-	assert_int_equal(port_parse("3-40", &p), 0);
-	assert_int_equal(usbconf_match(r, &p), 0);
-	usbconf_free(r);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		unsigned got = score(cases[i].rules,
+				     dev(cases[i].port, cases[i].vid, cases[i].pid, cases[i].serial));
+
+		if (got != cases[i].score)
+			print_error("case %zu: %s on %s\n", i, cases[i].rules, cases[i].port);
+		assert_int_equal(got, cases[i].score);
+	}
+}
+
+static void test_quote(void **state)
+{
+	char buf[64];
+	(void)state;
+
+	usbconf_quote("ABC123", buf, sizeof(buf));
+	assert_string_equal(buf, "ABC123");
+	usbconf_quote("a b", buf, sizeof(buf));
+	assert_string_equal(buf, "\"a b\"");
+	usbconf_quote("#\"\\\n\xc3", buf, sizeof(buf));
+	assert_string_equal(buf, "\"#\\\"\\\\\\x0a\\xc3\"");
+	usbconf_quote("", buf, sizeof(buf));
+	assert_string_equal(buf, "\"\"");
+	usbconf_quote("a b c d e f g h", buf, 8); /* cut, still closed */
+	assert_string_equal(buf, "\"a b c\"");
 }
 
 static void test_vmid(void **state)
@@ -115,9 +260,11 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lines),
+		cmocka_unit_test(test_long_values),
 		cmocka_unit_test(test_nul_byte),
 		cmocka_unit_test(test_text),
-		cmocka_unit_test(test_match_is_deepest_prefix),
+		cmocka_unit_test(test_match),
+		cmocka_unit_test(test_quote),
 		cmocka_unit_test(test_vmid),
 	};
 	log_setup(LOG_LVL_ERROR, NULL, 0);

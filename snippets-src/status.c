@@ -1,0 +1,336 @@
+/* status [VMID] [--json]: the host's USB tree, and for each device which VM
+ * claims it by which rule and whether that VM has it now. One model (JSON)
+ * is built and then either printed as it is or drawn as a tree. */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hotplug.h"
+#include "log.h"
+#include "usbtree.h"
+#include "util.h"
+
+/* Device strings are any bytes; JSON wants UTF-8. Invalid UTF-8 is shown
+ * escaped instead. */
+static json_t *device_string(const char *v)
+{
+	char escaped[USB_STRING_MAX * 4 + 1];
+	json_t *j = json_string(v);
+
+	return j ? j : json_string(log_escape(v, escaped, sizeof(escaped)));
+}
+
+static const char *basename_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash ? slash + 1 : path;
+}
+
+static json_t *rule_json(const struct vm *vm, const struct usb_rule *rule)
+{
+	char text[USB_STRING_MAX * 4 + 32];
+
+	usbconf_format_rule(rule, text, sizeof(text));
+	return json_pack("{s:I, s:s, s:s, s:i}", "vmid", (json_int_t)vm->vmid, "rule", text, "file",
+			 vm->rules->path, "line", (int)rule->line);
+}
+
+/* Which VMs hold port through the tool. */
+static json_t *held_by(const struct vms *v, const struct usb_port *port)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < v->n; i++)
+		for (size_t k = 0; k < v->list[i]->n_held; k++)
+			if (port_equal(&v->list[i]->held[k], port))
+				json_array_append_new(a, json_integer((json_int_t)v->list[i]->vmid));
+	return a;
+}
+
+/* The best claim of a VM that is not running (for "would go to VM 102"). */
+static struct vm *stopped_claimer(struct vms *v, const struct usb_device_info *dev,
+				  const struct usb_rule **rule)
+{
+	struct vm *best = NULL;
+	unsigned best_score = 0;
+
+	for (size_t i = 0; i < v->n; i++) {
+		const struct usb_rule *r;
+		unsigned score;
+
+		if (!v->list[i]->rules || vms_running(v, v->list[i]))
+			continue;
+		score = usbconf_match(v->list[i]->rules, dev, &r);
+		if (score > best_score) {
+			best = v->list[i];
+			best_score = score;
+			*rule = r;
+		}
+	}
+	return best;
+}
+
+static json_t *device_json(struct vms *v, const struct usb_device_info *d)
+{
+	char port[PORT_STRLEN], hostport[PORT_STRLEN], path[PORT_CONTROLLER_MAX + PORT_STRLEN + 8];
+	char vid[8], pid[8];
+	const char *state;
+	json_t *j, *claim = json_null();
+	struct placement p;
+	int r;
+
+	port_format(&d->port, port, sizeof(port));
+	port_format_hostport(&d->port, hostport, sizeof(hostport));
+	if (d->controller[0])
+		port_format_path(d->controller, &d->port, path, sizeof(path));
+	else
+		path[0] = '\0';
+	snprintf(vid, sizeof(vid), "%04x", d->vid);
+	snprintf(pid, sizeof(pid), "%04x", d->pid);
+
+	r = vms_place(v, d, &p);
+	if (r < 0)
+		return NULL;
+	if (d->dev_class == USB_CLASS_HUB) {
+		state = "hub";
+	} else if (p.kind == PLACE_VM) {
+		claim = rule_json(p.vm, p.rule);
+		state = p.vm->held_state < 0		  ? "unknown"
+			: vms_holds(v, p.vm, &d->port) ? "attached"
+							 : "not-attached";
+	} else if (p.kind == PLACE_PROXMOX) {
+		claim = json_pack("{s:I, s:i}", "vmid", (json_int_t)p.vm->vmid, "proxmox_usb",
+				  (int)p.pve->index);
+		state = "proxmox";
+	} else if (p.kind == PLACE_CONFLICT) {
+		claim = rule_json(p.vm, p.rule);
+		json_object_set_new(claim, "rival", json_integer((json_int_t)p.rival->vmid));
+		state = "conflict";
+	} else {
+		const struct usb_rule *rule = NULL;
+		struct vm *vm = stopped_claimer(v, d, &rule);
+
+		if (vm)
+			claim = rule_json(vm, rule);
+		state = vm ? "not-running" : "unclaimed";
+	}
+	j = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:b, s:s, s:o, s:o}",
+		      "port", port, "bus", (json_int_t)d->port.bus, "hostport", hostport, "path",
+		      path, "vendor_id", vid, "product_id", pid, "product", device_string(d->product),
+		      "manufacturer", device_string(d->manufacturer), "serial",
+		      device_string(d->serial), "speed", d->speed, "hub",
+		      d->dev_class == USB_CLASS_HUB, "state", state, "claim", claim, "held_by",
+		      held_by(v, &d->port));
+	return j;
+}
+
+static bool vm_wants(const struct vm *vm, const struct usb_device_info *d)
+{
+	if (vm->rules && usbconf_match(vm->rules, d, NULL))
+		return true;
+	for (size_t k = 0; k < vm->n_held; k++)
+		if (port_equal(&vm->held[k], &d->port))
+			return true;
+	return false;
+}
+
+static json_t *vm_json(struct vms *v, struct vm *vm, const struct usb_device_info *devs,
+		       size_t n_devs)
+{
+	json_t *holds = json_array(), *stale = json_array();
+	char port[PORT_STRLEN];
+	bool running = vms_running(v, vm);
+
+	for (size_t k = 0; k < vm->n_held; k++) {
+		bool present = false;
+
+		port_format(&vm->held[k], port, sizeof(port));
+		json_array_append_new(holds, json_string(port));
+		for (size_t i = 0; i < n_devs; i++)
+			present |= port_equal(&devs[i].port, &vm->held[k]);
+		if (!present)
+			json_array_append_new(stale, json_string(port));
+	}
+	return json_pack("{s:I, s:b, s:s?, s:I, s:I, s:b, s:o, s:o}", "vmid", (json_int_t)vm->vmid,
+			 "running", running, "rules_file", vm->rules ? vm->rules->path : NULL,
+			 "rules", (json_int_t)(vm->rules ? vm->rules->n_rules : 0), "bad_lines",
+			 (json_int_t)(vm->rules ? vm->rules->n_errors : 0), "qemu_answered",
+			 !running || vm->held_state == 0, "holds", holds, "stale", stale);
+}
+
+static void print_device(json_t *d, unsigned indent)
+{
+	const char *state = json_string_value(json_object_get(d, "state"));
+	json_t *claim = json_object_get(d, "claim");
+	char product[200], what[400] = "";
+	long long vmid = json_integer_value(json_object_get(claim, "vmid"));
+	const char *rule = json_string_value(json_object_get(claim, "rule"));
+	const char *file = json_string_value(json_object_get(claim, "file"));
+	long long line = json_integer_value(json_object_get(claim, "line"));
+	char where[300] = "";
+
+	if (rule)
+		snprintf(where, sizeof(where), "'%s', %s:%lld", rule, basename_of(file), line);
+	if (!strcmp(state, "attached"))
+		snprintf(what, sizeof(what), "VM %lld: attached (%s)", vmid, where);
+	else if (!strcmp(state, "not-attached"))
+		snprintf(what, sizeof(what), "VM %lld: NOT attached (%s); 'pve-usb-hotplug sync' attaches it",
+			 vmid, where);
+	else if (!strcmp(state, "unknown"))
+		snprintf(what, sizeof(what), "VM %lld: claimed (%s); QEMU did not answer", vmid, where);
+	else if (!strcmp(state, "proxmox"))
+		snprintf(what, sizeof(what), "VM %lld: passed by Proxmox itself (usb%lld)", vmid,
+			 json_integer_value(json_object_get(claim, "proxmox_usb")));
+	else if (!strcmp(state, "conflict"))
+		snprintf(what, sizeof(what), "VM %lld and VM %lld claim it equally: attached to neither",
+			 vmid, json_integer_value(json_object_get(claim, "rival")));
+	else if (!strcmp(state, "not-running"))
+		snprintf(what, sizeof(what), "VM %lld when it runs (%s)", vmid, where);
+	else if (!strcmp(state, "hub"))
+		snprintf(what, sizeof(what), "hub");
+
+	log_escape(json_string_value(json_object_get(d, "product")), product + 1, sizeof(product) - 2);
+	product[0] = '"';
+	strcat(product, "\"");
+	printf("%*s%-*s %s:%s %6sM  %-24s %s\n", (int)indent, "", (int)(18 - indent),
+	       json_string_value(json_object_get(d, "port")),
+	       json_string_value(json_object_get(d, "vendor_id")),
+	       json_string_value(json_object_get(d, "product_id")),
+	       json_string_value(json_object_get(d, "speed")), product, what);
+
+	json_t *held = json_object_get(d, "held_by");
+	size_t i;
+	json_t *h;
+
+	json_array_foreach(held, i, h) {
+		if (!strcmp(state, "attached") && json_integer_value(h) == vmid)
+			continue;
+		printf("%*s  also held by VM %lld; 'pve-usb-hotplug sync' sorts it out\n", (int)indent + 18,
+		       "", json_integer_value(h));
+	}
+}
+
+static void print_text(json_t *model)
+{
+	json_t *devs = json_object_get(model, "devices"), *vms = json_object_get(model, "vms"), *d;
+	long long bus = -1;
+	size_t i;
+
+	if (json_array_size(devs) == 0)
+		printf("No USB devices%s.\n", json_is_true(json_object_get(model, "filtered")) ? " for this VM" : "");
+	json_array_foreach(devs, i, d) {
+		const char *hostport = json_string_value(json_object_get(d, "hostport"));
+		unsigned depth = 1;
+
+		if (json_integer_value(json_object_get(d, "bus")) != bus) {
+			const char *path = json_string_value(json_object_get(d, "path"));
+			const char *cut = strstr(path, "-usb-0:");
+
+			bus = json_integer_value(json_object_get(d, "bus"));
+			printf("Bus %lld%s%.*s\n", bus, cut ? "  " : "", cut ? (int)(cut - path) : 0, path);
+		}
+		for (const char *c = hostport; *c; c++)
+			depth += *c == '.';
+		print_device(d, 2 * depth);
+	}
+	json_array_foreach(vms, i, d) {
+		json_t *stale = json_object_get(d, "stale"), *p;
+		long long vmid = json_integer_value(json_object_get(d, "vmid"));
+		const char *file = json_string_value(json_object_get(d, "rules_file"));
+		size_t k;
+
+		printf("VM %lld: %s, %lld rule(s)%s%s, holds %zu device(s)%s\n", vmid,
+		       json_is_true(json_object_get(d, "running")) ? "running" : "not running",
+		       json_integer_value(json_object_get(d, "rules")), file ? " in " : "",
+		       file ? file : "", json_array_size(json_object_get(d, "holds")),
+		       json_is_true(json_object_get(d, "qemu_answered")) ? "" : " (QEMU did not answer)");
+		if (json_integer_value(json_object_get(d, "bad_lines")))
+			printf("  %lld bad line(s): run 'pve-usb-hotplug check %lld'\n",
+			       json_integer_value(json_object_get(d, "bad_lines")), vmid);
+		json_array_foreach(stale, k, p)
+			printf("  holds usbhost%s, but nothing is plugged in at %s; 'pve-usb-hotplug sync' detaches it\n",
+			       json_string_value(p), json_string_value(p));
+	}
+}
+
+int hotplug_status(const struct settings *s, unsigned long vmid, bool as_json)
+{
+	struct usb_device_info *devs = NULL;
+	json_t *model = NULL, *devices, *vm_list;
+	size_t n_devs = 0;
+	bool *show = NULL;
+	struct vm *only = NULL;
+	struct vms v;
+	int r, ret = 0;
+
+	r = vms_load_host(s, &v, &devs, &n_devs);
+	if (r < 0)
+		return r;
+	if (vmid && !(only = vms_find(&v, vmid))) {
+		ret = log_err(-ENOENT, "VM %lu has no %s/%lu.usb.conf and does not run", vmid,
+			      s->vm_config_dir, vmid);
+		goto out;
+	}
+	for (size_t i = 0; i < v.n; i++)
+		if ((!only || v.list[i] == only) && v.list[i]->rules && vms_running(&v, v.list[i]) &&
+		    vms_fetch_held(&v, v.list[i]) < 0)
+			ret = -EIO;
+
+	/* with a VM: its devices, and the hubs above them */
+	show = calloc(n_devs + 1, sizeof(*show));
+	if (!show) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = n_devs; i-- > 0;) {
+		show[i] = !only || (devs[i].dev_class != USB_CLASS_HUB && vm_wants(only, &devs[i]));
+		for (size_t k = i + 1; only && !show[i] && k < n_devs; k++)
+			show[i] = show[k] && port_is_under(&devs[k].port, &devs[i].port);
+	}
+
+	model = json_pack("{s:[], s:[], s:b}", "devices", "vms", "filtered", only != NULL);
+	if (!model) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	devices = json_object_get(model, "devices");
+	vm_list = json_object_get(model, "vms");
+	for (size_t i = 0; i < n_devs; i++) {
+		json_t *d;
+
+		if (!show[i])
+			continue;
+		d = device_json(&v, &devs[i]);
+		if (!d) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		json_array_append_new(devices, d);
+	}
+	for (size_t i = 0; i < v.n; i++)
+		if (only ? v.list[i] == only : v.list[i]->rules != NULL)
+			json_array_append_new(vm_list, vm_json(&v, v.list[i], devs, n_devs));
+
+	if (as_json) {
+		char *text = json_dumps(model, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+		if (!text) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		puts(text);
+		free(text);
+	} else {
+		print_text(model);
+	}
+	fflush(stdout);
+out:
+	json_decref(model);
+	free(show);
+	free(devs);
+	vms_free(&v);
+	return ret;
+}

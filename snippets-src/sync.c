@@ -1,0 +1,189 @@
+/* sync [VMID]: make running VMs hold what their rules give them now. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guest.h"
+#include "hotplug.h"
+#include "log.h"
+#include "usbtree.h"
+
+struct plan {
+	struct vm *vm;
+	size_t n_detach, n_attach;
+	struct usb_port *detach; /* with a reason each */
+	char (*why)[128];
+	size_t *attach; /* indexes into the device list */
+};
+
+static const struct usb_device_info *find_dev(const struct usb_device_info *devs, size_t n,
+					      const struct usb_port *port)
+{
+	for (size_t i = 0; i < n; i++)
+		if (port_equal(&devs[i].port, port))
+			return &devs[i];
+	return NULL;
+}
+
+/* Why vm should give up the host port it holds; NULL: it keeps it. */
+static int why_detach(struct vms *v, struct vm *vm, const struct usb_device_info *dev,
+		      char *why, size_t n)
+{
+	struct placement p;
+	int r;
+
+	if (!dev) {
+		snprintf(why, n, "no device is plugged in there any more");
+		return 1;
+	}
+	if (dev->dev_class == USB_CLASS_HUB) {
+		snprintf(why, n, "a hub is there now, and hubs are never passed");
+		return 1;
+	}
+	if (!vm->rules || !usbconf_match(vm->rules, dev, NULL)) {
+		snprintf(why, n, "no rule of this VM claims it any more");
+		return 1;
+	}
+	r = vms_place(v, dev, &p);
+	if (r < 0)
+		return r;
+	if (p.kind == PLACE_PROXMOX) {
+		snprintf(why, n, "Proxmox passes it itself (usb%u of VM %lu)", p.pve->index, p.vm->vmid);
+		return 1;
+	}
+	if (p.kind == PLACE_VM && p.vm != vm) {
+		snprintf(why, n, "VM %lu has it as well and keeps it", p.vm->vmid);
+		return 1;
+	}
+	return 0;
+}
+
+static int plan_vm(struct vms *v, struct plan *pl, const struct usb_device_info *devs,
+		   size_t n_devs)
+{
+	struct vm *vm = pl->vm;
+	int r;
+
+	pl->detach = calloc(vm->n_held + 1, sizeof(*pl->detach));
+	pl->why = calloc(vm->n_held + 1, sizeof(*pl->why));
+	pl->attach = calloc(n_devs + 1, sizeof(*pl->attach));
+	if (!pl->detach || !pl->why || !pl->attach)
+		return -ENOMEM;
+
+	for (size_t i = 0; i < vm->n_held; i++) {
+		r = why_detach(v, vm, find_dev(devs, n_devs, &vm->held[i]), pl->why[pl->n_detach],
+			       sizeof(pl->why[0]));
+		if (r < 0)
+			return r;
+		if (r > 0)
+			pl->detach[pl->n_detach++] = vm->held[i];
+	}
+	for (size_t i = 0; vm->rules && i < n_devs; i++) {
+		struct placement p;
+		char desc[256];
+
+		if (devs[i].dev_class == USB_CLASS_HUB || !usbconf_match(vm->rules, &devs[i], NULL))
+			continue;
+		r = vms_place(v, &devs[i], &p);
+		if (r < 0)
+			return r;
+		if (p.kind == PLACE_VM && p.vm == vm) {
+			if (!vms_holds(v, vm, &devs[i].port))
+				pl->attach[pl->n_attach++] = i;
+		} else if (p.kind == PLACE_CONFLICT && p.vm == vm) {
+			guest_describe(&devs[i], desc, sizeof(desc));
+			hotplug_explain(&p, 0, desc);
+		}
+	}
+	return 0;
+}
+
+static int carry_out(const struct settings *s, const struct plan *pl,
+		     const struct usb_device_info *devs)
+{
+	struct guest *g;
+	int r, ret = 0;
+
+	if (pl->n_detach == 0 && pl->n_attach == 0) {
+		log_info("VM %lu: in sync; it holds %zu device(s) through pve-usb-hotplug",
+			 pl->vm->vmid, pl->vm->n_held);
+		return 0;
+	}
+	r = guest_open(s, pl->vm->vmid, &g);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < pl->n_detach; i++)
+		if ((r = guest_detach_port(g, &pl->detach[i], pl->why[i])) < 0)
+			ret = r;
+	for (size_t i = 0; i < pl->n_attach; i++)
+		if ((r = guest_attach(g, &devs[pl->attach[i]])) < 0)
+			ret = r;
+	guest_close(g);
+	return ret;
+}
+
+int hotplug_sync(const struct settings *s, unsigned long vmid)
+{
+	struct usb_device_info *devs = NULL;
+	struct plan *plans = NULL;
+	size_t n_devs = 0, n_plans = 0;
+	struct vms v;
+	int r, ret = 0;
+
+	r = vms_load_host(s, &v, &devs, &n_devs);
+	if (r < 0)
+		return r;
+	plans = calloc(v.n + 1, sizeof(*plans));
+	if (!plans) {
+		ret = -ENOMEM;
+		goto out;
+	}
+
+	/* a VM without a .usb.conf is synced only when named: then whatever it
+	 * still holds through the tool goes */
+	for (size_t i = 0; i < v.n; i++) {
+		struct vm *vm = v.list[i];
+
+		if (vmid ? vm->vmid != vmid : !vm->rules)
+			continue;
+		if (!vms_running(&v, vm))
+			continue;
+		plans[n_plans++].vm = vm;
+	}
+	if (vmid && n_plans == 0) {
+		ret = log_err(-ESRCH, "VM %lu is not running; nothing to sync (post-start attaches everything when it starts)",
+			      vmid);
+		goto out;
+	}
+	if (n_plans == 0)
+		log_info("no running VM has a .usb.conf in %s; nothing to sync", s->vm_config_dir);
+
+	/* First learn everything (asking each VM what it holds), then change
+	 * one VM at a time: never two VMs' locks at once. */
+	for (size_t i = 0; i < n_plans; i++) {
+		if (vms_fetch_held(&v, plans[i].vm) < 0) {
+			ret = -EIO;
+			plans[i].vm = NULL;
+			continue;
+		}
+		r = plan_vm(&v, &plans[i], devs, n_devs);
+		if (r < 0) {
+			ret = r;
+			goto out;
+		}
+	}
+	for (size_t i = 0; i < n_plans; i++)
+		if (plans[i].vm && (r = carry_out(s, &plans[i], devs)) < 0)
+			ret = r;
+out:
+	for (size_t i = 0; plans && i < n_plans; i++) {
+		free(plans[i].detach);
+		free(plans[i].why);
+		free(plans[i].attach);
+	}
+	free(plans);
+	free(devs);
+	vms_free(&v);
+	return ret;
+}

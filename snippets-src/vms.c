@@ -1,0 +1,256 @@
+#include "vms.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guest.h"
+#include "log.h"
+
+static struct vm *vm_new(unsigned long vmid, struct vm_rules *rules)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+
+	if (!vm)
+		return NULL;
+	vm->vmid = vmid;
+	vm->rules = rules;
+	vm->running = -1;
+	vm->pve_state = -1;
+	vm->held_state = -1;
+	return vm;
+}
+
+int vms_load(const struct settings *s, enum log_level line_level, unsigned long starting_vmid,
+	     struct vms *ret)
+{
+	struct vm_rules **rules = NULL;
+	size_t n = 0;
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	ret->s = s;
+	ret->starting_vmid = starting_vmid;
+	r = usbconf_load_all(s->vm_config_dir, line_level, &rules, &n);
+	if (r < 0)
+		return r;
+	ret->list = calloc(n + 1, sizeof(*ret->list));
+	if (!ret->list) {
+		usbconf_free_all(rules, n);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		ret->list[i] = vm_new(rules[i]->vmid, rules[i]);
+		if (!ret->list[i]) {
+			usbconf_free_all(rules + i, n - i);
+			free(rules);
+			vms_free(ret);
+			return -ENOMEM;
+		}
+		ret->n++;
+	}
+	free(rules); /* the rules themselves now belong to the list */
+	return 0;
+}
+
+void vms_free(struct vms *v)
+{
+	for (size_t i = 0; i < v->n; i++) {
+		usbconf_free(v->list[i]->rules);
+		free(v->list[i]->held);
+		free(v->list[i]);
+	}
+	free(v->list);
+	v->list = NULL;
+	v->n = 0;
+}
+
+int vms_load_host(const struct settings *s, struct vms *v, struct usb_device_info **devs,
+		  size_t *n_devs)
+{
+	int r;
+
+	r = vms_load(s, LOG_LVL_WARNING, 0, v);
+	if (r < 0)
+		return r;
+	r = vms_list_running(v);
+	if (r < 0) {
+		vms_free(v);
+		return log_err(r, "%s: cannot list the running VMs: %s", s->qmp_socket_dir, strerror(-r));
+	}
+	r = usbtree_scan(devs, n_devs);
+	if (r < 0) {
+		vms_free(v);
+		return log_err(r, "cannot read the host's USB devices: %s", strerror(-r));
+	}
+	return 0;
+}
+
+struct vm *vms_find(struct vms *v, unsigned long vmid)
+{
+	for (size_t i = 0; i < v->n; i++)
+		if (v->list[i]->vmid == vmid)
+			return v->list[i];
+	return NULL;
+}
+
+bool vms_running(struct vms *v, struct vm *vm)
+{
+	if (vm->running < 0)
+		vm->running = vm->vmid == v->starting_vmid || guest_is_running(v->s, vm->vmid);
+	return vm->running > 0;
+}
+
+static int cmp_vm(const void *a, const void *b)
+{
+	const struct vm *x = *(struct vm *const *)a, *y = *(struct vm *const *)b;
+
+	return (x->vmid > y->vmid) - (x->vmid < y->vmid);
+}
+
+int vms_list_running(struct vms *v)
+{
+	struct dirent *de;
+	DIR *d;
+
+	if (v->all_listed)
+		return 0;
+	v->all_listed = true;
+	d = opendir(v->s->qmp_socket_dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno; /* no VM ever ran */
+	while ((de = readdir(d))) {
+		const char *dot = strrchr(de->d_name, '.');
+		unsigned long vmid;
+		char id[16];
+
+		if (!dot || strcmp(dot, ".pid") != 0 || (size_t)(dot - de->d_name) >= sizeof(id))
+			continue;
+		memcpy(id, de->d_name, (size_t)(dot - de->d_name));
+		id[dot - de->d_name] = '\0';
+		if (usbconf_parse_vmid(id, &vmid) < 0 || vms_find(v, vmid))
+			continue;
+		if (!guest_is_running(v->s, vmid))
+			continue;
+		struct vm **nl = realloc(v->list, (v->n + 1) * sizeof(*nl));
+
+		if (!nl) {
+			closedir(d);
+			return -ENOMEM;
+		}
+		v->list = nl;
+		v->list[v->n] = vm_new(vmid, NULL);
+		if (!v->list[v->n]) {
+			closedir(d);
+			return -ENOMEM;
+		}
+		v->list[v->n++]->running = 1;
+	}
+	closedir(d);
+	if (v->n > 1)
+		qsort(v->list, v->n, sizeof(*v->list), cmp_vm);
+	return 0;
+}
+
+const struct pve_vm *vms_pve(struct vms *v, struct vm *vm)
+{
+	if (vm->pve_state == -1)
+		vm->pve_state = pveconf_load(v->s->vm_config_dir, vm->vmid, &vm->pve);
+	return vm->pve_state == 0 ? &vm->pve : NULL;
+}
+
+int vms_fetch_held(struct vms *v, struct vm *vm)
+{
+	struct guest *g;
+	int r;
+
+	if (vm->held_state != -1)
+		return vm->held_state;
+	r = guest_open(v->s, vm->vmid, &g);
+	if (r == 0) {
+		r = guest_held(g, &vm->held, &vm->n_held);
+		guest_close(g);
+	}
+	vm->held_state = r;
+	return r;
+}
+
+bool vms_holds(struct vms *v, struct vm *vm, const struct usb_port *port)
+{
+	if (vms_fetch_held(v, vm) < 0)
+		return false;
+	for (size_t i = 0; i < vm->n_held; i++)
+		if (port_equal(&vm->held[i], port))
+			return true;
+	return false;
+}
+
+int vms_place(struct vms *v, const struct usb_device_info *dev, struct placement *ret)
+{
+	struct placement p = { .kind = PLACE_NOBODY };
+	size_t n_claims = 0;
+	int r;
+
+	*ret = p;
+	if (dev->dev_class == USB_CLASS_HUB)
+		return 0;
+
+	for (size_t i = 0; i < v->n; i++) {
+		struct vm *vm = v->list[i];
+		const struct usb_rule *rule;
+		unsigned score;
+
+		if (!vm->rules || !(score = usbconf_match(vm->rules, dev, &rule)) || !vms_running(v, vm))
+			continue;
+		n_claims++;
+		if (score > p.score) {
+			p.kind = PLACE_VM;
+			p.vm = vm;
+			p.rule = rule;
+			p.score = score;
+			p.rival = NULL;
+		} else if (score == p.score && !p.rival) {
+			p.rival = vm;
+		}
+	}
+	if (n_claims == 0)
+		return 0;
+
+	/* Proxmox's own passthrough comes first, in any running VM */
+	r = vms_list_running(v);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < v->n; i++) {
+		struct vm *vm = v->list[i];
+		const struct pve_vm *pve;
+		const struct pve_usb *u;
+
+		if (!vms_running(v, vm) || !(pve = vms_pve(v, vm)) || !(u = pveconf_passes(pve, dev)))
+			continue;
+		*ret = (struct placement){ .kind = PLACE_PROXMOX, .vm = vm, .pve = u };
+		return 0;
+	}
+
+	/* with rivals, whoever holds it keeps it */
+	if (n_claims > 1)
+		for (size_t i = 0; i < v->n; i++) {
+			struct vm *vm = v->list[i];
+			const struct usb_rule *rule;
+			unsigned score;
+
+			if (!vm->rules || !(score = usbconf_match(vm->rules, dev, &rule)) ||
+			    !vms_running(v, vm) || vm->vmid == v->starting_vmid ||
+			    !vms_holds(v, vm, &dev->port))
+				continue;
+			*ret = (struct placement){
+				.kind = PLACE_VM, .vm = vm, .rule = rule, .score = score, .held = true
+			};
+			return 0;
+		}
+
+	if (p.rival)
+		p.kind = PLACE_CONFLICT;
+	*ret = p;
+	return 0;
+}

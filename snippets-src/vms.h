@@ -1,0 +1,87 @@
+/* The VMs of this node as the tool sees them: their rules, whether they run,
+ * what Proxmox itself passes them, which host ports they hold. Read lazily
+ * and at most once per run, so a udev event for a device nobody claims
+ * costs no more than reading the rules.
+ *
+ * vms_place() says where a device belongs:
+ *   - only running VMs compete;
+ *   - a device Proxmox passes (usbN in a running VM's <vmid>.conf) is left
+ *     to Proxmox;
+ *   - a device a claiming VM holds already stays there (a VM that starts
+ *     takes only what no other running VM holds);
+ *   - else the most specific rule wins; two equal claims attach nowhere. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "log.h"
+#include "pveconf.h"
+#include "settings.h"
+#include "usbconf.h"
+#include "usbtree.h"
+
+struct vm {
+	unsigned long vmid;
+	struct vm_rules *rules; /* NULL: no .usb.conf */
+	int running;		/* -1: not asked yet */
+	int pve_state;		/* -1: not read; 0: read; -ENOENT...: none */
+	struct pve_vm pve;
+	int held_state; /* -1: not asked; 0: known; <0: could not ask */
+	struct usb_port *held;
+	size_t n_held;
+};
+
+struct vms {
+	const struct settings *s;
+	unsigned long starting_vmid; /* post-start: counts as running */
+	bool all_listed;	     /* running VMs without a .usb.conf added */
+	struct vm **list; /* each vm stays where it is while the list grows */
+	size_t n;
+};
+
+enum place_kind {
+	PLACE_NOBODY,	/* no running VM claims it */
+	PLACE_VM,	/* attach to (or keep in) vm */
+	PLACE_PROXMOX,	/* Proxmox passes it to vm itself (pve says how) */
+	PLACE_CONFLICT, /* vm and rival claim it equally: attach to neither */
+};
+
+struct placement {
+	enum place_kind kind;
+	struct vm *vm;
+	const struct usb_rule *rule; /* PLACE_VM: the rule that claims it */
+	unsigned score;
+	bool held;	   /* PLACE_VM: vm holds it already */
+	struct vm *rival;  /* PLACE_CONFLICT */
+	const struct pve_usb *pve; /* PLACE_PROXMOX */
+};
+
+/* Reads every .usb.conf (bad lines logged at line_level). */
+int vms_load(const struct settings *s, enum log_level line_level, unsigned long starting_vmid,
+	     struct vms *ret);
+void vms_free(struct vms *v);
+
+/* For the operator's commands: every .usb.conf (bad lines as warnings),
+ * every running VM, and the host's USB devices (*devs malloc()ed). Errors
+ * are logged; on failure nothing is left to free. */
+int vms_load_host(const struct settings *s, struct vms *v, struct usb_device_info **devs,
+		  size_t *n_devs);
+
+struct vm *vms_find(struct vms *v, unsigned long vmid);
+bool vms_running(struct vms *v, struct vm *vm);
+
+/* Adds the running VMs that have no .usb.conf (Proxmox may pass them USB
+ * devices); sorted by vmid afterwards. */
+int vms_list_running(struct vms *v);
+
+/* The VM's usbN lines; NULL if it has no <vmid>.conf. */
+const struct pve_vm *vms_pve(struct vms *v, struct vm *vm);
+
+/* Whether vm holds port (asks QEMU once; false if it cannot be asked). */
+bool vms_holds(struct vms *v, struct vm *vm, const struct usb_port *port);
+/* Asks QEMU for what vm holds. 0 or the error (logged). */
+int vms_fetch_held(struct vms *v, struct vm *vm);
+
+/* Where dev belongs now. Hubs are never placed (PLACE_NOBODY). */
+int vms_place(struct vms *v, const struct usb_device_info *dev, struct placement *ret);

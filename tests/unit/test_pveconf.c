@@ -1,0 +1,100 @@
+/* Proxmox's own usbN lines, and the controller part of a device's ID_PATH. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "log.h"
+#include "pveconf.h"
+
+static struct usb_device_info dev(const char *port, unsigned vid, unsigned pid)
+{
+	struct usb_device_info d = { .have_ids = true, .vid = vid, .pid = pid };
+
+	assert_int_equal(port_parse(port, &d.port), 0);
+	return d;
+}
+
+static void test_parse(void **state)
+{
+	static const char conf[] =
+		"boot: order=scsi0\n"
+		"usb0: host=046d:c52b,usb3=1\n"
+		"usb1: host=3-4.1\n"
+		"usb2: spice\n"
+		"usb3: 0x0951:0x1666\n"
+		"usb4: mapping=desk\n"
+		"usb13: host=11-2\r\n"
+		"usbx: host=1-1\n"
+		"usb99: host=1-1\n"
+		"hookscript: local:snippets/pve-usb-hotplug\n"
+		"[snap1]\n"
+		"usb5: host=5-5\n";
+	struct pve_vm vm;
+	(void)state;
+
+	pveconf_parse_text(conf, sizeof(conf) - 1, &vm);
+	assert_int_equal(vm.n, 6);
+	assert_int_equal(vm.usb[0].index, 0);
+	assert_int_equal(vm.usb[0].kind, PVE_USB_ID);
+	assert_int_equal(vm.usb[0].vid, 0x046d);
+	assert_int_equal(vm.usb[0].pid, 0xc52b);
+	assert_int_equal(vm.usb[1].kind, PVE_USB_PORT);
+	assert_int_equal(vm.usb[2].kind, PVE_USB_OTHER);
+	assert_int_equal(vm.usb[3].kind, PVE_USB_ID);
+	assert_int_equal(vm.usb[3].vid, 0x0951);
+	assert_int_equal(vm.usb[4].kind, PVE_USB_OTHER);
+	assert_int_equal(vm.usb[5].index, 13);
+	assert_int_equal(vm.usb[5].kind, PVE_USB_PORT);
+
+	/* QEMU compares ports exactly, ids as a pair */
+	struct usb_device_info d = dev("3-4.1", 1, 1);
+	assert_ptr_equal(pveconf_passes(&vm, &d), &vm.usb[1]);
+	d = dev("3-4.1.1", 1, 1);
+	assert_null(pveconf_passes(&vm, &d));
+	d = dev("3-4", 0x046d, 0xc52b);
+	assert_ptr_equal(pveconf_passes(&vm, &d), &vm.usb[0]);
+	d = dev("3-4", 0x046d, 0xc52c);
+	assert_null(pveconf_passes(&vm, &d));
+	d = dev("5-5", 1, 1); /* only in a snapshot */
+	assert_null(pveconf_passes(&vm, &d));
+}
+
+static void test_controller(void **state)
+{
+	static const struct {
+		const char *devpath, *controller;
+	} cases[] = {
+		{ "/devices/pci0000:00/0000:00:14.0/usb3/3-4/3-4.1", "pci-0000:00:14.0" },
+		{ "/devices/pci0000:00/0000:00:1c.0/0000:03:00.0/usb11/11-2", "pci-0000:03:00.0" },
+		{ "/devices/platform/soc/xhci-hcd.0.auto/usb1/1-1", "platform-xhci-hcd.0.auto" },
+		{ "/devices/usb1/1-1", NULL },
+		{ "/devices/pci0000:00/0000:00:14.0/3-4", NULL },
+		{ "/devices/x/usbfoo/1-1", NULL },
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char buf[PORT_CONTROLLER_MAX];
+		int r = port_controller(cases[i].devpath, buf, sizeof(buf));
+
+		if (cases[i].controller) {
+			assert_int_equal(r, 0);
+			assert_string_equal(buf, cases[i].controller);
+		} else {
+			assert_true(r < 0);
+		}
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_controller),
+	};
+	log_setup(LOG_LVL_ERROR, NULL, 0);
+	return cmocka_run_group_tests_name("pveconf", tests, NULL, NULL);
+}
