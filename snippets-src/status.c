@@ -73,6 +73,15 @@ static struct vm *stopped_claimer(struct vms *v, const struct usb_device_info *d
 	return best;
 }
 
+/* Whether an allow rule of the file selects d (whatever its denies say). */
+static bool allowed(const struct vm_rules *rules, const struct usb_device_info *d)
+{
+	for (size_t i = 0; i < rules->n_rules; i++)
+		if (!rules->rules[i].deny && usbconf_rule_match(&rules->rules[i], d))
+			return true;
+	return false;
+}
+
 static json_t *device_json(struct vms *v, const struct usb_device_info *d)
 {
 	char port[PORT_STRLEN], hostport[PORT_STRLEN], path[PORT_CONTROLLER_MAX + PORT_STRLEN + 8];
@@ -113,9 +122,15 @@ static json_t *device_json(struct vms *v, const struct usb_device_info *d)
 		const struct usb_rule *rule = NULL;
 		struct vm *vm = stopped_claimer(v, d, &rule);
 
+		state = vm ? "not-running" : "unclaimed";
+		for (size_t i = 0; !vm && i < v->n; i++)
+			if (v->list[i]->rules && allowed(v->list[i]->rules, d) &&
+			    (rule = usbconf_denied(v->list[i]->rules, d))) {
+				vm = v->list[i];
+				state = "denied";
+			}
 		if (vm)
 			claim = rule_json(vm, rule);
-		state = vm ? "not-running" : "unclaimed";
 	}
 	j = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:b, s:s, s:o, s:o}",
 		      "port", port, "bus", (json_int_t)d->port.bus, "hostport", hostport, "path",
@@ -165,7 +180,7 @@ static void print_device(json_t *d, unsigned indent)
 {
 	const char *state = json_string_value(json_object_get(d, "state"));
 	json_t *claim = json_object_get(d, "claim");
-	char product[200], what[400] = "";
+	char product[200], what[400] = "", text[800];
 	long long vmid = json_integer_value(json_object_get(claim, "vmid"));
 	const char *rule = json_string_value(json_object_get(claim, "rule"));
 	const char *file = json_string_value(json_object_get(claim, "file"));
@@ -189,17 +204,26 @@ static void print_device(json_t *d, unsigned indent)
 			 vmid, json_integer_value(json_object_get(claim, "rival")));
 	else if (!strcmp(state, "not-running"))
 		snprintf(what, sizeof(what), "VM %lld when it runs (%s)", vmid, where);
+	else if (!strcmp(state, "denied"))
+		snprintf(what, sizeof(what), "denied to VM %lld (%s)", vmid, where);
 	else if (!strcmp(state, "hub"))
 		snprintf(what, sizeof(what), "hub");
 
-	log_escape(json_string_value(json_object_get(d, "product")), product + 1, sizeof(product) - 2);
-	product[0] = '"';
-	strcat(product, "\"");
-	printf("%*s%-*s %s:%s %6sM  %-24s %s\n", (int)indent, "", (int)(18 - indent),
-	       json_string_value(json_object_get(d, "port")),
-	       json_string_value(json_object_get(d, "vendor_id")),
-	       json_string_value(json_object_get(d, "product_id")),
-	       json_string_value(json_object_get(d, "speed")), product, what);
+	product[0] = '\0';
+	if (json_string_length(json_object_get(d, "product"))) {
+		log_escape(json_string_value(json_object_get(d, "product")), product + 1,
+			   sizeof(product) - 2);
+		product[0] = '"';
+		strcat(product, "\"");
+	}
+	snprintf(text, sizeof(text), "%*s%-*s %s:%s %6sM  %-24s %s", (int)indent, "",
+		 (int)(18 - indent), json_string_value(json_object_get(d, "port")),
+		 json_string_value(json_object_get(d, "vendor_id")),
+		 json_string_value(json_object_get(d, "product_id")),
+		 json_string_value(json_object_get(d, "speed")), product, what);
+	for (size_t n = strlen(text); n && text[n - 1] == ' ';)
+		text[--n] = '\0';
+	puts(text);
 
 	json_t *held = json_object_get(d, "held_by");
 	size_t i;

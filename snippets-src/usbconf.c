@@ -344,23 +344,35 @@ unsigned usbconf_rule_match(const struct usb_rule *r, const struct usb_device_in
 	return 0;
 }
 
+/* A deny on a serial applies only when the serial is known: on a remove
+ * event a device must never be kept in a VM for want of it. */
+static bool deny_applies(const struct usb_rule *r, const struct usb_device_info *dev)
+{
+	return r->deny && (r->kind != RULE_SERIAL || dev->serial_known) &&
+	       usbconf_rule_match(r, dev) > 0;
+}
+
+const struct usb_rule *usbconf_denied(const struct vm_rules *rules,
+				      const struct usb_device_info *dev)
+{
+	for (size_t i = 0; i < rules->n_rules; i++)
+		if (deny_applies(&rules->rules[i], dev))
+			return &rules->rules[i];
+	return NULL;
+}
+
 unsigned usbconf_match(const struct vm_rules *rules, const struct usb_device_info *dev,
 		       const struct usb_rule **ret_rule)
 {
 	const struct usb_rule *best = NULL;
 	unsigned best_score = 0;
 
+	if (usbconf_denied(rules, dev))
+		return 0;
 	for (size_t i = 0; i < rules->n_rules; i++) {
 		const struct usb_rule *r = &rules->rules[i];
-		unsigned score = usbconf_rule_match(r, dev);
+		unsigned score = r->deny ? 0 : usbconf_rule_match(r, dev);
 
-		if (!score)
-			continue;
-		if (r->deny) {
-			if (r->kind == RULE_SERIAL && !dev->serial_known)
-				continue;
-			return 0;
-		}
 		if (score > best_score) {
 			best = r;
 			best_score = score;

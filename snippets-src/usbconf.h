@@ -89,6 +89,10 @@ unsigned usbconf_rule_match(const struct usb_rule *rule, const struct usb_device
 unsigned usbconf_match(const struct vm_rules *rules, const struct usb_device_info *dev,
 		       const struct usb_rule **ret_rule);
 
+/* The deny rule of the VM's that matches dev, or NULL. */
+const struct usb_rule *usbconf_denied(const struct vm_rules *rules,
+				      const struct usb_device_info *dev);
+
 /* The rule as it would be written in a .usb.conf: "deny id 046d:*". */
 void usbconf_format_rule(const struct usb_rule *rule, char *buf, size_t n);
 

@@ -51,16 +51,18 @@ def main():
     host = Host(work)
     guest = Guest(100, tool.qmp_dir)
     try:
-        conf = tool.usb_conf(100, "# the desk hub on the host's front port\n3-4\n")
+        conf = tool.usb_conf(100, "# the desk hub on the host's front port\n3-4\n"
+                                  "# but never the backup stick on it\ndeny id 0781:*\n")
         host.hub("3-4")
         host.plug("3-4.1", 0x046D, 0xC31C, speed="1.5", product="USB Keyboard")
         host.hub("3-4.2")
         host.plug("3-4.2.1", 0x046D, 0xC077, speed="1.5", product="USB Optical Mouse")
         host.plug("3-4.2.3", 0x1395, 0x0025, speed="12", product="Headset")
-        host.plug("3-5", 0x0781, 0x5581, product="Host's own stick (not configured)")
+        host.plug("3-4.3", 0x0781, 0x5581, product="Backup stick")
+        host.plug("3-5", 0x0781, 0x5582, product="Host's own stick (not configured)")
 
-        step("Host: hub on 3-4 with keyboard, a second hub with mouse and headset;\n"
-             "a stick on 3-5. %s says: 3-4" % conf)
+        step("Host: hub on 3-4 with keyboard, a backup stick, a second hub with mouse\n"
+             "and headset; a stick on 3-5. %s says: 3-4, deny id 0781:*" % conf)
         show(guest, "")
 
         step("Proxmox runs the hookscript: pve-usb-hotplug 100 post-start")
@@ -87,9 +89,11 @@ def main():
         show(guest, "")
 
         step("Something is plugged into 3-5, which no VM claims: nothing happens")
-        host.plug("3-5", 0x0781, 0x5581)
+        host.plug("3-5", 0x0781, 0x5582)
         run(tool, host=host, env=host.event_env("add", "3-5"))
         show(guest, "")
+        step("The operator asks: pve-usb-hotplug status")
+        run(tool, ["status"], host=host)
         print("Demo done: the guest followed every plug and unplug under port 3-4.")
     finally:
         guest.stop()

@@ -364,7 +364,7 @@ class Check(Case):
             f.write(shipped + "\n" + ours)
         r = self.ok(self.tool.run(["check"]))
         self.assertIn("%s: valid" % self.tool.config, r.stdout)
-        self.assertIn("100.usb.conf: 2 rule(s), all valid", r.stdout)
+        self.assertIn("100.usb.conf: 5 rule(s), all valid", r.stdout)
         self.assertEqual(r.stderr, "")
         with open(os.path.join(examples, "100.conf")) as f:
             self.assertIn("\nhookscript: local:snippets/pve-usb-hotplug\n", f.read())
@@ -557,7 +557,7 @@ class Commands(Case):
     def scenario(self):
         """Two running VMs, one stopped, Proxmox's own passthrough, a conflict."""
         a, b = self.guest(100), self.guest(101)
-        self.tool.usb_conf(100, "3-4\n")
+        self.tool.usb_conf(100, "3-4\ndeny 3-4.5\n")
         self.tool.usb_conf(101, "3-4.2\nid 0951:*\n")
         self.tool.usb_conf(102, "serial STOPPED\n")
         self.tool.usb_conf(103, "3-6\n")
@@ -570,6 +570,7 @@ class Commands(Case):
         self.host.hub("3-4.2")
         self.host.plug("3-4.2.1", 0x0483, 0x5740, product="Board", serial="S1")
         self.host.plug("3-4.3", 0xABCD, 0x0001)          # Proxmox's
+        self.host.plug("3-4.5", 0x0781, 0x5581)          # denied
         self.host.plug("3-5", 0x0951, 0x1666, speed="5000")
         self.host.plug("3-6", 0x2222, 0x3333)            # conflict
         self.host.plug("3-7", 0x3333, 0x4444, serial="STOPPED")
@@ -584,10 +585,11 @@ class Commands(Case):
         r = self.ok(self.tool.run(["status", "--json"], host=self.host))
         st = json.loads(r.stdout)
         dev = {d["port"]: d for d in st["devices"]}
-        self.assertEqual(sorted(dev), ["3-4", "3-4.1", "3-4.2", "3-4.2.1", "3-4.3", "3-5", "3-6", "3-7", "3-8"])
+        self.assertEqual(sorted(dev), ["3-4", "3-4.1", "3-4.2", "3-4.2.1", "3-4.3", "3-4.5", "3-5", "3-6",
+                                       "3-7", "3-8"])
         states = {p: d["state"] for p, d in dev.items()}
         self.assertEqual(states, {"3-4": "hub", "3-4.1": "not-attached", "3-4.2": "hub",
-                                  "3-4.2.1": "attached", "3-4.3": "proxmox", "3-5": "attached",
+                                  "3-4.2.1": "attached", "3-4.3": "proxmox", "3-4.5": "denied", "3-5": "attached",
                                   "3-6": "conflict", "3-7": "not-running", "3-8": "unclaimed"})
         # every "attached" is what QEMU says, on the VM the status names
         held = {100: a.ports(), 101: b.ports()}
@@ -614,6 +616,7 @@ class Commands(Case):
         self.assertRegex(r.stdout, r"\n    3-4.1 +046d:c52b +12M  \"Receiver\" +VM 100: NOT attached \('port 3-4', 100.usb.conf:1\)")
         self.assertRegex(r.stdout, r"\n      3-4.2.1 +0483:5740 +480M  \"Board\" +VM 101: attached \('port 3-4.2', 101.usb.conf:1\)")
         self.assertIn("VM 101: passed by Proxmox itself (usb0)", r.stdout)
+        self.assertIn("denied to VM 100 ('deny port 3-4.5', 100.usb.conf:2)", r.stdout)
         self.assertIn("VM 103 and VM 104 claim it equally: attached to neither", r.stdout)
         # one VM: its devices and the hubs above them
         r = self.ok(self.tool.run(["status", "101", "--json"], host=self.host))
@@ -622,7 +625,7 @@ class Commands(Case):
 
     def test_sync_repairs_a_stale_and_a_missing_device(self):
         a, b = self.scenario()
-        self.tool.usb_conf(100, "3-4\ndeny 3-4.3\n")
+        self.tool.usb_conf(100, "3-4\ndeny 3-4.3\ndeny 3-4.5\n")
         for dev_id, port in (("usbhost3-9", "9"), ("usbhost3-4.1", "4.1"), ("usbhost3-4.3", "4.3"),
                              ("mine", "4.1")):
             a.qmp("device_add", driver="usb-host", id=dev_id, hostbus=3, hostport=port, bus="xhci.0")
