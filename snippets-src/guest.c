@@ -9,14 +9,19 @@
 
 #include "lock.h"
 #include "log.h"
+#include "pveconf.h"
 #include "qmp.h"
 #include "util.h"
+#include "xhci.h"
 
 struct guest {
+	const struct settings *s;
 	unsigned long vmid;
 	int lock_fd;
 	struct qmp *qmp;
-	char bus[128]; /* the xHCI bus, "xhci.0"; found on first attach */
+	bool xhci_loaded; /* on the first attach */
+	struct xhci_set xhci;
+	unsigned reserved; /* ports 1..reserved of "xhci" are Proxmox's usbN */
 };
 
 void guest_device_id(const struct usb_port *p, char *buf, size_t n)
@@ -92,6 +97,7 @@ int guest_open(const struct settings *s, unsigned long vmid, struct guest **ret)
 	g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
+	g->s = s;
 	g->vmid = vmid;
 	g->lock_fd = -1;
 
@@ -121,40 +127,6 @@ int guest_open(const struct settings *s, unsigned long vmid, struct guest **ret)
 	return 0;
 }
 
-/* qom type names of the xHCI controllers QEMU has */
-static bool is_xhci_type(const char *t)
-{
-	return t && (strcmp(t, "child<qemu-xhci>") == 0 || strcmp(t, "child<nec-usb-xhci>") == 0);
-}
-
-/* Picks the VM's xHCI controller: Proxmox's "xhci" if it is there, else
- * the first one found. */
-static int find_xhci_bus(struct guest *g)
-{
-	json_t *list = NULL, *item;
-	const char *found = NULL;
-	size_t i;
-	int r;
-
-	if (g->bus[0])
-		return 0;
-	r = qmp_execute(g->qmp, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"), &list);
-	if (r < 0)
-		return r;
-	json_array_foreach(list, i, item) {
-		const char *name = json_string_value(json_object_get(item, "name"));
-
-		if (!name || !is_xhci_type(json_string_value(json_object_get(item, "type"))))
-			continue;
-		if (!found || strcmp(name, "xhci") == 0)
-			found = name;
-	}
-	if (found)
-		snprintf(g->bus, sizeof(g->bus), "%s.0", found);
-	json_decref(list);
-	return found ? 0 : -ENODEV;
-}
-
 static int qmp_failed(struct guest *g, int r, const char *what, const char *desc)
 {
 	if (r == -EREMOTEIO)
@@ -163,36 +135,90 @@ static int qmp_failed(struct guest *g, int r, const char *what, const char *desc
 	return log_err(r, "VM %lu: %s %s: %s", g->vmid, what, desc, strerror(-r));
 }
 
+/* The controllers and their ports, and the ports Proxmox keeps for the
+ * VM's usbN (usbN sits at port N+1 of "xhci"). */
+static int load_xhci(struct guest *g)
+{
+	struct pve_vm pve;
+	int r;
+
+	if (g->xhci_loaded)
+		return 0;
+	r = xhci_load(g->qmp, &g->xhci);
+	if (r < 0)
+		return r;
+	g->reserved = 0;
+	if (pveconf_load(g->s->vm_config_dir, g->vmid, &pve) == 0)
+		for (size_t i = 0; i < pve.n; i++)
+			if (pve.usb[i].index + 1 > g->reserved)
+				g->reserved = pve.usb[i].index + 1;
+	g->xhci_loaded = true;
+	return 0;
+}
+
+static bool is_duplicate(struct guest *g)
+{
+	const char *desc = qmp_error_desc(g->qmp);
+
+	return strstr(desc, "Duplicate device ID") || strstr(desc, "Duplicate ID");
+}
+
+/* Each try takes a port or a controller: a bound on the attempts. */
+#define ATTACH_TRIES (XHCI_MAX_CTRLS * (XHCI_MAX_PORTS + 1))
+
 int guest_attach(struct guest *g, const struct usb_device_info *dev)
 {
-	char id[GUEST_ID_MAX], hostport[PORT_STRLEN], desc[256];
-	json_t *args;
+	char id[GUEST_ID_MAX], hostport[PORT_STRLEN], desc[256], msg[160], port_s[8];
+	bool ss = xhci_is_superspeed(dev->speed);
+	const char *kind = ss ? "USB 3" : "USB 2";
 	int r;
 
 	guest_describe(dev, desc, sizeof(desc));
-	r = find_xhci_bus(g);
-	if (r == -ENODEV)
-		return log_err(r, "VM %lu: no xHCI (USB 3) controller to attach %s to; give the VM one (e.g. a usbN device with usb3=1, or qemu-xhci in args)",
-			       g->vmid, desc);
-	if (r < 0)
-		return qmp_failed(g, r, "listing devices to attach", desc);
-
 	guest_device_id(&dev->port, id, sizeof(id));
 	port_format_hostport(&dev->port, hostport, sizeof(hostport));
-	args = json_pack("{s:s, s:s, s:I, s:s, s:s}", "driver", "usb-host", "id", id,
-			 "hostbus", (json_int_t)dev->port.bus, "hostport", hostport, "bus", g->bus);
-	if (!args)
-		return -ENOMEM;
-	r = qmp_execute(g->qmp, "device_add", args, NULL);
-	if (r == -EREMOTEIO && (strstr(qmp_error_desc(g->qmp), "Duplicate device ID") ||
-				strstr(qmp_error_desc(g->qmp), "Duplicate ID"))) {
-		log_info("VM %lu: %s already attached as %s", g->vmid, desc, id);
+	r = load_xhci(g);
+	if (r < 0)
+		return qmp_failed(g, r, "listing USB controllers to attach", desc);
+
+	for (int tries = 0; tries < ATTACH_TRIES; tries++) {
+		struct xhci_ctrl *c;
+		size_t ci;
+		unsigned port;
+		char bus[sizeof(c->id) + 2];
+
+		if (xhci_pick(&g->xhci, ss, g->reserved, &ci, &port) < 0) {
+			r = xhci_add_own(g->qmp, &g->xhci, msg, sizeof(msg));
+			if (r == -ENOSPC)
+				return log_err(r, "VM %lu: no free %s port for %s, and no room for another USB controller (%s); detach something, or give the VM a PCI bridge",
+					       g->vmid, kind, desc, msg);
+			if (r < 0)
+				return qmp_failed(g, r, "adding a USB controller for", desc);
+			log_info("VM %lu: added USB controller %s at %s: no free %s port for %s elsewhere",
+				 g->vmid, g->xhci.c[g->xhci.n - 1].id, msg, kind, desc);
+			continue;
+		}
+		c = &g->xhci.c[ci];
+		snprintf(bus, sizeof(bus), "%s.0", c->id);
+		snprintf(port_s, sizeof(port_s), "%u", port);
+		r = qmp_execute(g->qmp, "device_add",
+				json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "driver", "usb-host", "id", id,
+					  "hostbus", (json_int_t)dev->port.bus, "hostport", hostport,
+					  "bus", bus, "port", port_s),
+				NULL);
+		if (r == -EREMOTEIO && is_duplicate(g)) {
+			log_info("VM %lu: %s already attached as %s", g->vmid, desc, id);
+			return 0;
+		}
+		c->taken |= 1u << port;
+		/* a device added without a port sits there: try the next */
+		if (r == -EREMOTEIO && strstr(qmp_error_desc(g->qmp), "in use"))
+			continue;
+		if (r < 0)
+			return qmp_failed(g, r, "attaching", desc);
+		log_info("VM %lu: attached %s as %s on %s port %u", g->vmid, desc, id, bus, port);
 		return 0;
 	}
-	if (r < 0)
-		return qmp_failed(g, r, "attaching", desc);
-	log_info("VM %lu: attached %s as %s on %s", g->vmid, desc, id, g->bus);
-	return 0;
+	return log_err(-ENOSPC, "VM %lu: found no free %s port for %s", g->vmid, kind, desc);
 }
 
 int guest_detach(struct guest *g, const struct usb_device_info *dev)

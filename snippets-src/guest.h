@@ -25,8 +25,10 @@ bool guest_is_running(const struct settings *s, unsigned long vmid);
  * other errors are logged as errors. */
 int guest_open(const struct settings *s, unsigned long vmid, struct guest **ret);
 
-/* Attaches the host device at dev->port on an xHCI bus of the VM, with id
- * usbhost<bus>-<port>. Already attached counts as success. */
+/* Attaches the host device at dev->port with id usbhost<bus>-<port>, at a
+ * port of an xHCI controller that suits its speed (see xhci.h), adding the
+ * tool's own controller when none has room. Already attached counts as
+ * success. */
 int guest_attach(struct guest *g, const struct usb_device_info *dev);
 
 /* Detaches usbhost<bus>-<port>. Not attached counts as success. */

@@ -178,16 +178,21 @@ class Qmp:
 class Guest:
     """A running QEMU laid out as Proxmox lays out a VM (i440fx)."""
 
-    def __init__(self, vmid, qmp_dir, xhci=True):
+    def __init__(self, vmid, qmp_dir, xhci="p2=15,p3=15", bridge=True, extra=()):
+        """xhci: the properties of Proxmox's controller "xhci", or None for a
+        VM without one; bridge: Proxmox's pci.1; extra: more -device values."""
         self.vmid = vmid
         self.qmp_path = os.path.join(qmp_dir, "%d.qmp" % vmid)
         self.pid_path = os.path.join(qmp_dir, "%d.pid" % vmid)
         args = [QEMU, "-machine", "pc", "-nodefaults", "-display", "none", "-S",
-                "-device", "pci-bridge,id=pci.1,chassis_nr=1,bus=pci.0,addr=0x1e",
                 "-device", "piix3-usb-uhci,id=uhci,bus=pci.0,addr=0x1.0x2",
                 "-device", "usb-tablet,id=tablet,bus=uhci.0,port=1"]
+        if bridge:
+            args += ["-device", "pci-bridge,id=pci.1,chassis_nr=1,bus=pci.0,addr=0x1e"]
         if xhci:
-            args += ["-device", "qemu-xhci,p2=15,p3=15,id=xhci,bus=pci.1,addr=0x1b"]
+            args += ["-device", "qemu-xhci,%s,id=xhci,bus=%s,addr=0x1b" % (xhci, "pci.1" if bridge else "pci.0")]
+        for d in extra:
+            args += ["-device", d]
         args += ["-qmp", "unix:%s,server=on,wait=off" % self.qmp_path, "-pidfile", self.pid_path]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
@@ -204,8 +209,8 @@ class Guest:
         finally:
             q.close()
 
-    def usb_hosts(self):
-        """{id: {"hostbus", "hostport", "bus"}} of every usb-host device the guest has."""
+    def usb_hosts(self, with_port=False):
+        """{id: {"hostbus", "hostport", "bus"[, "port"]}} of every usb-host device the guest has."""
         q = Qmp(self.qmp_path)
         try:
             out = {}
@@ -218,6 +223,8 @@ class Guest:
                     "hostport": q.cmd("qom-get", path=p, property="hostport"),
                     "bus": q.cmd("qom-get", path=p, property="parent_bus").rsplit("/", 1)[-1],
                 }
+                if with_port:
+                    out[item["name"]]["port"] = q.cmd("qom-get", path=p, property="port")
             return out
         finally:
             q.close()
