@@ -49,7 +49,7 @@ BIN := $(BUILD)/pve-usb-hotplug
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check check-unit check-e2e check-deb deb demo deps install clean
+.PHONY: all check check-unit check-e2e check-deb deb demo deps install clean fuzz
 all: $(BIN)
 
 $(BUILD)/obj/%.o: snippets-src/%.c $(wildcard snippets-src/*.h) Makefile
@@ -88,6 +88,38 @@ check-e2e: $(BIN) $(BUILD)/tests/umockdev-plug
 demo: deps
 	$(MAKE) $(BIN)
 	python3 tests/demo.py --binary $(BIN)
+
+# Fuzzing (libFuzzer, clang) of the rules parser, the uevent parser and
+# the QMP reader, each for FUZZ_SECONDS, from the seeds in tests/fuzz/corpus.
+# A crash fails the target and leaves its input in build/fuzz/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := rules uevent qmp
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_OBJ := $(SRC:snippets-src/%.c=build/fuzz/obj/%.o)
+.SECONDARY: $(FUZZ_OBJ)
+
+build/fuzz/obj/%.o: snippets-src/%.c $(wildcard snippets-src/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 -Wall -Wextra -Werror $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link \
+		$(PKG_CFLAGS) -c -o $@ $<
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJ)
+	$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 -Wall -Wextra -Werror $(FUZZ_FLAGS) -fsanitize=fuzzer \
+		-Isnippets-src $(PKG_CFLAGS) -o $@ $< $(FUZZ_OBJ) $(PKG_LIBS)
+
+fuzz:
+	@WITH_FUZZ=1 tests/deps.sh
+	$(MAKE) $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p build/fuzz/corpus-$$t; \
+		echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+		build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=10 \
+			-artifact_prefix=build/fuzz/$$t- -print_final_stats=1 \
+			build/fuzz/corpus-$$t tests/fuzz/corpus/$$t 2>build/fuzz/$$t.log \
+			|| { tail -40 build/fuzz/$$t.log; exit 1; }; \
+		grep -E "stat::number_of_executed_units|Done" build/fuzz/$$t.log | tail -2; \
+	done
 
 # The Debian package, into build/deb/ (dpkg-buildpackage writes to ..).
 deb:

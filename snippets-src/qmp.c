@@ -219,12 +219,37 @@ int qmp_execute(struct qmp *q, const char *command, json_t *args, json_t **ret)
 	}
 }
 
+/* Greeting, then capabilities negotiation. Frees q on failure. */
+static int handshake(struct qmp *q, int64_t deadline, struct qmp **ret)
+{
+	json_t *greeting = NULL;
+	int r;
+
+	r = read_msg(q, deadline, &greeting);
+	if (r < 0)
+		goto fail;
+	if (qmp_classify(greeting) != QMP_MSG_GREETING) {
+		json_decref(greeting);
+		r = -EPROTO;
+		goto fail;
+	}
+	json_decref(greeting);
+
+	r = qmp_execute(q, "qmp_capabilities", NULL, NULL);
+	if (r < 0)
+		goto fail;
+	*ret = q;
+	return 0;
+fail:
+	qmp_close(q);
+	return r;
+}
+
 int qmp_open(const char *path, int timeout_ms, struct qmp **ret)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int64_t deadline = util_now_ms() + timeout_ms;
 	struct qmp *q;
-	json_t *greeting = NULL;
 	int r;
 
 	if (strlen(path) >= sizeof(sa.sun_path))
@@ -256,24 +281,29 @@ int qmp_open(const char *path, int timeout_ms, struct qmp **ret)
 		poll(NULL, 0, 10);
 	}
 
-	r = read_msg(q, deadline, &greeting);
-	if (r < 0)
-		goto fail;
-	if (qmp_classify(greeting) != QMP_MSG_GREETING) {
-		json_decref(greeting);
-		r = -EPROTO;
-		goto fail;
-	}
-	json_decref(greeting);
-
-	r = qmp_execute(q, "qmp_capabilities", NULL, NULL);
-	if (r < 0)
-		goto fail;
-	*ret = q;
-	return 0;
+	return handshake(q, deadline, ret);
 fail:
 	qmp_close(q);
 	return r;
+}
+
+int qmp_open_fd(int fd, int timeout_ms, struct qmp **ret)
+{
+	struct qmp *q = calloc(1, sizeof(*q));
+
+	if (!q) {
+		close(fd);
+		return -ENOMEM;
+	}
+	q->fd = fd;
+	q->timeout_ms = timeout_ms;
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+		int r = -errno;
+
+		qmp_close(q);
+		return r;
+	}
+	return handshake(q, util_now_ms() + timeout_ms, ret);
 }
 
 const char *qmp_error_class(const struct qmp *q)

@@ -21,6 +21,10 @@ struct qmp;
  *   other -errno */
 int qmp_open(const char *path, int timeout_ms, struct qmp **ret);
 
+/* The same over a connected stream socket (for the fuzzer and fake peers);
+ * fd is owned by *ret afterwards, or closed on failure. */
+int qmp_open_fd(int fd, int timeout_ms, struct qmp **ret);
+
 /* Runs one command; args (may be NULL) is stolen. On 0, *ret (if not NULL)
  * gets a new reference to the "return" value. -EREMOTEIO when QEMU answered
  * with an error: see qmp_error_class()/qmp_error_desc(). Events that arrive
