@@ -49,7 +49,7 @@ BIN := $(BUILD)/pve-usb-hotplug
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check check-unit check-e2e check-deb deb demo deps install clean fuzz
+.PHONY: all check check-unit check-e2e check-valgrind check-deb deb demo deps install clean fuzz
 all: $(BIN)
 
 $(BUILD)/obj/%.o: snippets-src/%.c $(wildcard snippets-src/*.h) Makefile
@@ -81,6 +81,14 @@ $(BUILD)/tests/umockdev-plug: tests/helpers/umockdev-plug.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g $(WARN) $(if $(filter 1,$(WERROR)),-Werror) $(shell pkg-config --cflags umockdev-1.0) \
 		-o $@ $< $(shell pkg-config --libs umockdev-1.0)
+
+# The whole suite with every run of the program (and of the unit tests)
+# under valgrind: no errors, no leaks.
+check-valgrind: $(UNIT_BIN) $(BIN) $(BUILD)/tests/umockdev-plug
+	@command -v valgrind >/dev/null || { echo "Installing: valgrind"; $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq valgrind >/dev/null; }
+	@fail=0; for t in $(UNIT_BIN); do valgrind -q --error-exitcode=99 --leak-check=full \
+		--errors-for-leak-kinds=definite,indirect $$t >/dev/null || fail=1; done; exit $$fail
+	PUH_VALGRIND=1 python3 tests/e2e/run.py --binary $(BIN) --plug $(BUILD)/tests/umockdev-plug
 
 check-e2e: $(BIN) $(BUILD)/tests/umockdev-plug
 	python3 tests/e2e/run.py --binary $(BIN) --plug $(BUILD)/tests/umockdev-plug

@@ -286,6 +286,11 @@ class Tool:
         e.setdefault("ASAN_OPTIONS", "verify_asan_link_order=0:detect_leaks=1")
         e.update(env or {})
         argv = [self.binary] + list(args)
+        if os.environ.get("PUH_VALGRIND") == "1":
+            # every run under valgrind: any error or leak fails the test
+            argv = ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+                    "--show-leak-kinds=definite,indirect", "--errors-for-leak-kinds=definite,indirect",
+                    "--track-fds=no"] + argv
         if host is not None:
             argv = ["umockdev-run", "--device", host.write()] + ["--"] + argv
         return argv, e
@@ -296,9 +301,12 @@ class Tool:
 
     plug_helper = None  # tests/helpers/umockdev-plug, built
 
-    def run_while_plugging(self, args, host, new, delay_ms=300, timeout=60):
-        """Runs the program on host's tree; after delay_ms the devices of the
-        Host new appear, and udev announces the first of them."""
+    def run_while_plugging(self, args, host, new, delay_ms=None, timeout=60):
+        """Runs the program on host's tree; after delay_ms (time for it to start
+        listening) the devices of the Host new appear, and udev announces the
+        first of them."""
+        if delay_ms is None:
+            delay_ms = 4000 if os.environ.get("PUH_VALGRIND") == "1" else 300
         argv, e = self.cmd(args)
         tree, extra = host.write(), new.write("new.umockdev", roots=False)
         argv = ["umockdev-wrapper", self.plug_helper, tree, extra, str(delay_ms), "--"] + argv
