@@ -49,7 +49,7 @@ BIN := $(BUILD)/pve-usb-hotplug
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check check-unit check-e2e check-valgrind check-deb deb demo deps install clean fuzz
+.PHONY: all check check-unit check-e2e check-valgrind check-deb deb demo deps install clean fuzz bench
 all: $(BIN)
 
 $(BUILD)/obj/%.o: snippets-src/%.c $(wildcard snippets-src/*.h) Makefile
@@ -96,6 +96,17 @@ check-e2e: $(BIN) $(BUILD)/tests/umockdev-plug
 demo: deps
 	$(MAKE) $(BIN)
 	python3 tests/demo.py --binary $(BIN)
+
+# What an event costs, next to the bare QMP exchange (needs root: it mounts
+# the simulated /sys in a private mount namespace). Not a test: figures.
+$(BUILD)/bench/%: tests/bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 $(WARN) -o $@ $<
+
+bench: deps $(BIN) $(BUILD)/bench/bare-qmp $(BUILD)/bench/maxrss
+	@command -v valgrind >/dev/null || { echo "Installing: valgrind"; apt-get install -y -qq valgrind >/dev/null; }
+	python3 tests/bench/bench.py --binary $(BIN) --bare $(BUILD)/bench/bare-qmp \
+		--maxrss $(BUILD)/bench/maxrss $(if $(RUNS),--runs $(RUNS))
 
 # Fuzzing (libFuzzer, clang) of the rules parser, the uevent parser and
 # the QMP reader, each for FUZZ_SECONDS, from the seeds in tests/fuzz/corpus.

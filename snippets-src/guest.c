@@ -19,7 +19,9 @@ struct guest {
 	unsigned long vmid;
 	int lock_fd;
 	struct qmp *qmp;
-	bool xhci_loaded; /* on the first attach */
+	bool xhci_loaded;    /* on the first attach (or detach, from the hint) */
+	bool xhci_from_hint; /* a guess: a refusal means asking QEMU */
+	bool hint_dirty;     /* written once, when the guest is closed */
 	struct xhci_set xhci;
 	unsigned reserved; /* ports 1..reserved of "xhci" are Proxmox's usbN */
 };
@@ -46,25 +48,43 @@ void guest_describe(const struct usb_device_info *dev, char *buf, size_t n)
 		snprintf(buf, n, "%s (%04x:%04x)", port, dev->vid, dev->pid);
 }
 
-bool guest_is_running(const struct settings *s, unsigned long vmid)
+/* Up to n-1 bytes of a small file, terminated. Length, or -1. */
+static ssize_t read_small(const char *path, char *buf, size_t n)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	ssize_t len;
+
+	if (fd < 0)
+		return -1;
+	len = read(fd, buf, n - 1);
+	close(fd);
+	if (len <= 0)
+		return -1;
+	buf[len] = '\0';
+	return len;
+}
+
+/* The VM's QEMU as Proxmox records it in <qmp_socket_dir>/<vmid>.pid; 0
+ * if there is none. */
+static unsigned long qemu_pid(const struct settings *s, unsigned long vmid)
 {
 	char path[SETTINGS_PATH_MAX + 32], buf[32];
-	_cleanup_close_ int fd = -1;
 	unsigned long pid;
-	ssize_t n;
 
 	snprintf(path, sizeof(path), "%s/%lu.pid", s->qmp_socket_dir, vmid);
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
-	if (fd < 0)
-		return false;
-	n = read(fd, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
+	if (read_small(path, buf, sizeof(buf)) < 0)
+		return 0;
 	buf[strcspn(buf, "\n")] = '\0';
 	if (util_parse_uint(buf, INT32_MAX, &pid) < 0 || pid < 2)
-		return false;
-	return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+		return 0;
+	return pid;
+}
+
+bool guest_is_running(const struct settings *s, unsigned long vmid)
+{
+	unsigned long pid = qemu_pid(s, vmid);
+
+	return pid && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
 }
 
 static void explain_qmp_failure(unsigned long vmid, const char *path, int r, int timeout_ms)
@@ -129,24 +149,98 @@ int guest_open(const struct settings *s, unsigned long vmid, struct guest **ret)
 
 static int qmp_failed(struct guest *g, int r, const char *what, const char *desc)
 {
-	if (r == -EREMOTEIO)
+	switch (r) {
+	case -EREMOTEIO:
 		return log_err(r, "VM %lu: %s %s: QEMU says: %s", g->vmid, what, desc,
 			       qmp_error_desc(g->qmp));
-	return log_err(r, "VM %lu: %s %s: %s", g->vmid, what, desc, strerror(-r));
+	case -ECONNRESET:
+	case -EPIPE:
+		return log_err(r, "VM %lu: %s %s: QEMU closed the QMP connection (is the VM stopping?)",
+			       g->vmid, what, desc);
+	case -ETIMEDOUT:
+		return log_err(r, "VM %lu: %s %s: QEMU did not answer within %d ms ([qmp] timeout_ms)",
+			       g->vmid, what, desc, g->s->qmp_timeout_ms);
+	case -EPROTO:
+	case -EMSGSIZE:
+		return log_err(r, "VM %lu: %s %s: QEMU does not speak QMP as expected (%s)", g->vmid,
+			       what, desc, strerror(-r));
+	default:
+		return log_err(r, "VM %lu: %s %s: %s", g->vmid, what, desc, strerror(-r));
+	}
 }
+
+/* "PID:STARTTIME" of the VM's QEMU: what a hint must have been written
+ * for. "" if it cannot be told. */
+static void qemu_stamp(struct guest *g, char *buf, size_t n)
+{
+	unsigned long pid = qemu_pid(g->s, g->vmid), start;
+	char path[64], stat[1024], *p;
+
+	buf[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/%lu/stat", pid);
+	if (!pid || read_small(path, stat, sizeof(stat)) < 0)
+		return;
+	/* field 22, starttime, counting from the one after the command name */
+	p = strrchr(stat, ')');
+	for (int field = 2; p && field < 22; field++)
+		p = strchr(p + 1, ' ');
+	if (!p || sscanf(p, " %lu", &start) != 1)
+		return;
+	snprintf(buf, n, "%lu:%lu", pid, start);
+}
+
+static void hint_path(struct guest *g, char *buf, size_t n)
+{
+	snprintf(buf, n, "%s/%lu.ports", g->s->lock_dir, g->vmid);
+}
+
+/* Keeps the hint in step (we hold the VM's lock). It is a cache: failing
+ * to write it costs the next run a question to QEMU, nothing more. */
+static void save_hint(struct guest *g)
+{
+	char path[SETTINGS_PATH_MAX + 32], stamp[64];
+	int r;
+
+	qemu_stamp(g, stamp, sizeof(stamp));
+	hint_path(g, path, sizeof(path));
+	if (!stamp[0] || (r = xhci_hint_write(path, stamp, &g->xhci)) < 0) {
+		unlink(path);
+		log_debug("VM %lu: no port hint kept in %s", g->vmid, path);
+	}
+}
+
+static bool read_hint(struct guest *g)
+{
+	char path[SETTINGS_PATH_MAX + 32], stamp[64];
+
+	qemu_stamp(g, stamp, sizeof(stamp));
+	hint_path(g, path, sizeof(path));
+	return stamp[0] && xhci_hint_read(path, stamp, &g->xhci) == 0;
+}
+
+enum load_mode {
+	LOAD_ANY,	/* the hint if there is one for this QEMU, else ask QEMU */
+	LOAD_ASK,	/* ask QEMU (the hint was wrong) */
+	LOAD_HINT_ONLY, /* the hint or nothing (-ENOENT): a detach asks QEMU nothing */
+};
 
 /* The controllers and their ports, and the ports Proxmox keeps for the
  * VM's usbN (usbN sits at port N+1 of "xhci"). */
-static int load_xhci(struct guest *g)
+static int load_xhci(struct guest *g, enum load_mode mode)
 {
 	struct pve_vm pve;
 	int r;
 
-	if (g->xhci_loaded)
+	if (g->xhci_loaded && !(mode == LOAD_ASK && g->xhci_from_hint))
 		return 0;
-	r = xhci_load(g->qmp, &g->xhci);
-	if (r < 0)
-		return r;
+	g->xhci_from_hint = mode != LOAD_ASK && read_hint(g);
+	if (!g->xhci_from_hint) {
+		if (mode == LOAD_HINT_ONLY)
+			return -ENOENT;
+		r = xhci_load(g->qmp, &g->xhci);
+		if (r < 0)
+			return r;
+	}
 	g->reserved = 0;
 	if (pveconf_load(g->s->vm_config_dir, g->vmid, &pve) == 0)
 		for (size_t i = 0; i < pve.n; i++)
@@ -176,7 +270,7 @@ int guest_attach(struct guest *g, const struct usb_device_info *dev)
 	guest_describe(dev, desc, sizeof(desc));
 	guest_device_id(&dev->port, id, sizeof(id));
 	port_format_hostport(&dev->port, hostport, sizeof(hostport));
-	r = load_xhci(g);
+	r = load_xhci(g, LOAD_ANY);
 	if (r < 0)
 		return qmp_failed(g, r, "listing USB controllers to attach", desc);
 
@@ -186,6 +280,14 @@ int guest_attach(struct guest *g, const struct usb_device_info *dev)
 		unsigned port;
 		char bus[sizeof(c->id) + 2];
 
+		if (xhci_pick(&g->xhci, ss, g->reserved, &ci, &port) < 0 && g->xhci_from_hint) {
+			/* full by the hint: QEMU may know better (ports freed
+			 * behind the tool's back) before a controller is added */
+			r = load_xhci(g, LOAD_ASK);
+			if (r < 0)
+				return qmp_failed(g, r, "listing USB controllers to attach", desc);
+			continue;
+		}
 		if (xhci_pick(&g->xhci, ss, g->reserved, &ci, &port) < 0) {
 			r = xhci_add_own(g->qmp, &g->xhci, msg, sizeof(msg));
 			if (r == -ENOSPC)
@@ -209,6 +311,13 @@ int guest_attach(struct guest *g, const struct usb_device_info *dev)
 			log_info("VM %lu: %s already attached as %s", g->vmid, desc, id);
 			return 0;
 		}
+		if (r == -EREMOTEIO && g->xhci_from_hint) {
+			/* the hint was wrong: ask QEMU, and try again */
+			r = load_xhci(g, LOAD_ASK);
+			if (r < 0)
+				return qmp_failed(g, r, "listing USB controllers to attach", desc);
+			continue;
+		}
 		c->taken |= 1u << port;
 		/* a device added without a port sits there: try the next */
 		if (r == -EREMOTEIO && strstr(qmp_error_desc(g->qmp), "in use"))
@@ -216,9 +325,29 @@ int guest_attach(struct guest *g, const struct usb_device_info *dev)
 		if (r < 0)
 			return qmp_failed(g, r, "attaching", desc);
 		log_info("VM %lu: attached %s as %s on %s port %u", g->vmid, desc, id, bus, port);
+		xhci_note_attached(&g->xhci, ci, port, id);
+		g->hint_dirty = true;
 		return 0;
 	}
 	return log_err(-ENOSPC, "VM %lu: found no free %s port for %s", g->vmid, kind, desc);
+}
+
+/* device_del; 1 when the device was not there. Keeps the hint in step. */
+static int del_device(struct guest *g, const struct usb_port *port, char *id, size_t id_size)
+{
+	int r;
+
+	guest_device_id(port, id, id_size);
+	r = qmp_execute(g->qmp, "device_del", json_pack("{s:s}", "id", id), NULL);
+	if (r == -EREMOTEIO && strcmp(qmp_error_class(g->qmp), "DeviceNotFound") == 0)
+		r = 1;
+	else if (r < 0)
+		return r;
+	if (load_xhci(g, LOAD_HINT_ONLY) == 0) {
+		xhci_note_detached(&g->xhci, id);
+		g->hint_dirty = true;
+	}
+	return r;
 }
 
 int guest_detach(struct guest *g, const struct usb_device_info *dev)
@@ -227,15 +356,13 @@ int guest_detach(struct guest *g, const struct usb_device_info *dev)
 	int r;
 
 	guest_describe(dev, desc, sizeof(desc));
-	guest_device_id(&dev->port, id, sizeof(id));
-	r = qmp_execute(g->qmp, "device_del", json_pack("{s:s}", "id", id), NULL);
-	if (r == -EREMOTEIO && strcmp(qmp_error_class(g->qmp), "DeviceNotFound") == 0) {
-		log_info("VM %lu: %s was not attached; nothing to detach", g->vmid, desc);
-		return 0;
-	}
+	r = del_device(g, &dev->port, id, sizeof(id));
 	if (r < 0)
 		return qmp_failed(g, r, "detaching", desc);
-	log_info("VM %lu: detached %s (%s)", g->vmid, desc, id);
+	if (r > 0)
+		log_info("VM %lu: %s was not attached; nothing to detach", g->vmid, desc);
+	else
+		log_info("VM %lu: detached %s (%s)", g->vmid, desc, id);
 	return 0;
 }
 
@@ -284,14 +411,12 @@ int guest_detach_port(struct guest *g, const struct usb_port *port, const char *
 	char id[GUEST_ID_MAX], p[PORT_STRLEN];
 	int r;
 
-	guest_device_id(port, id, sizeof(id));
 	port_format(port, p, sizeof(p));
-	r = qmp_execute(g->qmp, "device_del", json_pack("{s:s}", "id", id), NULL);
-	if (r == -EREMOTEIO && strcmp(qmp_error_class(g->qmp), "DeviceNotFound") == 0)
-		return 0;
+	r = del_device(g, port, id, sizeof(id));
 	if (r < 0)
 		return qmp_failed(g, r, "detaching", p);
-	log_info("VM %lu: detached %s (%s): %s", g->vmid, p, id, why);
+	if (r == 0)
+		log_info("VM %lu: detached %s (%s): %s", g->vmid, p, id, why);
 	return 0;
 }
 
@@ -299,6 +424,8 @@ struct guest *guest_close(struct guest *g)
 {
 	if (!g)
 		return NULL;
+	if (g->hint_dirty)
+		save_hint(g); /* still under the lock */
 	qmp_close(g->qmp);
 	if (g->lock_fd >= 0)
 		close(g->lock_fd);

@@ -14,6 +14,7 @@ struct qmp {
 	int fd;
 	int timeout_ms;
 	unsigned long next_id;
+	unsigned long caps_id; /* qmp_capabilities sent, its answer not read yet */
 	char *buf;
 	size_t len, cap;
 	char *err_class, *err_desc;
@@ -152,13 +153,13 @@ static void set_error(struct qmp *q, json_t *err)
 	q->err_desc = strdup(desc ? desc : "");
 }
 
-int qmp_execute(struct qmp *q, const char *command, json_t *args, json_t **ret)
+int qmp_send(struct qmp *q, const char *command, json_t *args, unsigned long *ret_id)
 {
 	_cleanup_free_ char *text = NULL;
-	json_t *cmd;
 	unsigned long id = ++q->next_id;
-	int64_t deadline = util_now_ms() + q->timeout_ms;
-	int r;
+	json_t *cmd;
+	size_t l;
+	char *t;
 
 	cmd = json_pack("{s:s, s:I}", "execute", command, "id", (json_int_t)id);
 	if (!cmd) {
@@ -173,24 +174,26 @@ int qmp_execute(struct qmp *q, const char *command, json_t *args, json_t **ret)
 	json_decref(cmd);
 	if (!text)
 		return -ENOMEM;
-	/* a line ends the command: make room for it */
-	{
-		size_t l = strlen(text);
-		char *t = realloc(text, l + 2);
+	/* a line ends the command */
+	l = strlen(text);
+	t = realloc(text, l + 2);
+	if (!t)
+		return -ENOMEM;
+	text = t;
+	memcpy(text + l, "\n", 2);
+	*ret_id = id;
+	return send_all(q, text, l + 1, util_now_ms() + q->timeout_ms);
+}
 
-		if (!t)
-			return -ENOMEM;
-		text = t;
-		memcpy(text + l, "\n", 2);
-	}
-	r = send_all(q, text, strlen(text), deadline);
-	if (r < 0)
-		return r;
+/* The answer to id, skipping events and answers to other ids. */
+static int receive_one(struct qmp *q, unsigned long id, json_t **ret)
+{
+	int64_t deadline = util_now_ms() + q->timeout_ms;
 
 	for (;;) {
-		json_t *msg;
+		json_t *msg, *rid;
 		enum qmp_kind kind;
-		json_t *rid;
+		int r;
 
 		r = read_msg(q, deadline, &msg);
 		if (r < 0)
@@ -219,23 +222,61 @@ int qmp_execute(struct qmp *q, const char *command, json_t *args, json_t **ret)
 	}
 }
 
+int qmp_receive(struct qmp *q, unsigned long id, json_t **ret)
+{
+	/* qmp_capabilities went out with the first command: its answer
+	 * comes first */
+	if (q->caps_id) {
+		unsigned long caps = q->caps_id;
+		int r;
+
+		q->caps_id = 0;
+		r = receive_one(q, caps, NULL);
+		if (r < 0)
+			return r == -EREMOTEIO ? -EPROTO : r;
+	}
+	return receive_one(q, id, ret);
+}
+
+int qmp_execute(struct qmp *q, const char *command, json_t *args, json_t **ret)
+{
+	unsigned long id;
+	int r;
+
+	r = qmp_send(q, command, args, &id);
+	if (r < 0)
+		return r;
+	return qmp_receive(q, id, ret);
+}
+
 /* Greeting, then capabilities negotiation. Frees q on failure. */
 static int handshake(struct qmp *q, int64_t deadline, struct qmp **ret)
 {
 	json_t *greeting = NULL;
 	int r;
 
-	r = read_msg(q, deadline, &greeting);
-	if (r < 0)
-		goto fail;
-	if (qmp_classify(greeting) != QMP_MSG_GREETING) {
-		json_decref(greeting);
-		r = -EPROTO;
-		goto fail;
-	}
-	json_decref(greeting);
+	/* What QEMU still had to say to the previous client (an event that
+	 * followed its last answer, say) can come first: skip messages up to
+	 * the greeting. Anything that is not a QMP message is an error. */
+	for (;;) {
+		enum qmp_kind kind;
 
-	r = qmp_execute(q, "qmp_capabilities", NULL, NULL);
+		r = read_msg(q, deadline, &greeting);
+		if (r < 0)
+			goto fail;
+		kind = qmp_classify(greeting);
+		json_decref(greeting);
+		if (kind == QMP_MSG_GREETING)
+			break;
+		if (kind == QMP_MSG_UNKNOWN) {
+			r = -EPROTO;
+			goto fail;
+		}
+	}
+
+	/* Its answer is read with the first command's, in one round trip:
+	 * QEMU works through what it gets in order. */
+	r = qmp_send(q, "qmp_capabilities", NULL, &q->caps_id);
 	if (r < 0)
 		goto fail;
 	*ret = q;

@@ -31,6 +31,12 @@ int qmp_open_fd(int fd, int timeout_ms, struct qmp **ret);
  * meanwhile are skipped. Every other error leaves the connection unusable. */
 int qmp_execute(struct qmp *q, const char *command, json_t *args, json_t **ret);
 
+/* The same in two halves, to send several commands before reading their
+ * answers (QEMU answers in order): one round trip instead of many.
+ * qmp_receive() must be called for each id, in the order sent. */
+int qmp_send(struct qmp *q, const char *command, json_t *args, unsigned long *ret_id);
+int qmp_receive(struct qmp *q, unsigned long id, json_t **ret);
+
 /* The last error QEMU answered with ("GenericError", "DeviceNotFound"). */
 const char *qmp_error_class(const struct qmp *q);
 const char *qmp_error_desc(const struct qmp *q);

@@ -1,9 +1,11 @@
 #include "xhci.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -55,49 +57,149 @@ static int for_each_child(struct qmp *q, const char *bus_path,
 	return 0;
 }
 
-static void note_port(struct qmp *q, const char *path, void *ud)
+/* A USB device's parent_bus, "/machine/peripheral/xhci/xhci.0", names
+ * its controller: the part before the bus. */
+static struct xhci_ctrl *ctrl_of_bus(struct xhci_set *set, const char *bus)
 {
-	struct xhci_ctrl *c = ud;
-	json_t *v = NULL;
+	const char *end = bus ? strrchr(bus, '/') : NULL, *start;
+
+	if (!end)
+		return NULL;
+	for (start = end; start > bus && start[-1] != '/'; start--)
+		;
+	for (size_t i = 0; i < set->n; i++)
+		if (strlen(set->c[i].id) == (size_t)(end - start) &&
+		    memcmp(set->c[i].id, start, (size_t)(end - start)) == 0)
+			return &set->c[i];
+	return NULL;
+}
+
+/* One question of the batch: what it asks about, and its id. */
+struct ask {
+	unsigned long id;
+	size_t ctrl; /* p2/p3: which controller */
+	char what;   /* '2', '3': p2, p3; 'b': parent_bus; 'p': port */
+	char *bus;   /* 'p': the device's parent_bus, from the 'b' before */
+	const char *name; /* 'p': the device's id (in the qom-list answer) */
+};
+
+static int send_get(struct qmp *q, const char *name, const char *prop, struct ask *a)
+{
+	char path[160];
+
+	snprintf(path, sizeof(path), "/machine/peripheral/%s", name);
+	return qmp_send(q, "qom-get", json_pack("{s:s, s:s}", "path", path, "property", prop), &a->id);
+}
+
+static void take_answer(struct xhci_set *set, struct ask *asks, size_t i, size_t n, json_t *v)
+{
 	unsigned long port;
 
-	/* "" when the device was added without a port: then unknown */
-	if (qom_get(q, path, "port", &v) == 0 && json_is_string(v) &&
-	    util_parse_uint(json_string_value(v), XHCI_MAX_PORTS, &port) == 0 && port > 0)
-		c->taken |= 1u << port;
-	json_decref(v);
+	if ((asks[i].what == '2' || asks[i].what == '3') && json_is_integer(v) &&
+	    json_integer_value(v) >= 0 && json_integer_value(v) <= XHCI_MAX_PORTS) {
+		struct xhci_ctrl *c = &set->c[asks[i].ctrl];
+
+		*(asks[i].what == '2' ? &c->p2 : &c->p3) = (unsigned)json_integer_value(v);
+	} else if (asks[i].what == 'b' && json_is_string(v) && i + 1 < n) {
+		asks[i + 1].bus = strdup(json_string_value(v));
+	} else if (asks[i].what == 'p' && json_is_string(v) &&
+		   util_parse_uint(json_string_value(v), XHCI_MAX_PORTS, &port) == 0 && port > 0) {
+		struct xhci_ctrl *c = asks[i].bus ? ctrl_of_bus(set, asks[i].bus)
+				      : set->n == 1 ? &set->c[0] : NULL;
+
+		if (c) {
+			c->taken |= 1u << port;
+			if (asks[i].name && util_startswith(asks[i].name, "usbhost"))
+				xhci_note_attached(set, (size_t)(c - set->c), (unsigned)port, asks[i].name);
+		}
+	}
 }
 
 int xhci_load(struct qmp *q, struct xhci_set *ret)
 {
 	json_t *list = NULL, *item;
-	size_t i;
+	struct ask *asks = NULL;
+	size_t i, n = 0;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
 	r = qmp_execute(q, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"), &list);
 	if (r < 0)
 		return r;
+	asks = calloc(2 * json_array_size(list) + 1, sizeof(*asks));
+	if (!asks) {
+		json_decref(list);
+		return -ENOMEM;
+	}
+
+	/* Every question at once, then every answer, in one round trip. Each
+	 * costs QEMU about a millisecond, so only what is needed is asked:
+	 * the port counts of a controller that is neither Proxmox's nor ours
+	 * (both are p2=15,p3=15), and the port of each USB device with an id,
+	 * with its bus unless there is one controller and it is a usb-host.
+	 * (A device without an id holds a port we cannot see; device_add then
+	 * says "in use", and the caller tries the next.) */
 	json_array_foreach(list, i, item) {
 		const char *name = json_string_value(json_object_get(item, "name"));
+		const char *type = json_string_value(json_object_get(item, "type"));
 		struct xhci_ctrl *c;
-		char path[128], bus[160];
 
-		if (!name || !is_xhci_type(json_string_value(json_object_get(item, "type"))) ||
-		    ret->n == XHCI_MAX_CTRLS || strlen(name) >= sizeof(c->id))
+		if (!name || !is_xhci_type(type) || ret->n == XHCI_MAX_CTRLS ||
+		    strlen(name) >= sizeof(ret->c[0].id))
 			continue;
-		c = &ret->c[ret->n++];
+		c = &ret->c[ret->n];
 		snprintf(c->id, sizeof(c->id), "%s", name);
 		c->ours = util_startswith(name, XHCI_OWN_PREFIX);
-		snprintf(path, sizeof(path), "/machine/peripheral/%s", name);
-		/* QEMU's defaults are 4 and 4 */
-		c->p2 = qom_get_uint(q, path, "p2", XHCI_MAX_PORTS, 4);
-		c->p3 = qom_get_uint(q, path, "p3", XHCI_MAX_PORTS, 4);
-		snprintf(bus, sizeof(bus), "%s/%s.0", path, name);
-		r = for_each_child(q, bus, note_port, c);
-		if (r < 0)
-			break;
+		if (c->ours || strcmp(name, XHCI_PROXMOX_ID) == 0) {
+			c->p2 = c->p3 = XHCI_MAX_PORTS;
+		} else {
+			c->p2 = c->p3 = 4; /* QEMU's defaults, should the answers not come */
+			asks[n] = (struct ask){ .ctrl = ret->n, .what = '2' };
+			asks[n + 1] = (struct ask){ .ctrl = ret->n, .what = '3' };
+			r = send_get(q, name, "p2", &asks[n]);
+			if (r == 0)
+				r = send_get(q, name, "p3", &asks[n + 1]);
+			if (r < 0)
+				goto out;
+			n += 2;
+		}
+		ret->n++;
 	}
+	json_array_foreach(list, i, item) {
+		const char *name = json_string_value(json_object_get(item, "name"));
+		const char *type = json_string_value(json_object_get(item, "type"));
+
+		if (!name || !type || !util_startswith(type, "child<usb-"))
+			continue;
+		/* the bus, unless it is plain: one controller, and a passed
+		 * host device (a tablet may well sit on the UHCI bus) */
+		if (ret->n > 1 || strcmp(type, "child<usb-host>") != 0) {
+			asks[n] = (struct ask){ .what = 'b' };
+			r = send_get(q, name, "parent_bus", &asks[n++]);
+			if (r < 0)
+				goto out;
+		}
+		asks[n] = (struct ask){ .what = 'p', .name = name };
+		r = send_get(q, name, "port", &asks[n++]);
+		if (r < 0)
+			goto out;
+	}
+	for (i = 0; i < n; i++) {
+		json_t *v = NULL;
+
+		r = qmp_receive(q, asks[i].id, &v);
+		if (r == -EREMOTEIO)
+			continue; /* no such property: keep the default */
+		if (r < 0)
+			goto out;
+		take_answer(ret, asks, i, n, v);
+		json_decref(v);
+	}
+	r = 0;
+out:
+	for (i = 0; i < n; i++)
+		free(asks[i].bus);
+	free(asks);
 	json_decref(list);
 	return r;
 }
@@ -131,6 +233,107 @@ int xhci_pick(const struct xhci_set *set, bool superspeed, unsigned reserved, si
 			}
 		}
 	return -ENOSPC;
+}
+
+void xhci_note_attached(struct xhci_set *set, size_t ctrl, unsigned port, const char *id)
+{
+	struct xhci_dev *d;
+
+	xhci_note_detached(set, id);
+	if (set->n_devs == ARRAY_SIZE(set->devs) || strlen(id) >= sizeof(d->id))
+		return;
+	d = &set->devs[set->n_devs++];
+	snprintf(d->id, sizeof(d->id), "%s", id);
+	d->ctrl = (unsigned char)ctrl;
+	d->port = (unsigned char)port;
+	set->c[ctrl].taken |= 1u << port;
+}
+
+void xhci_note_detached(struct xhci_set *set, const char *id)
+{
+	for (size_t i = 0; i < set->n_devs; i++)
+		if (strcmp(set->devs[i].id, id) == 0) {
+			if (set->devs[i].ctrl < set->n)
+				set->c[set->devs[i].ctrl].taken &= ~(1u << set->devs[i].port);
+			set->devs[i] = set->devs[--set->n_devs];
+			return;
+		}
+}
+
+#define HINT_MAX_SIZE 65536
+
+int xhci_hint_read(const char *path, const char *stamp, struct xhci_set *ret)
+{
+	_cleanup_free_ char *text = NULL;
+	struct xhci_set set = { 0 };
+	char *line, *save = NULL;
+	bool stamped = false;
+	size_t len;
+	int r;
+
+	r = util_read_file(path, true, HINT_MAX_SIZE, &text, &len);
+	if (r < 0)
+		return r == -ENOENT ? r : -EINVAL;
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char id[64];
+		unsigned a, b, c;
+		int end = 0;
+
+		if (strncmp(line, "stamp ", 6) == 0) {
+			stamped = strcmp(line + 6, stamp) == 0;
+		} else if (sscanf(line, "ctrl %63s %u %u %x%n", id, &a, &b, &c, &end) == 4 &&
+			   !line[end] && set.n < XHCI_MAX_CTRLS && a <= XHCI_MAX_PORTS &&
+			   b <= XHCI_MAX_PORTS && strlen(id) < sizeof(set.c[0].id)) {
+			struct xhci_ctrl *x = &set.c[set.n++];
+
+			snprintf(x->id, sizeof(x->id), "%s", id);
+			x->p2 = a;
+			x->p3 = b;
+			x->taken = c;
+			x->ours = util_startswith(id, XHCI_OWN_PREFIX);
+		} else if (sscanf(line, "dev %47s %u %u%n", id, &a, &b, &end) == 3 && !line[end] &&
+			   a < set.n && b >= 1 && b <= XHCI_MAX_PORTS) {
+			xhci_note_attached(&set, a, b, id);
+		} else {
+			return -EINVAL;
+		}
+	}
+	if (!stamped)
+		return -EINVAL;
+	*ret = set;
+	return 0;
+}
+
+int xhci_hint_write(const char *path, const char *stamp, const struct xhci_set *set)
+{
+	char tmp[4096];
+	FILE *f;
+	int fd, ok;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.new", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	f = fdopen(fd, "w");
+	if (!f) {
+		close(fd);
+		return -ENOMEM;
+	}
+	fprintf(f, "stamp %s\n", stamp);
+	for (size_t i = 0; i < set->n; i++)
+		fprintf(f, "ctrl %s %u %u %x\n", set->c[i].id, set->c[i].p2, set->c[i].p3,
+			set->c[i].taken);
+	for (size_t i = 0; i < set->n_devs; i++)
+		fprintf(f, "dev %s %u %u\n", set->devs[i].id, set->devs[i].ctrl, set->devs[i].port);
+	ok = !ferror(f);
+	if (fclose(f) != 0 || !ok || rename(tmp, path) < 0) {
+		int r = -errno;
+
+		unlink(tmp);
+		return r ? r : -EIO;
+	}
+	return 0;
 }
 
 bool xhci_is_superspeed(const char *speed)

@@ -6,6 +6,9 @@
  * SuperSpeed device needs a port <= p3, any other one a port <= p2
  * (qemu-xhci,p2=15,p3=15: ports 1-15, each good for every speed).
  *
+ * Proxmox's "xhci" and the tool's own are p2=15,p3=15; other controllers
+ * are asked.
+ *
  * Proxmox VE puts its own usbN at port N+1 of "xhci", so ports are used
  * from the top down there, and those of the VM's usbN are never taken. When
  * nothing fits, the tool hot-adds a controller of its own
@@ -31,9 +34,17 @@ struct xhci_ctrl {
 	uint32_t taken; /* bit N: port N is in use (or was refused) */
 };
 
+/* A device the tool put there, and where. */
+struct xhci_dev {
+	char id[48];
+	unsigned char ctrl, port;
+};
+
 struct xhci_set {
 	size_t n;
 	struct xhci_ctrl c[XHCI_MAX_CTRLS];
+	size_t n_devs;
+	struct xhci_dev devs[XHCI_MAX_CTRLS * XHCI_MAX_PORTS];
 };
 
 /* Reads the guest's xHCI controllers, their port counts and which ports
@@ -52,6 +63,20 @@ int xhci_pick(const struct xhci_set *set, bool superspeed, unsigned reserved, si
  * and appends it to set; msg says where ("pci.1.0x1f"). -ENOSPC when no
  * bridge has a slot to spare (msg says why); other errors from QMP. */
 int xhci_add_own(struct qmp *q, struct xhci_set *set, char *msg, size_t msg_size);
+
+/* Bookkeeping of the tool's own devices (usbhost*), for the hint. */
+void xhci_note_attached(struct xhci_set *set, size_t ctrl, unsigned port, const char *id);
+void xhci_note_detached(struct xhci_set *set, const char *id);
+
+/* The hint: what the set looked like after the last change, kept in a
+ * small file next to the VM's lock and stamped with the QEMU process it
+ * describes. Asking QEMU costs about a millisecond a question; a hint
+ * costs a file read. It is only ever a guess: a port it calls free that is
+ * not, or a controller that is gone, makes device_add fail, and the caller
+ * asks QEMU after all. 0, or -ENOENT/-EINVAL (no hint, another QEMU,
+ * unreadable). */
+int xhci_hint_read(const char *path, const char *stamp, struct xhci_set *ret);
+int xhci_hint_write(const char *path, const char *stamp, const struct xhci_set *set);
 
 /* SuperSpeed and faster: sysfs speed 5000, 10000, 20000. */
 bool xhci_is_superspeed(const char *speed);

@@ -1,9 +1,10 @@
-/* umockdev-plug TREE NEWDEV DELAY_MS -- PROGRAM [ARG...]
+/* umockdev-plug TREE NEWDEV MARKER -- PROGRAM [ARG...]
  *
- * Runs PROGRAM on the umockdev tree TREE, and after DELAY_MS "plugs in" the
- * devices of NEWDEV (a .umockdev file too): they appear in the fake sysfs
- * and udev announces the first one with an "add" event, as the kernel and
- * udev would. Exits with PROGRAM's exit status. For testing 'identify',
+ * Runs PROGRAM on the umockdev tree TREE, and once PROGRAM has printed a
+ * line containing MARKER (it is listening now) "plugs in" the devices of
+ * NEWDEV (a .umockdev file too): they appear in the fake sysfs and udev
+ * announces the first one with an "add" event, as the kernel and udev
+ * would. PROGRAM's output is passed on; exits with its exit status. For testing 'identify',
  * which waits on a udev monitor: umockdev-run alone cannot send events.
  * Run it under umockdev-wrapper: the testbed's own udev calls, like the
  * program's, must see the fake sysfs. */
@@ -38,13 +39,15 @@ int main(int argc, char **argv)
 {
 	UMockdevTestbed *tb;
 	GError *err = NULL;
-	char *syspath;
+	char *syspath, line[4096];
+	int out[2], plugged = 0;
+	FILE *child_out;
 	const char *old;
 	int status;
 	pid_t pid;
 
 	if (argc < 6 || strcmp(argv[4], "--") != 0) {
-		fprintf(stderr, "usage: umockdev-plug TREE NEWDEV DELAY_MS -- PROGRAM [ARG...]\n");
+		fprintf(stderr, "usage: umockdev-plug TREE NEWDEV MARKER -- PROGRAM [ARG...]\n");
 		return 2;
 	}
 	tb = umockdev_testbed_new(); /* sets UMOCKDEV_DIR for the child */
@@ -63,18 +66,31 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	if (pipe(out) < 0)
+		return 2;
 	pid = fork();
 	if (pid == 0) {
+		dup2(out[1], STDOUT_FILENO);
+		close(out[0]);
+		close(out[1]);
 		execvp(argv[5], argv + 5);
 		perror(argv[5]);
 		_exit(127);
 	}
-	usleep((useconds_t)atoi(argv[3]) * 1000);
-	if (!umockdev_testbed_add_from_file(tb, argv[2], &err)) {
-		fprintf(stderr, "umockdev-plug: %s: %s\n", argv[2], err->message);
-		return 2;
+	close(out[1]);
+	child_out = fdopen(out[0], "r");
+	while (child_out && fgets(line, sizeof(line), child_out)) {
+		fputs(line, stdout);
+		fflush(stdout);
+		if (!plugged && strstr(line, argv[3])) {
+			if (!umockdev_testbed_add_from_file(tb, argv[2], &err)) {
+				fprintf(stderr, "umockdev-plug: %s: %s\n", argv[2], err->message);
+				return 2;
+			}
+			umockdev_testbed_uevent(tb, syspath, "add");
+			plugged = 1;
+		}
 	}
-	umockdev_testbed_uevent(tb, syspath, "add");
 	if (waitpid(pid, &status, 0) < 0)
 		return 2;
 	g_object_unref(tb);

@@ -301,15 +301,13 @@ class Tool:
 
     plug_helper = None  # tests/helpers/umockdev-plug, built
 
-    def run_while_plugging(self, args, host, new, delay_ms=None, timeout=60):
-        """Runs the program on host's tree; after delay_ms (time for it to start
-        listening) the devices of the Host new appear, and udev announces the
-        first of them."""
-        if delay_ms is None:
-            delay_ms = 4000 if os.environ.get("PUH_VALGRIND") == "1" else 300
+    def run_while_plugging(self, args, host, new, marker="Plug the USB device in now", timeout=60):
+        """Runs the program on host's tree; once it has printed marker (it
+        listens now) the devices of the Host new appear, and udev announces
+        the first of them."""
         argv, e = self.cmd(args)
         tree, extra = host.write(), new.write("new.umockdev", roots=False)
-        argv = ["umockdev-wrapper", self.plug_helper, tree, extra, str(delay_ms), "--"] + argv
+        argv = ["umockdev-wrapper", self.plug_helper, tree, extra, marker, "--"] + argv
         return subprocess.run(argv, env=e, capture_output=True, text=True, timeout=timeout)
 
     def event(self, host, action, port, dev=None, interface=None):
