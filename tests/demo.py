@@ -19,11 +19,12 @@ from pvesim import Guest, Host, Tool  # noqa: E402
 
 def show(guest, title):
     print("\n  VM %d now has:" % guest.vmid)
-    hosts = guest.usb_hosts()
+    hosts = guest.usb_hosts(with_port=True)
     if not hosts:
         print("    (no passed-through host devices)")
     for name, h in sorted(hosts.items()):
-        print("    %-18s host bus %-2s port %-8s on guest bus %s" % (name, h["hostbus"], h["hostport"], h["bus"]))
+        print("    %-18s host bus %-2s port %-8s on guest bus %s port %s"
+              % (name, h["hostbus"], h["hostport"], h["bus"], h["port"]))
     print()
 
 
