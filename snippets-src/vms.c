@@ -43,7 +43,9 @@ int vms_load(const struct settings *s, enum log_level line_level, unsigned long 
 	for (size_t i = 0; i < n; i++) {
 		ret->list[i] = vm_new(rules[i]->vmid, rules[i]);
 		if (!ret->list[i]) {
-			usbconf_free_all(rules + i, n - i);
+			/* the first i are the list's now; the rest are not */
+			for (size_t k = i; k < n; k++)
+				usbconf_free(rules[k]);
 			free(rules);
 			vms_free(ret);
 			return -ENOMEM;
