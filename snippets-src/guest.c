@@ -9,7 +9,6 @@
 
 #include "lock.h"
 #include "log.h"
-#include "pveconf.h"
 #include "qmp.h"
 #include "util.h"
 #include "xhci.h"
@@ -22,8 +21,8 @@ struct guest {
 	bool xhci_loaded;    /* on the first attach (or detach, from the hint) */
 	bool xhci_from_hint; /* a guess: a refusal means asking QEMU */
 	bool hint_dirty;     /* written once, when the guest is closed */
+	char stamp[64];	     /* qemu_stamp(), read once ("" if not yet or unknown) */
 	struct xhci_set xhci;
-	unsigned reserved; /* ports 1..reserved of "xhci" are Proxmox's usbN */
 };
 
 void guest_device_id(const struct usb_port *p, char *buf, size_t n)
@@ -171,22 +170,25 @@ static int qmp_failed(struct guest *g, int r, const char *what, const char *desc
 
 /* "PID:STARTTIME" of the VM's QEMU: what a hint must have been written
  * for. "" if it cannot be told. */
-static void qemu_stamp(struct guest *g, char *buf, size_t n)
+static const char *qemu_stamp(struct guest *g)
 {
-	unsigned long pid = qemu_pid(g->s, g->vmid), start;
+	unsigned long pid, start;
 	char path[64], stat[1024], *p;
 
-	buf[0] = '\0';
+	/* the QEMU process does not change while we hold its connection */
+	if (g->stamp[0])
+		return g->stamp;
+	pid = qemu_pid(g->s, g->vmid);
 	snprintf(path, sizeof(path), "/proc/%lu/stat", pid);
 	if (!pid || read_small(path, stat, sizeof(stat)) < 0)
-		return;
+		return g->stamp;
 	/* field 22, starttime, counting from the one after the command name */
 	p = strrchr(stat, ')');
 	for (int field = 2; p && field < 22; field++)
 		p = strchr(p + 1, ' ');
-	if (!p || sscanf(p, " %lu", &start) != 1)
-		return;
-	snprintf(buf, n, "%lu:%lu", pid, start);
+	if (p && sscanf(p, " %lu", &start) == 1)
+		snprintf(g->stamp, sizeof(g->stamp), "%lu:%lu", pid, start);
+	return g->stamp;
 }
 
 static void hint_path(struct guest *g, char *buf, size_t n)
@@ -198,12 +200,11 @@ static void hint_path(struct guest *g, char *buf, size_t n)
  * to write it costs the next run a question to QEMU, nothing more. */
 static void save_hint(struct guest *g)
 {
-	char path[SETTINGS_PATH_MAX + 32], stamp[64];
-	int r;
+	const char *stamp = qemu_stamp(g);
+	char path[SETTINGS_PATH_MAX + 32];
 
-	qemu_stamp(g, stamp, sizeof(stamp));
 	hint_path(g, path, sizeof(path));
-	if (!stamp[0] || (r = xhci_hint_write(path, stamp, &g->xhci)) < 0) {
+	if (!stamp[0] || xhci_hint_write(path, stamp, &g->xhci) < 0) {
 		unlink(path);
 		log_debug("VM %lu: no port hint kept in %s", g->vmid, path);
 	}
@@ -211,9 +212,9 @@ static void save_hint(struct guest *g)
 
 static bool read_hint(struct guest *g)
 {
-	char path[SETTINGS_PATH_MAX + 32], stamp[64];
+	const char *stamp = qemu_stamp(g);
+	char path[SETTINGS_PATH_MAX + 32];
 
-	qemu_stamp(g, stamp, sizeof(stamp));
 	hint_path(g, path, sizeof(path));
 	return stamp[0] && xhci_hint_read(path, stamp, &g->xhci) == 0;
 }
@@ -224,11 +225,9 @@ enum load_mode {
 	LOAD_HINT_ONLY, /* the hint or nothing (-ENOENT): a detach asks QEMU nothing */
 };
 
-/* The controllers and their ports, and the ports Proxmox keeps for the
- * VM's usbN (usbN sits at port N+1 of "xhci"). */
+/* The controllers and their ports. */
 static int load_xhci(struct guest *g, enum load_mode mode)
 {
-	struct pve_vm pve;
 	int r;
 
 	if (g->xhci_loaded && !(mode == LOAD_ASK && g->xhci_from_hint))
@@ -241,11 +240,6 @@ static int load_xhci(struct guest *g, enum load_mode mode)
 		if (r < 0)
 			return r;
 	}
-	g->reserved = 0;
-	if (pveconf_load(g->s->vm_config_dir, g->vmid, &pve) == 0)
-		for (size_t i = 0; i < pve.n; i++)
-			if (pve.usb[i].index + 1 > g->reserved)
-				g->reserved = pve.usb[i].index + 1;
 	g->xhci_loaded = true;
 	return 0;
 }
@@ -260,8 +254,9 @@ static bool is_duplicate(struct guest *g)
 /* Each try takes a port or a controller: a bound on the attempts. */
 #define ATTACH_TRIES (XHCI_MAX_CTRLS * (XHCI_MAX_PORTS + 1))
 
-int guest_attach(struct guest *g, const struct usb_device_info *dev)
+int guest_attach(struct guest *g, const struct usb_device_info *dev, const struct pve_vm *pve)
 {
+	unsigned reserved = pveconf_reserved_ports(pve);
 	char id[GUEST_ID_MAX], hostport[PORT_STRLEN], desc[256], msg[160], port_s[8];
 	bool ss = xhci_is_superspeed(dev->speed);
 	const char *kind = ss ? "USB 3" : "USB 2";
@@ -280,7 +275,7 @@ int guest_attach(struct guest *g, const struct usb_device_info *dev)
 		unsigned port;
 		char bus[sizeof(c->id) + 2];
 
-		if (xhci_pick(&g->xhci, ss, g->reserved, &ci, &port) < 0 && g->xhci_from_hint) {
+		if (xhci_pick(&g->xhci, ss, reserved, &ci, &port) < 0 && g->xhci_from_hint) {
 			/* full by the hint: QEMU may know better (ports freed
 			 * behind the tool's back) before a controller is added */
 			r = load_xhci(g, LOAD_ASK);
@@ -288,7 +283,7 @@ int guest_attach(struct guest *g, const struct usb_device_info *dev)
 				return qmp_failed(g, r, "listing USB controllers to attach", desc);
 			continue;
 		}
-		if (xhci_pick(&g->xhci, ss, g->reserved, &ci, &port) < 0) {
+		if (xhci_pick(&g->xhci, ss, reserved, &ci, &port) < 0) {
 			r = xhci_add_own(g->qmp, &g->xhci, msg, sizeof(msg));
 			if (r == -ENOSPC)
 				return log_err(r, "VM %lu: no free %s port for %s, and no room for another USB controller (%s); detach something, or give the VM a PCI bridge",

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "port.h"
+#include "pveconf.h"
 #include "settings.h"
 #include "usbtree.h"
 
@@ -27,9 +28,10 @@ int guest_open(const struct settings *s, unsigned long vmid, struct guest **ret)
 
 /* Attaches the host device at dev->port with id usbhost<bus>-<port>, at a
  * port of an xHCI controller that suits its speed (see xhci.h), adding the
- * tool's own controller when none has room. Already attached counts as
- * success. */
-int guest_attach(struct guest *g, const struct usb_device_info *dev);
+ * tool's own controller when none has room, and never at a port of the
+ * VM's usbN in pve (its Proxmox config, as the caller read it; NULL: none).
+ * Already attached counts as success. */
+int guest_attach(struct guest *g, const struct usb_device_info *dev, const struct pve_vm *pve);
 
 /* Detaches usbhost<bus>-<port>. Not attached counts as success. */
 int guest_detach(struct guest *g, const struct usb_device_info *dev);

@@ -101,7 +101,7 @@ static int event_add(const struct settings *s, const struct uevent *ev, struct v
 		return 0; /* stopped meanwhile: logged */
 	if (r < 0)
 		return r;
-	r = guest_attach(g, &dev);
+	r = guest_attach(g, &dev, vms_pve(v, p.vm));
 	guest_close(g);
 	return r;
 }
@@ -203,12 +203,12 @@ static int hook_post_start(const struct settings *s, unsigned long vmid)
 			ret = r;
 			goto out;
 		}
-		guest_describe(&devs[i], desc, sizeof(desc));
 		if (p.kind == PLACE_VM && p.vm == mine) {
 			take[i] = true;
 			n_take++;
 			continue;
 		}
+		guest_describe(&devs[i], desc, sizeof(desc));
 		hotplug_explain(&p, vmid, desc);
 		if (p.kind == PLACE_CONFLICT)
 			ret = -EBUSY;
@@ -226,7 +226,7 @@ static int hook_post_start(const struct settings *s, unsigned long vmid)
 		goto out;
 	}
 	for (size_t i = 0; i < n_devs; i++)
-		if (take[i] && (r = guest_attach(g, &devs[i])) < 0)
+		if (take[i] && (r = guest_attach(g, &devs[i], vms_pve(&v, mine))) < 0)
 			ret = r;
 out:
 	guest_close(g);

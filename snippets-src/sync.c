@@ -26,7 +26,8 @@ static const struct usb_device_info *find_dev(const struct usb_device_info *devs
 	return NULL;
 }
 
-/* Why vm should give up the host port it holds; NULL: it keeps it. */
+/* 1 with the reason in why when vm should give up the host port it holds
+ * (dev: what is plugged in there now, NULL if nothing); 0: it keeps it. */
 static int why_detach(struct vms *v, struct vm *vm, const struct usb_device_info *dev,
 		      char *why, size_t n)
 {
@@ -99,9 +100,9 @@ static int plan_vm(struct vms *v, struct plan *pl, const struct usb_device_info 
 	return 0;
 }
 
-static int carry_out(const struct settings *s, const struct plan *pl,
-		     const struct usb_device_info *devs)
+static int carry_out(struct vms *v, const struct plan *pl, const struct usb_device_info *devs)
 {
+	const struct pve_vm *pve;
 	struct guest *g;
 	int r, ret = 0;
 
@@ -110,14 +111,15 @@ static int carry_out(const struct settings *s, const struct plan *pl,
 			 pl->vm->vmid, pl->vm->n_held);
 		return 0;
 	}
-	r = guest_open(s, pl->vm->vmid, &g);
+	r = guest_open(v->s, pl->vm->vmid, &g);
 	if (r < 0)
 		return r;
+	pve = vms_pve(v, pl->vm);
 	for (size_t i = 0; i < pl->n_detach; i++)
 		if ((r = guest_detach_port(g, &pl->detach[i], pl->why[i])) < 0)
 			ret = r;
 	for (size_t i = 0; i < pl->n_attach; i++)
-		if ((r = guest_attach(g, &devs[pl->attach[i]])) < 0)
+		if ((r = guest_attach(g, &devs[pl->attach[i]], pve)) < 0)
 			ret = r;
 	guest_close(g);
 	return ret;
@@ -174,7 +176,7 @@ int hotplug_sync(const struct settings *s, unsigned long vmid)
 		}
 	}
 	for (size_t i = 0; i < n_plans; i++)
-		if (plans[i].vm && (r = carry_out(s, &plans[i], devs)) < 0)
+		if (plans[i].vm && (r = carry_out(&v, &plans[i], devs)) < 0)
 			ret = r;
 out:
 	for (size_t i = 0; plans && i < n_plans; i++) {

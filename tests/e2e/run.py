@@ -740,6 +740,17 @@ class Placement(Case):
         for n in (1, 2):
             g.qmp("device_add", driver="usb-tablet", id="usb%d" % n, bus="xhci.0", port=str(n + 1))
 
+    def test_udev_events_and_sync_keep_clear_of_usbN_ports_too(self):
+        g = self.guest(100)
+        self.tool.vm_conf(100, "".join("usb%d: spice\n" % n for n in range(14)))   # ports 1-14
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.hub("3-4")
+        self.host.plug("3-4.1")
+        self.host.plug("3-4.2")
+        self.ok(self.tool.event(self.host, "add", "3-4.1"))
+        self.ok(self.tool.run(["sync"], host=self.host))
+        self.assertEqual(self.where(g), {"3-4.1": ("xhci.0", "15"), "3-4.2": ("usbhotplug-xhci0.0", "15")})
+
     def test_speed_picks_a_port_of_the_right_kind(self):
         # a controller of the admin's own whose ports 3-4 are USB 3 only, 1-2 both
         g = self.guest(100, xhci=None, extra=["qemu-xhci,p2=2,p3=4,id=myxhci,bus=pci.1,addr=0x1b"])
