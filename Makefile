@@ -13,8 +13,9 @@ PREFIX ?= /usr
 SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
-UDEVDIR ?= $(shell pkg-config --variable=udevdir udev 2>/dev/null || echo /lib/udev)
+UDEVDIR ?= /usr/lib/udev
 SNIPPETSDIR ?= /var/lib/vz/snippets
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
 
 CC ?= cc
 PKGS := jansson libudev inih
@@ -112,7 +113,7 @@ bench: deps $(BIN) $(BUILD)/bench/bare-qmp $(BUILD)/bench/maxrss
 # the QMP reader, each for FUZZ_SECONDS, from the seeds in tests/fuzz/corpus.
 # A crash fails the target and leaves its input in build/fuzz/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := rules uevent qmp
+FUZZ_TARGETS := rules uevent qmp hint qom
 FUZZ_CC ?= clang
 FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_OBJ := $(SRC:snippets-src/%.c=build/fuzz/obj/%.o)
@@ -159,6 +160,7 @@ install: $(BIN)
 	install -D -m 0644 doc/pve-usb-hotplug.8 $(DESTDIR)$(MANDIR)/man8/pve-usb-hotplug.8
 	install -D -m 0644 udev/60-pve-usb-hotplug.rules $(DESTDIR)$(UDEVDIR)/rules.d/60-pve-usb-hotplug.rules
 	install -D -m 0644 pve-conf-examples/pve-usb-hotplug.conf $(DESTDIR)$(SYSCONFDIR)/pve-usb-hotplug.conf
+	install -D -m 0644 debian/pve-usb-hotplug.tmpfiles $(DESTDIR)$(TMPFILESDIR)/pve-usb-hotplug.conf
 	install -d $(DESTDIR)$(SNIPPETSDIR)
 	ln -sf $(SBINDIR)/pve-usb-hotplug $(DESTDIR)$(SNIPPETSDIR)/pve-usb-hotplug
 

@@ -74,13 +74,13 @@ int hotplug_check(const struct settings *s, unsigned long vmid, bool pre_start)
 		if (r < 0)
 			return r;
 		ret = check_one(one, pre_start);
-		if (usbconf_load_all(s->vm_config_dir, LOG_LVL_DEBUG, &all, &n) == 0)
+		if (usbconf_load_all(s->vm_config_dir, LOG_LVL_DEBUG, false, &all, &n) == 0)
 			warn_overlaps(one, all, n);
 		usbconf_free(one);
 		usbconf_free_all(all, n);
 		return ret;
 	}
-	r = usbconf_load_all(s->vm_config_dir, LOG_LVL_WARNING, &all, &n);
+	r = usbconf_load_all(s->vm_config_dir, LOG_LVL_WARNING, false, &all, &n);
 	if (r < 0)
 		return r;
 	if (n == 0)

@@ -1,37 +1,30 @@
 #include "guest.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lock.h"
 #include "log.h"
 #include "qmp.h"
+#include "state.h"
 #include "util.h"
-#include "xhci.h"
+#include "vmproc.h"
 
 struct guest {
 	const struct settings *s;
 	unsigned long vmid;
+	int state_fd;
 	int lock_fd;
 	struct qmp *qmp;
 	bool xhci_loaded;    /* on the first attach (or detach, from the hint) */
 	bool xhci_from_hint; /* a guess: a refusal means asking QEMU */
 	bool hint_dirty;     /* written once, when the guest is closed */
-	char stamp[64];	     /* qemu_stamp(), read once ("" if not yet or unknown) */
+	char stamp[64];	     /* vmproc_stamp(), read once ("" if not yet or unknown) */
 	struct xhci_set xhci;
 };
-
-void guest_device_id(const struct usb_port *p, char *buf, size_t n)
-{
-	char port[PORT_STRLEN];
-
-	port_format(p, port, sizeof(port));
-	snprintf(buf, n, "usbhost%s", port);
-}
 
 void guest_describe(const struct usb_device_info *dev, char *buf, size_t n)
 {
@@ -47,51 +40,22 @@ void guest_describe(const struct usb_device_info *dev, char *buf, size_t n)
 		snprintf(buf, n, "%s (%04x:%04x)", port, dev->vid, dev->pid);
 }
 
-/* Up to n-1 bytes of a small file, terminated. Length, or -1. */
-static ssize_t read_small(const char *path, char *buf, size_t n)
+static bool run_is_over(const struct settings *s)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
-	ssize_t len;
-
-	if (fd < 0)
-		return -1;
-	len = read(fd, buf, n - 1);
-	close(fd);
-	if (len <= 0)
-		return -1;
-	buf[len] = '\0';
-	return len;
+	return s->run_deadline_ms && util_remaining_ms(s->run_deadline_ms) == 0;
 }
 
-/* The VM's QEMU as Proxmox records it in <qmp_socket_dir>/<vmid>.pid; 0
- * if there is none. */
-static unsigned long qemu_pid(const struct settings *s, unsigned long vmid)
-{
-	char path[SETTINGS_PATH_MAX + 32], buf[32];
-	unsigned long pid;
-
-	snprintf(path, sizeof(path), "%s/%lu.pid", s->qmp_socket_dir, vmid);
-	if (read_small(path, buf, sizeof(buf)) < 0)
-		return 0;
-	buf[strcspn(buf, "\n")] = '\0';
-	if (util_parse_uint(buf, INT32_MAX, &pid) < 0 || pid < 2)
-		return 0;
-	return pid;
-}
-
-bool guest_is_running(const struct settings *s, unsigned long vmid)
-{
-	unsigned long pid = qemu_pid(s, vmid);
-
-	return pid && (kill((pid_t)pid, 0) == 0 || errno == EPERM);
-}
-
-static void explain_qmp_failure(unsigned long vmid, const char *path, int r, int timeout_ms)
+static void explain_qmp_failure(const struct settings *s, unsigned long vmid, const char *path,
+				int r)
 {
 	switch (r) {
 	case -ETIMEDOUT:
-		log_error("VM %lu: no answer on %s within %d ms: another client (qm, pvestatd, a backup) holds the QMP socket, or QEMU hangs; try again, or raise [qmp] timeout_ms",
-			  vmid, path, timeout_ms);
+		if (run_is_over(s))
+			log_error("VM %lu: no answer on %s before this run's time limit of %d ms ([run] timeout_ms); giving up",
+				  vmid, path, s->run_timeout_ms);
+		else
+			log_error("VM %lu: no answer on %s within %d ms: another client (qm, pvestatd, a backup) holds the QMP socket, or QEMU hangs; try again, or raise [qmp] timeout_ms",
+				  vmid, path, s->qmp_timeout_ms);
 		break;
 	case -ECONNRESET:
 		log_error("VM %lu: QEMU closed the QMP connection on %s (is the VM stopping?)", vmid, path);
@@ -103,6 +67,48 @@ static void explain_qmp_failure(unsigned long vmid, const char *path, int r, int
 	default:
 		log_error("VM %lu: QMP on %s failed: %s", vmid, path, strerror(-r));
 	}
+}
+
+/* The state directory, checked; logs why it cannot be used. */
+static int open_state(const struct settings *s, unsigned long vmid, int *ret_fd)
+{
+	char why[128];
+	int r = state_open(s->state_dir, ret_fd, why, sizeof(why));
+
+	if (r == -EPERM)
+		log_error("VM %lu: %s is refused as the state directory: %s; remove it (it is made again, mode 0700) or set [paths] state_dir",
+			  vmid, s->state_dir, why);
+	else if (r == -ELOOP)
+		log_error("VM %lu: %s is a symbolic link and is refused as the state directory; remove it (it is made again, mode 0700) or set [paths] state_dir",
+			  vmid, s->state_dir);
+	else if (r < 0)
+		log_error("VM %lu: cannot use the state directory %s: %s (check [paths] state_dir)", vmid,
+			  s->state_dir, strerror(-r));
+	return r;
+}
+
+static int take_lock(struct guest *g)
+{
+	const struct settings *s = g->s;
+	int64_t deadline = util_now_ms() + s->lock_timeout_ms;
+	int r;
+
+	if (s->run_deadline_ms && s->run_deadline_ms < deadline)
+		deadline = s->run_deadline_ms;
+	r = lock_vm(g->state_fd, g->vmid, deadline, &g->lock_fd);
+	if (r == -ETIMEDOUT && run_is_over(s))
+		log_error("VM %lu: another pve-usb-hotplug still works on this VM, and this run's time limit of %d ms ([run] timeout_ms) is up; giving up",
+			  g->vmid, s->run_timeout_ms);
+	else if (r == -ETIMEDOUT)
+		log_error("VM %lu: another pve-usb-hotplug still works on this VM after %d ms ([lock] timeout_ms); giving up",
+			  g->vmid, s->lock_timeout_ms);
+	else if (r == -EINVAL)
+		log_error("VM %lu: %s/%lu.lock is not a regular file; remove it", g->vmid, s->state_dir,
+			  g->vmid);
+	else if (r < 0)
+		log_error("VM %lu: cannot take the lock in %s: %s (check [paths] state_dir)", g->vmid,
+			  s->state_dir, strerror(-r));
+	return r;
 }
 
 int guest_open(const struct settings *s, unsigned long vmid, struct guest **ret)
@@ -118,27 +124,24 @@ int guest_open(const struct settings *s, unsigned long vmid, struct guest **ret)
 		return -ENOMEM;
 	g->s = s;
 	g->vmid = vmid;
+	g->state_fd = -1;
 	g->lock_fd = -1;
 
-	r = lock_vm(s->lock_dir, vmid, s->lock_timeout_ms, &g->lock_fd);
+	r = open_state(s, vmid, &g->state_fd);
+	if (r == 0)
+		r = take_lock(g);
 	if (r < 0) {
-		if (r == -ETIMEDOUT)
-			log_error("VM %lu: another pve-usb-hotplug still works on this VM after %d ms ([lock] timeout_ms); giving up",
-				  vmid, s->lock_timeout_ms);
-		else
-			log_error("VM %lu: cannot take the lock in %s: %s (check [paths] lock_dir)",
-				  vmid, s->lock_dir, strerror(-r));
 		guest_close(g);
 		return r;
 	}
 
-	r = qmp_open(path, s->qmp_timeout_ms, &g->qmp);
+	r = qmp_open(path, s->qmp_timeout_ms, s->run_deadline_ms, &g->qmp);
 	if (r < 0) {
 		if (r == -ENOENT || r == -ECONNREFUSED)
 			log_warning("VM %lu is not running (%s at %s); nothing to do", vmid,
 				    r == -ENOENT ? "no QMP socket" : "nobody listening", path);
 		else
-			explain_qmp_failure(vmid, path, r, s->qmp_timeout_ms);
+			explain_qmp_failure(s, vmid, path, r);
 		guest_close(g);
 		return r;
 	}
@@ -146,17 +149,27 @@ int guest_open(const struct settings *s, unsigned long vmid, struct guest **ret)
 	return 0;
 }
 
+bool guest_usable(const struct guest *g)
+{
+	return qmp_broken(g->qmp) == 0;
+}
+
 static int qmp_failed(struct guest *g, int r, const char *what, const char *desc)
 {
+	char said[512];
+
 	switch (r) {
 	case -EREMOTEIO:
 		return log_err(r, "VM %lu: %s %s: QEMU says: %s", g->vmid, what, desc,
-			       qmp_error_desc(g->qmp));
+			       log_escape(qmp_error_desc(g->qmp), said, sizeof(said)));
 	case -ECONNRESET:
 	case -EPIPE:
 		return log_err(r, "VM %lu: %s %s: QEMU closed the QMP connection (is the VM stopping?)",
 			       g->vmid, what, desc);
 	case -ETIMEDOUT:
+		if (run_is_over(g->s))
+			return log_err(r, "VM %lu: %s %s: this run's time limit of %d ms ([run] timeout_ms) is up",
+				       g->vmid, what, desc, g->s->run_timeout_ms);
 		return log_err(r, "VM %lu: %s %s: QEMU did not answer within %d ms ([qmp] timeout_ms)",
 			       g->vmid, what, desc, g->s->qmp_timeout_ms);
 	case -EPROTO:
@@ -168,80 +181,76 @@ static int qmp_failed(struct guest *g, int r, const char *what, const char *desc
 	}
 }
 
-/* "PID:STARTTIME" of the VM's QEMU: what a hint must have been written
- * for. "" if it cannot be told. */
-static const char *qemu_stamp(struct guest *g)
+static const char *stamp(struct guest *g)
 {
-	unsigned long pid, start;
-	char path[64], stat[1024], *p;
-
 	/* the QEMU process does not change while we hold its connection */
-	if (g->stamp[0])
-		return g->stamp;
-	pid = qemu_pid(g->s, g->vmid);
-	snprintf(path, sizeof(path), "/proc/%lu/stat", pid);
-	if (!pid || read_small(path, stat, sizeof(stat)) < 0)
-		return g->stamp;
-	/* field 22, starttime, counting from the one after the command name */
-	p = strrchr(stat, ')');
-	for (int field = 2; p && field < 22; field++)
-		p = strchr(p + 1, ' ');
-	if (p && sscanf(p, " %lu", &start) == 1)
-		snprintf(g->stamp, sizeof(g->stamp), "%lu:%lu", pid, start);
+	if (!g->stamp[0])
+		vmproc_stamp(g->s->qmp_socket_dir, g->vmid, g->stamp, sizeof(g->stamp));
 	return g->stamp;
 }
 
-static void hint_path(struct guest *g, char *buf, size_t n)
-{
-	snprintf(buf, n, "%s/%lu.ports", g->s->lock_dir, g->vmid);
-}
-
-/* Keeps the hint in step (we hold the VM's lock). It is a cache: failing
- * to write it costs the next run a question to QEMU, nothing more. */
+/* Keeps the hint in step (we hold the VM's lock, QMP is closed). It is a
+ * cache and a record: failing to write it costs later runs a question to
+ * QEMU, nothing more. */
 static void save_hint(struct guest *g)
 {
-	const char *stamp = qemu_stamp(g);
-	char path[SETTINGS_PATH_MAX + 32];
+	const char *st = stamp(g);
 
-	hint_path(g, path, sizeof(path));
-	if (!stamp[0] || xhci_hint_write(path, stamp, &g->xhci) < 0) {
-		unlink(path);
-		log_debug("VM %lu: no port hint kept in %s", g->vmid, path);
+	if (!st[0] || xhci_hint_write(g->state_fd, g->vmid, st, &g->xhci) < 0) {
+		xhci_hint_remove(g->state_fd, g->vmid);
+		log_debug("VM %lu: no port hint kept in %s", g->vmid, g->s->state_dir);
 	}
-}
-
-static bool read_hint(struct guest *g)
-{
-	const char *stamp = qemu_stamp(g);
-	char path[SETTINGS_PATH_MAX + 32];
-
-	hint_path(g, path, sizeof(path));
-	return stamp[0] && xhci_hint_read(path, stamp, &g->xhci) == 0;
 }
 
 enum load_mode {
 	LOAD_ANY,	/* the hint if there is one for this QEMU, else ask QEMU */
-	LOAD_ASK,	/* ask QEMU (the hint was wrong) */
+	LOAD_ASK,	/* ask QEMU (the hint was wrong, or the truth is wanted) */
 	LOAD_HINT_ONLY, /* the hint or nothing (-ENOENT): a detach asks QEMU nothing */
 };
 
-/* The controllers and their ports. */
+/* The controllers, their ports, and what the tool holds. */
 static int load_xhci(struct guest *g, enum load_mode mode)
 {
 	int r;
 
 	if (g->xhci_loaded && !(mode == LOAD_ASK && g->xhci_from_hint))
 		return 0;
-	g->xhci_from_hint = mode != LOAD_ASK && read_hint(g);
+	g->xhci_from_hint = mode != LOAD_ASK && stamp(g)[0] &&
+			    xhci_hint_read(g->state_fd, g->vmid, stamp(g), &g->xhci) == 0;
 	if (!g->xhci_from_hint) {
 		if (mode == LOAD_HINT_ONLY)
 			return -ENOENT;
 		r = xhci_load(g->qmp, &g->xhci);
 		if (r < 0)
 			return r;
+		g->hint_dirty = true; /* what QEMU said is worth keeping */
 	}
 	g->xhci_loaded = true;
 	return 0;
+}
+
+int guest_held(struct guest *g, bool ask_qemu, const struct xhci_set **ret)
+{
+	int r = load_xhci(g, ask_qemu ? LOAD_ASK : LOAD_ANY);
+
+	if (r < 0)
+		return qmp_failed(g, r, "listing the devices of", "the VM");
+	*ret = &g->xhci;
+	return 0;
+}
+
+int guest_peek_held(const struct settings *s, unsigned long vmid, struct xhci_set *ret)
+{
+	_cleanup_close_ int fd = -1;
+	char why[128], st[64];
+	int r;
+
+	r = state_open(s->state_dir, &fd, why, sizeof(why));
+	if (r < 0)
+		return -ESTALE; /* told when a guest is opened */
+	vmproc_stamp(s->qmp_socket_dir, vmid, st, sizeof(st));
+	r = xhci_hint_read(fd, vmid, st, ret);
+	return r == -ENOENT ? r : r < 0 ? -ESTALE : 0;
 }
 
 static bool is_duplicate(struct guest *g)
@@ -251,19 +260,90 @@ static bool is_duplicate(struct guest *g)
 	return strstr(desc, "Duplicate device ID") || strstr(desc, "Duplicate ID");
 }
 
-/* Each try takes a port or a controller: a bound on the attempts. */
-#define ATTACH_TRIES (XHCI_MAX_CTRLS * (XHCI_MAX_PORTS + 1))
-
-int guest_attach(struct guest *g, const struct usb_device_info *dev, const struct pve_vm *pve)
+/* device_del; 1 when the device was not there. Keeps the hint in step. */
+static int del_device(struct guest *g, const struct usb_port *port)
 {
-	unsigned reserved = pveconf_reserved_ports(pve);
-	char id[GUEST_ID_MAX], hostport[PORT_STRLEN], desc[256], msg[160], port_s[8];
-	bool ss = xhci_is_superspeed(dev->speed);
+	char id[XHCI_DEV_ID_MAX];
+	int r;
+
+	xhci_dev_id(port, id, sizeof(id));
+	r = qmp_execute(g->qmp, "device_del", json_pack("{s:s}", "id", id), NULL);
+	if (r == -EREMOTEIO && strcmp(qmp_error_class(g->qmp), "DeviceNotFound") == 0)
+		r = 1;
+	else if (r < 0)
+		return r;
+	if (load_xhci(g, LOAD_HINT_ONLY) == 0) {
+		xhci_note_detached(&g->xhci, port);
+		g->hint_dirty = true;
+	}
+	return r;
+}
+
+/* What the usb-host with id is pinned to, from QEMU (0:0 when not). */
+static int pinned_to(struct guest *g, const char *id, unsigned *vid, unsigned *pid)
+{
+	char path[160];
+	json_t *v = NULL;
+	int r;
+
+	snprintf(path, sizeof(path), "/machine/peripheral/%s", id);
+	*vid = *pid = 0;
+	r = qmp_execute(g->qmp, "qom-get",
+			json_pack("{s:s, s:s}", "path", path, "property", "vendorid"), &v);
+	if (r < 0)
+		return r;
+	*vid = json_is_integer(v) ? (unsigned)json_integer_value(v) : 0;
+	json_decref(v);
+	v = NULL;
+	r = qmp_execute(g->qmp, "qom-get",
+			json_pack("{s:s, s:s}", "path", path, "property", "productid"), &v);
+	if (r < 0)
+		return r;
+	*pid = json_is_integer(v) ? (unsigned)json_integer_value(v) : 0;
+	json_decref(v);
+	return 0;
+}
+
+/* device_add said the id exists: 0 when it is this device already, 1 when
+ * it was pinned to another and has been taken out, or an error. */
+static int settle_duplicate(struct guest *g, const struct usb_device_info *dev, const char *id,
+			    const char *desc)
+{
+	const struct xhci_dev *known = xhci_find(&g->xhci, &dev->port);
+	unsigned vid, pid;
+	int r;
+
+	/* the record says what the tool pinned it to; without one, ask */
+	if (known) {
+		vid = known->vid;
+		pid = known->pid;
+	} else if ((r = pinned_to(g, id, &vid, &pid)) < 0) {
+		return qmp_failed(g, r, "reading what is attached as", id);
+	}
+	if (!dev->have_ids || (vid == dev->vid && pid == dev->pid)) {
+		log_info("VM %lu: %s already attached as %s", g->vmid, desc, id);
+		return 0;
+	}
+	r = del_device(g, &dev->port);
+	if (r < 0)
+		return qmp_failed(g, r, "detaching the old", id);
+	log_info("VM %lu: %s was left for %04x:%04x, and %s is plugged in there now: detached it first",
+		 g->vmid, id, vid, pid, desc);
+	return 1;
+}
+
+/* Each try takes a port or a controller: a bound on the attempts. */
+#define ATTACH_TRIES (XHCI_MAX_CTRLS * (XHCI_MAX_PORTS + 1) + 2)
+
+int guest_attach(struct guest *g, const struct usb_device_info *dev)
+{
+	char id[XHCI_DEV_ID_MAX], hostport[PORT_STRLEN], desc[256], msg[160], port_s[8];
+	bool ss = xhci_is_superspeed(dev->speed), replaced = false;
 	const char *kind = ss ? "USB 3" : "USB 2";
 	int r;
 
 	guest_describe(dev, desc, sizeof(desc));
-	guest_device_id(&dev->port, id, sizeof(id));
+	xhci_dev_id(&dev->port, id, sizeof(id));
 	port_format_hostport(&dev->port, hostport, sizeof(hostport));
 	r = load_xhci(g, LOAD_ANY);
 	if (r < 0)
@@ -274,8 +354,9 @@ int guest_attach(struct guest *g, const struct usb_device_info *dev, const struc
 		size_t ci;
 		unsigned port;
 		char bus[sizeof(c->id) + 2];
+		json_t *args;
 
-		if (xhci_pick(&g->xhci, ss, reserved, &ci, &port) < 0 && g->xhci_from_hint) {
+		if (xhci_pick(&g->xhci, ss, &ci, &port) < 0 && g->xhci_from_hint) {
 			/* full by the hint: QEMU may know better (ports freed
 			 * behind the tool's back) before a controller is added */
 			r = load_xhci(g, LOAD_ASK);
@@ -283,28 +364,39 @@ int guest_attach(struct guest *g, const struct usb_device_info *dev, const struc
 				return qmp_failed(g, r, "listing USB controllers to attach", desc);
 			continue;
 		}
-		if (xhci_pick(&g->xhci, ss, reserved, &ci, &port) < 0) {
+		if (xhci_pick(&g->xhci, ss, &ci, &port) < 0) {
 			r = xhci_add_own(g->qmp, &g->xhci, msg, sizeof(msg));
 			if (r == -ENOSPC)
 				return log_err(r, "VM %lu: no free %s port for %s, and no room for another USB controller (%s); detach something, or give the VM a PCI bridge",
 					       g->vmid, kind, desc, msg);
 			if (r < 0)
 				return qmp_failed(g, r, "adding a USB controller for", desc);
-			log_info("VM %lu: added USB controller %s at %s: no free %s port for %s elsewhere",
-				 g->vmid, g->xhci.c[g->xhci.n - 1].id, msg, kind, desc);
+			log_info("VM %lu: added USB controller %s at %s for %s", g->vmid,
+				 g->xhci.c[g->xhci.n - 1].id, msg, desc);
+			g->hint_dirty = true;
 			continue;
 		}
 		c = &g->xhci.c[ci];
 		snprintf(bus, sizeof(bus), "%s.0", c->id);
 		snprintf(port_s, sizeof(port_s), "%u", port);
-		r = qmp_execute(g->qmp, "device_add",
-				json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "driver", "usb-host", "id", id,
-					  "hostbus", (json_int_t)dev->port.bus, "hostport", hostport,
-					  "bus", bus, "port", port_s),
-				NULL);
-		if (r == -EREMOTEIO && is_duplicate(g)) {
-			log_info("VM %lu: %s already attached as %s", g->vmid, desc, id);
-			return 0;
+		args = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "driver", "usb-host", "id", id,
+				 "hostbus", (json_int_t)dev->port.bus, "hostport", hostport, "bus", bus,
+				 "port", port_s);
+		/* pinned: should it ever be left behind, it can only take
+		 * this same model */
+		if (args && dev->have_ids &&
+		    (json_object_set_new(args, "vendorid", json_integer(dev->vid)) < 0 ||
+		     json_object_set_new(args, "productid", json_integer(dev->pid)) < 0)) {
+			json_decref(args);
+			args = NULL;
+		}
+		r = qmp_execute(g->qmp, "device_add", args, NULL);
+		if (r == -EREMOTEIO && is_duplicate(g) && !replaced) {
+			r = settle_duplicate(g, dev, id, desc);
+			if (r <= 0)
+				return r;
+			replaced = true;
+			continue;
 		}
 		if (r == -EREMOTEIO && g->xhci_from_hint) {
 			/* the hint was wrong: ask QEMU, and try again */
@@ -313,105 +405,36 @@ int guest_attach(struct guest *g, const struct usb_device_info *dev, const struc
 				return qmp_failed(g, r, "listing USB controllers to attach", desc);
 			continue;
 		}
-		c->taken |= 1u << port;
 		/* a device added without a port sits there: try the next */
-		if (r == -EREMOTEIO && strstr(qmp_error_desc(g->qmp), "in use"))
+		if (r == -EREMOTEIO && strstr(qmp_error_desc(g->qmp), "in use")) {
+			c->taken |= 1u << port;
 			continue;
+		}
 		if (r < 0)
 			return qmp_failed(g, r, "attaching", desc);
 		log_info("VM %lu: attached %s as %s on %s port %u", g->vmid, desc, id, bus, port);
-		xhci_note_attached(&g->xhci, ci, port, id);
+		xhci_note_attached(&g->xhci, ci, port, &dev->port, dev->have_ids ? dev->vid : 0,
+				   dev->have_ids ? dev->pid : 0);
 		g->hint_dirty = true;
 		return 0;
 	}
 	return log_err(-ENOSPC, "VM %lu: found no free %s port for %s", g->vmid, kind, desc);
 }
 
-/* device_del; 1 when the device was not there. Keeps the hint in step. */
-static int del_device(struct guest *g, const struct usb_port *port, char *id, size_t id_size)
+int guest_detach(struct guest *g, const struct usb_port *port, const char *desc, const char *why)
 {
+	char id[XHCI_DEV_ID_MAX];
 	int r;
 
-	guest_device_id(port, id, id_size);
-	r = qmp_execute(g->qmp, "device_del", json_pack("{s:s}", "id", id), NULL);
-	if (r == -EREMOTEIO && strcmp(qmp_error_class(g->qmp), "DeviceNotFound") == 0)
-		r = 1;
-	else if (r < 0)
-		return r;
-	if (load_xhci(g, LOAD_HINT_ONLY) == 0) {
-		xhci_note_detached(&g->xhci, id);
-		g->hint_dirty = true;
-	}
-	return r;
-}
-
-int guest_detach(struct guest *g, const struct usb_device_info *dev)
-{
-	char id[GUEST_ID_MAX], desc[256];
-	int r;
-
-	guest_describe(dev, desc, sizeof(desc));
-	r = del_device(g, &dev->port, id, sizeof(id));
+	xhci_dev_id(port, id, sizeof(id));
+	r = del_device(g, port);
 	if (r < 0)
 		return qmp_failed(g, r, "detaching", desc);
 	if (r > 0)
 		log_info("VM %lu: %s was not attached; nothing to detach", g->vmid, desc);
 	else
-		log_info("VM %lu: detached %s (%s)", g->vmid, desc, id);
-	return 0;
-}
-
-static int cmp_port(const void *a, const void *b)
-{
-	char x[PORT_STRLEN], y[PORT_STRLEN];
-
-	port_format(a, x, sizeof(x));
-	port_format(b, y, sizeof(y));
-	return strcmp(x, y);
-}
-
-int guest_held(struct guest *g, struct usb_port **ret, size_t *ret_n)
-{
-	json_t *list = NULL, *item;
-	struct usb_port *held = NULL;
-	size_t i, n = 0;
-	int r;
-
-	r = qmp_execute(g->qmp, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"), &list);
-	if (r < 0)
-		return qmp_failed(g, r, "listing the devices of", "the VM");
-	held = calloc(json_array_size(list) + 1, sizeof(*held));
-	if (!held) {
-		json_decref(list);
-		return -ENOMEM;
-	}
-	json_array_foreach(list, i, item) {
-		const char *name = json_string_value(json_object_get(item, "name"));
-		const char *type = json_string_value(json_object_get(item, "type"));
-
-		if (name && type && strcmp(type, "child<usb-host>") == 0 &&
-		    util_startswith(name, "usbhost") && port_parse(name + 7, &held[n]) == 0)
-			n++;
-	}
-	json_decref(list);
-	if (n > 1)
-		qsort(held, n, sizeof(*held), cmp_port);
-	*ret = held;
-	*ret_n = n;
-	return 0;
-}
-
-int guest_detach_port(struct guest *g, const struct usb_port *port, const char *why)
-{
-	char id[GUEST_ID_MAX], p[PORT_STRLEN];
-	int r;
-
-	port_format(port, p, sizeof(p));
-	r = del_device(g, port, id, sizeof(id));
-	if (r < 0)
-		return qmp_failed(g, r, "detaching", p);
-	if (r == 0)
-		log_info("VM %lu: detached %s (%s): %s", g->vmid, p, id, why);
+		log_info("VM %lu: detached %s (%s)%s%s", g->vmid, desc, id, why ? ": " : "",
+			 why ? why : "");
 	return 0;
 }
 
@@ -419,11 +442,15 @@ struct guest *guest_close(struct guest *g)
 {
 	if (!g)
 		return NULL;
-	if (g->hint_dirty)
-		save_hint(g); /* still under the lock */
-	qmp_close(g->qmp);
+	g->qmp = qmp_close(g->qmp);
+	/* the hint after QMP is closed (never keep QEMU's one client slot
+	 * for a file write), still under the lock */
+	if (g->hint_dirty && g->lock_fd >= 0)
+		save_hint(g);
 	if (g->lock_fd >= 0)
 		close(g->lock_fd);
+	if (g->state_fd >= 0)
+		close(g->state_fd);
 	free(g);
 	return NULL;
 }

@@ -7,46 +7,45 @@
 #include <stddef.h>
 
 #include "port.h"
-#include "pveconf.h"
 #include "settings.h"
 #include "usbtree.h"
-
-/* "usbhost" + "999-255.255...": the QEMU id of a passed host port. */
-#define GUEST_ID_MAX (PORT_STRLEN + 8)
+#include "xhci.h"
 
 struct guest;
 
-/* Whether the VM's QEMU runs, as Proxmox tells it: <qmp_socket_dir>/<vmid>.pid
- * names a live process. Touches no socket: a connect() to a busy QMP
- * socket would wait in QEMU's backlog and get in Proxmox's way. */
-bool guest_is_running(const struct settings *s, unsigned long vmid);
-
-/* Locks the VM and connects to <qmp_socket_dir>/<vmid>.qmp.
- * -ENOENT / -ECONNREFUSED: the VM is not running (logged as a warning);
- * other errors are logged as errors. */
+/* Opens the state directory (see state.h), takes the VM's lock and connects
+ * to <qmp_socket_dir>/<vmid>.qmp. -ENOENT / -ECONNREFUSED: the VM is not
+ * running (logged as a warning); other errors are logged as errors. Every
+ * wait ends by the run's deadline. */
 int guest_open(const struct settings *s, unsigned long vmid, struct guest **ret);
 
-/* Attaches the host device at dev->port with id usbhost<bus>-<port>, at a
- * port of an xHCI controller that suits its speed (see xhci.h), adding the
- * tool's own controller when none has room, and never at a port of the
- * VM's usbN in pve (its Proxmox config, as the caller read it; NULL: none).
- * Already attached counts as success. */
-int guest_attach(struct guest *g, const struct usb_device_info *dev, const struct pve_vm *pve);
+/* Attaches the host device at dev->port as usb-host usbhost<bus>-<port>,
+ * pinned to the device's vendor and product (a usb-host left behind can
+ * then only ever take the same model), at a port that suits its speed (see
+ * xhci.h), adding the tool's own controller when none has room. Already
+ * attached for this vendor/product counts as success; one pinned to
+ * another device is replaced. */
+int guest_attach(struct guest *g, const struct usb_device_info *dev);
 
-/* Detaches usbhost<bus>-<port>. Not attached counts as success. */
-int guest_detach(struct guest *g, const struct usb_device_info *dev);
+/* Detaches usbhost<port>; desc names it in messages, why (may be NULL)
+ * says why. Not attached counts as success. */
+int guest_detach(struct guest *g, const struct usb_port *port, const char *desc, const char *why);
 
-/* The host ports the VM holds through this tool: its usb-host devices
- * whose id is usbhost<BUS-PORT>. *ret is malloc()ed, sorted. */
-int guest_held(struct guest *g, struct usb_port **ret, size_t *ret_n);
+/* What the VM holds through the tool (its usbhost* devices), from QEMU
+ * when ask_qemu, else from the hint when there is one for this QEMU.
+ * *ret points into g. */
+int guest_held(struct guest *g, bool ask_qemu, const struct xhci_set **ret);
 
-/* Detaches by id alone (sync: the host device may be long gone). */
-int guest_detach_port(struct guest *g, const struct usb_port *port, const char *why);
+/* false once the QMP connection broke (a timeout, a reset): every later
+ * command would fail at once, so callers stop. */
+bool guest_usable(const struct guest *g);
 
 struct guest *guest_close(struct guest *g);
 
-/* "usbhost3-4.1" */
-void guest_device_id(const struct usb_port *p, char *buf, size_t n);
+/* Without any connection: what the port hint says the VM's running QEMU
+ * holds. 0; -ENOENT when there is no hint at all; -ESTALE when there is
+ * one, but not for this QEMU (or it is unreadable). Logs nothing. */
+int guest_peek_held(const struct settings *s, unsigned long vmid, struct xhci_set *ret);
 
 /* "3-4.1 (046d:c52b "Receiver")" for messages; product escaped. */
 void guest_describe(const struct usb_device_info *dev, char *buf, size_t n);

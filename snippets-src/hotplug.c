@@ -7,6 +7,7 @@
 
 #include "guest.h"
 #include "log.h"
+#include "retry.h"
 #include "usbconf.h"
 #include "usbtree.h"
 #include "util.h"
@@ -58,19 +59,111 @@ static void dev_from_event(const struct uevent *ev, struct usb_device_info *dev)
 	dev->serial_known = false;
 }
 
-static bool any_may_claim(const struct vms *v, const struct usb_device_info *dev)
+/* Running VMs that may hold host ports through the tool: those with rules
+ * and those with a port hint. */
+static int list_holders(struct vms *v)
+{
+	return vms_list_hinted(v);
+}
+
+/* Whether anything about dev concerns any VM: a rule claims it, a deny
+ * rule keeps it out (worth a line), or a running VM holds its port. */
+static bool concerns_anyone(struct vms *v, const struct usb_device_info *dev)
 {
 	for (size_t i = 0; i < v->n; i++)
-		if (v->list[i]->rules && usbconf_match(v->list[i]->rules, dev, NULL))
+		if (v->list[i]->rules && (usbconf_match(v->list[i]->rules, dev, NULL) ||
+					  usbconf_kept_out(v->list[i]->rules, dev)))
+			return true;
+	if (list_holders(v) < 0)
+		return true; /* cannot tell cheaply: take the long way */
+	for (size_t i = 0; i < v->n; i++)
+		if (vms_running(v, v->list[i]) && vms_holds(v, v->list[i], &dev->port))
 			return true;
 	return false;
+}
+
+/* QEMU was not reached (the lock, a timeout, a broken connection), as
+ * opposed to QEMU refusing or the VM being gone. */
+static bool worth_retry(int r)
+{
+	return r < 0 && r != -EREMOTEIO && r != -ENOENT && r != -ECONNREFUSED && r != -ENOMEM;
+}
+
+/* Detaches port from vm; when QEMU could not be reached, tries again later
+ * (retry.h): a usb-host left behind takes the next device plugged in
+ * there. */
+static int detach_from(const struct settings *s, struct vm *vm, const struct usb_port *port,
+		       const char *desc, const char *why)
+{
+	struct guest *g;
+	int r;
+
+	r = guest_open(s, vm->vmid, &g);
+	if (r == -ENOENT || r == -ECONNREFUSED)
+		return 0; /* stopped: it holds nothing any more */
+	if (r == 0) {
+		r = guest_detach(g, port, desc, why);
+		guest_close(g);
+	}
+	if (worth_retry(r))
+		retry_schedule(s, vm->vmid);
+	return r;
+}
+
+/* Every running VM but keep that holds dev's port loses it: a usb-host
+ * left there would take the device (or the next one) by QEMU's rescan. */
+static int clear_holders(const struct settings *s, struct vms *v,
+			 const struct usb_device_info *dev, const struct placement *p,
+			 const char *desc)
+{
+	struct vm *keep = p->kind == PLACE_VM ? p->vm : NULL;
+	char why[160];
+	int ret = 0;
+
+	if (list_holders(v) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < v->n; i++) {
+		struct vm *vm = v->list[i];
+		int r;
+
+		if (vm == keep || !vms_running(v, vm) || !vms_holds(v, vm, &dev->port))
+			continue;
+		if (keep)
+			snprintf(why, sizeof(why), "it goes to VM %lu now", keep->vmid);
+		else if (p->kind == PLACE_PROXMOX)
+			snprintf(why, sizeof(why), "Proxmox passes it itself (usb%u of VM %lu)",
+				 p->pve->index, p->vm->vmid);
+		else
+			snprintf(why, sizeof(why), "no running VM's rules give it to this VM now");
+		r = detach_from(s, vm, &dev->port, desc, why);
+		if (r < 0)
+			ret = r;
+	}
+	return ret;
+}
+
+/* A deny rule that keeps dev out of a VM whose other rules select it is
+ * worth a line: the admin may wonder why it stays on the host. */
+static void explain_denials(const struct vms *v, const struct usb_device_info *dev,
+			    const char *desc)
+{
+	char rule[USB_STRING_MAX * 4 + 32];
+
+	for (size_t i = 0; i < v->n; i++) {
+		const struct usb_rule *deny;
+
+		if (!v->list[i]->rules || !(deny = usbconf_kept_out(v->list[i]->rules, dev)))
+			continue;
+		usbconf_format_rule(deny, rule, sizeof(rule));
+		log_info("%s is kept out of VM %lu by '%s' (%s:%u)", desc, v->list[i]->vmid, rule,
+			 v->list[i]->rules->path, deny->line);
+	}
 }
 
 static int event_add(const struct settings *s, const struct uevent *ev, struct vms *v)
 {
 	struct usb_device_info dev;
 	struct placement p;
-	struct guest *g;
 	char desc[256];
 	int r;
 
@@ -88,46 +181,57 @@ static int event_add(const struct settings *s, const struct uevent *ev, struct v
 	}
 	guest_describe(&dev, desc, sizeof(desc));
 
-	r = vms_place(v, &dev, &p);
-	if (r < 0)
-		return r;
-	hotplug_explain(&p, 0, desc);
-	if (p.kind == PLACE_CONFLICT)
-		return -EBUSY;
-	if (p.kind != PLACE_VM || p.held)
-		return 0;
-	r = guest_open(s, p.vm->vmid, &g);
-	if (r == -ENOENT || r == -ECONNREFUSED)
-		return 0; /* stopped meanwhile: logged */
-	if (r < 0)
-		return r;
-	r = guest_attach(g, &dev, vms_pve(v, p.vm));
-	guest_close(g);
-	return r;
+	/* Each round either ends or finds one more VM not running: bounded. */
+	for (;;) {
+		struct guest *g;
+		int cleared;
+
+		r = vms_place(v, &dev, &p);
+		if (r < 0)
+			return r;
+		hotplug_explain(&p, 0, desc);
+		if (p.kind == PLACE_NOBODY)
+			explain_denials(v, &dev, desc);
+		cleared = clear_holders(s, v, &dev, &p, desc);
+		if (p.kind == PLACE_CONFLICT)
+			return -EBUSY;
+		if (p.kind != PLACE_VM)
+			return cleared;
+		r = guest_open(s, p.vm->vmid, &g);
+		if (r == -ENOENT || r == -ECONNREFUSED) {
+			/* it counted as running, but does not answer */
+			p.vm->running = 0;
+			log_info("%s: placing it again without VM %lu", desc, p.vm->vmid);
+			continue;
+		}
+		if (r < 0)
+			return r;
+		r = guest_attach(g, &dev);
+		guest_close(g);
+		return r < 0 ? r : cleared;
+	}
 }
 
 static int event_remove(const struct settings *s, struct vms *v,
 			const struct usb_device_info *dev)
 {
+	char desc[256];
 	int ret = 0;
 
-	/* The device may sit in any running VM whose rules could claim it
-	 * (they may have changed since it was attached): detach it from each.
-	 * Not being there is fine. */
+	guest_describe(dev, desc, sizeof(desc));
+	if (list_holders(v) < 0)
+		return -ENOMEM;
+	/* Detached from every running VM that holds it, and from every one
+	 * whose rules claim it (its record may be behind); rules may have
+	 * changed since it was attached. Not being there is fine. */
 	for (size_t i = 0; i < v->n; i++) {
 		struct vm *vm = v->list[i];
-		struct guest *g;
+		bool claims = vm->rules && usbconf_match(vm->rules, dev, NULL);
 		int r;
 
-		if (!vm->rules || !usbconf_match(vm->rules, dev, NULL) || !vms_running(v, vm))
+		if (!vms_running(v, vm) || (!claims && !vms_holds(v, vm, &dev->port)))
 			continue;
-		r = guest_open(s, vm->vmid, &g);
-		if (r == -ENOENT || r == -ECONNREFUSED)
-			continue;
-		if (r == 0) {
-			r = guest_detach(g, dev);
-			guest_close(g);
-		}
+		r = detach_from(s, vm, &dev->port, desc, NULL);
 		if (r < 0)
 			ret = r;
 	}
@@ -142,14 +246,19 @@ int hotplug_event(const struct settings *s, const struct uevent *ev)
 
 	/* every VM's file on every plug: their bad lines are for 'check' */
 	r = vms_load(s, LOG_LVL_DEBUG, 0, &v);
+	if (r == -ENOENT) {
+		/* at boot udev replays every device before /etc/pve is there */
+		log_debug("%s does not exist (yet): no rules, nothing to do", s->vm_config_dir);
+		return 0;
+	}
 	if (r < 0)
 		return r;
 	dev_from_event(ev, &dev);
-	if (!any_may_claim(&v, &dev)) {
+	if (!concerns_anyone(&v, &dev)) {
 		char port[PORT_STRLEN];
 
 		port_format(&ev->port, port, sizeof(port));
-		log_debug("ignored: no VM claims %s", port);
+		log_debug("ignored: no VM claims or holds %s", port);
 		r = 0;
 	} else if (ev->action == UEVENT_ADD)
 		r = event_add(s, ev, &v);
@@ -159,7 +268,30 @@ int hotplug_event(const struct settings *s, const struct uevent *ev)
 	return r;
 }
 
-static int hook_post_start(const struct settings *s, unsigned long vmid)
+int hotplug_attach_all(struct guest *g, unsigned long vmid, const struct usb_device_info *devs,
+		       const bool *take, size_t n)
+{
+	int r, ret = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!take[i])
+			continue;
+		if (!guest_usable(g)) {
+			size_t left = 0;
+
+			for (size_t k = i; k < n; k++)
+				left += take[k];
+			return log_err(ret, "VM %lu: %zu more device(s) not attached: the QMP connection failed (see above); 'pve-usb-hotplug sync %lu' tries again",
+				       vmid, left, vmid);
+		}
+		r = guest_attach(g, &devs[i]);
+		if (r < 0)
+			ret = r;
+	}
+	return ret;
+}
+
+static int hook_post_start(const struct settings *s, unsigned long vmid, const char *migrated_from)
 {
 	struct usb_device_info *devs = NULL;
 	bool *take = NULL;
@@ -169,6 +301,15 @@ static int hook_post_start(const struct settings *s, unsigned long vmid)
 	struct vms v;
 	int r, ret = 0;
 
+	if (migrated_from) {
+		char node[128];
+
+		/* QEMU is receiving the VM's state here; devices added now
+		 * would break the migration */
+		log_info("VM %lu: started as the target of a migration from node %s: nothing is attached now; run 'pve-usb-hotplug sync %lu' when the migration has finished",
+			 vmid, log_escape(migrated_from, node, sizeof(node)), vmid);
+		return 0;
+	}
 	r = vms_load(s, LOG_LVL_WARNING, vmid, &v);
 	if (r < 0)
 		return r;
@@ -213,21 +354,26 @@ static int hook_post_start(const struct settings *s, unsigned long vmid)
 		if (p.kind == PLACE_CONFLICT)
 			ret = -EBUSY;
 	}
-	if (n_take == 0) {
-		if (ret == 0)
-			log_info("VM %lu: nothing plugged in under its rules now; devices will be attached when plugged in",
-				 vmid);
-		goto out;
-	}
+	if (n_take == 0 && ret == 0)
+		log_info("VM %lu: nothing plugged in under its rules now; devices will be attached when plugged in",
+			 vmid);
 
 	r = guest_open(s, vmid, &g);
 	if (r < 0) {
 		ret = r;
 		goto out;
 	}
-	for (size_t i = 0; i < n_devs; i++)
-		if (take[i] && (r = guest_attach(g, &devs[i], vms_pve(&v, mine))) < 0)
-			ret = r;
+	if (n_take == 0) {
+		/* nothing to attach, but the record of what it holds (nothing)
+		 * saves later events a question to QEMU */
+		const struct xhci_set *held;
+
+		(void)guest_held(g, true, &held);
+		goto out;
+	}
+	r = hotplug_attach_all(g, vmid, devs, take, n_devs);
+	if (r < 0)
+		ret = r;
 out:
 	guest_close(g);
 	free(take);
@@ -245,10 +391,11 @@ static int hook_pre_start(const struct settings *s, unsigned long vmid)
 	return 0;
 }
 
-int hotplug_hook(const struct settings *s, unsigned long vmid, const char *phase)
+int hotplug_hook(const struct settings *s, unsigned long vmid, const char *phase,
+		 const char *migrated_from)
 {
 	if (strcmp(phase, "post-start") == 0)
-		return hook_post_start(s, vmid);
+		return hook_post_start(s, vmid, migrated_from);
 	if (strcmp(phase, "pre-start") == 0)
 		return hook_pre_start(s, vmid);
 	if (strcmp(phase, "pre-stop") == 0 || strcmp(phase, "post-stop") == 0)

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "settings.h"
+#include "usbtree.h"
 #include "uevent.h"
 #include "vms.h"
 
@@ -14,9 +15,18 @@
 int hotplug_event(const struct settings *s, const struct uevent *ev);
 
 /* Hookscript phase for a VM: post-start attaches every device the VM's
- * rules give it; pre-start runs the check and only warns; the others do
- * nothing. Unknown phases are ignored with a note. */
-int hotplug_hook(const struct settings *s, unsigned long vmid, const char *phase);
+ * rules give it (nothing on the target of a live migration: migrated_from,
+ * Proxmox's PVE_MIGRATED_FROM, names the source node); pre-start runs the
+ * check and only warns; the others do nothing. Unknown phases are ignored
+ * with a note. */
+int hotplug_hook(const struct settings *s, unsigned long vmid, const char *phase,
+		 const char *migrated_from);
+
+struct guest;
+/* Attaches devs[i] for each take[i], stopping (with one line) once the QMP
+ * connection has failed: every further command would fail at once. */
+int hotplug_attach_all(struct guest *g, unsigned long vmid, const struct usb_device_info *devs,
+		       const bool *take, size_t n);
 
 /* Logs why a device is not attached to for_vmid (0: to any VM), as p says. */
 void hotplug_explain(const struct placement *p, unsigned long for_vmid, const char *desc);

@@ -1,9 +1,13 @@
-/* Per-VM serialization: an flock() on <lock_dir>/<vmid>.lock. The kernel
- * drops the lock when the holder exits, however it exits, so a lock file
- * left by a killed run never blocks the next. */
+/* Per-VM serialization: an flock() on <vmid>.lock in the state directory
+ * (see state.h). The kernel drops the lock when the holder exits, however it
+ * exits, so a lock file left by a killed run never blocks the next. */
 #pragma once
 
-/* Waits up to timeout_ms for the lock; creates lock_dir if missing.
- * Returns 0 with the held fd in *ret_fd (close it to unlock), -ETIMEDOUT,
- * or another -errno. Logs nothing. */
-int lock_vm(const char *lock_dir, unsigned long vmid, int timeout_ms, int *ret_fd);
+#include <stdint.h>
+
+/* Waits until deadline_ms (CLOCK_MONOTONIC, util_now_ms()) for the lock of
+ * vmid in the directory dirfd. Waiters queue in the kernel, so a storm of
+ * events is served in order. Returns 0 with the held fd in *ret_fd (close
+ * it to unlock), -ETIMEDOUT, -EINVAL when the lock file is not a regular
+ * file, or another -errno. Logs nothing. */
+int lock_vm(int dirfd, unsigned long vmid, int64_t deadline_ms, int *ret_fd);

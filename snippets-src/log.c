@@ -45,6 +45,12 @@ static void log_va(enum log_level level, const char *fmt, va_list ap)
 	if (level > max_level)
 		return;
 	vsnprintf(line, sizeof(line), fmt, ap);
+	/* One message, one line: whatever an argument brought in (QEMU's
+	 * words, a file's bytes) never starts a line of its own or drives a
+	 * terminal. Callers escape what they quote; this is the backstop. */
+	for (char *c = line; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
 	if (syslog_on)
 		syslog(prio[level], "%s", line);
 
@@ -74,6 +80,9 @@ int log_err(int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_va(LOG_LVL_ERROR, fmt, ap);
 	va_end(ap);
+	/* an error was logged: never report success */
+	if (err == 0)
+		return -EIO;
 	return err < 0 ? err : -err;
 }
 

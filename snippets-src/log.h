@@ -24,7 +24,9 @@ int log_level_from_string(const char *s, enum log_level *ret);
 void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* Logs at error level and returns -|err|, for "return log_err(r, ...)". */
+/* Logs at error level and returns -|err| (-EIO for 0: an error is never
+ * success), for "return log_err(r, ...)". Every line is one line: control
+ * characters that reach it are shown as '?'. */
 int log_err(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 

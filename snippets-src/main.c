@@ -118,6 +118,14 @@ static int run_command(const struct settings *settings, int settings_r, const ch
 	return exit_code(hotplug_sync(settings, vmid));
 }
 
+/* Which try a scheduled retry is (retry.h); 0 for anything else. */
+static unsigned retry_attempt(const char *v)
+{
+	unsigned long n;
+
+	return v && util_parse_uint(v, 100, &n) == 0 ? (unsigned)n : 0;
+}
+
 static bool is_command(const char *arg)
 {
 	static const char *const commands[] = { "check", "status", "sync", "identify" };
@@ -155,6 +163,10 @@ int main(int argc, char **argv)
 		config = SETTINGS_DEFAULT_PATH;
 	r = settings_load(&settings, config);
 	log_setup(settings.log_level, stdout, settings.log_syslog);
+	/* one deadline for the whole run, well inside udev's 180 s */
+	settings.run_deadline_ms = util_now_ms() + settings.run_timeout_ms;
+	settings.path = config;
+	settings.retry_attempt = retry_attempt(getenv("PVE_USB_HOTPLUG_RETRY"));
 
 	if (command)
 		return run_command(&settings, r, config, argc, argv);
@@ -175,7 +187,9 @@ int main(int argc, char **argv)
 			log_error("%s has errors (see above); fix them and run again", config);
 			return 2;
 		}
-		return exit_code(hotplug_hook(&settings, vmid, argv[2]));
+		const char *from = getenv("PVE_MIGRATED_FROM");
+
+		return exit_code(hotplug_hook(&settings, vmid, argv[2], from && from[0] ? from : NULL));
 	}
 
 	/* udev: cheap checks first, so the many uninteresting events cost

@@ -66,6 +66,18 @@ bool port_equal(const struct usb_port *a, const struct usb_port *b)
 	return a->depth == b->depth && port_is_under(a, b);
 }
 
+int port_compare(const void *a, const void *b)
+{
+	const struct usb_port *x = a, *y = b;
+
+	if (x->bus != y->bus)
+		return x->bus < y->bus ? -1 : 1;
+	for (unsigned i = 0; i < x->depth && i < y->depth; i++)
+		if (x->num[i] != y->num[i])
+			return x->num[i] < y->num[i] ? -1 : 1;
+	return (x->depth > y->depth) - (x->depth < y->depth);
+}
+
 void port_format_hostport(const struct usb_port *p, char *buf, size_t n)
 {
 	size_t o = 0;

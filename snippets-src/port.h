@@ -34,6 +34,11 @@ bool port_is_under(const struct usb_port *dev, const struct usb_port *prefix);
 
 bool port_equal(const struct usb_port *a, const struct usb_port *b);
 
+/* The one order of ports everywhere: by bus, then port numbers as whole
+ * numbers, a hub before what is behind it ("3-4" < "3-4.1" < "3-10"). For
+ * qsort() over struct usb_port. */
+int port_compare(const void *a, const void *b);
+
 /* "3-4.1.2" into buf (PORT_STRLEN is always enough). */
 void port_format(const struct usb_port *p, char *buf, size_t n);
 

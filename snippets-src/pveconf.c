@@ -117,16 +117,6 @@ int pveconf_load(const char *dir, unsigned long vmid, struct pve_vm *ret)
 	return 0;
 }
 
-unsigned pveconf_reserved_ports(const struct pve_vm *vm)
-{
-	unsigned top = 0;
-
-	for (size_t i = 0; vm && i < vm->n; i++)
-		if (vm->usb[i].index + 1 > top)
-			top = vm->usb[i].index + 1;
-	return top;
-}
-
 const struct pve_usb *pveconf_passes(const struct pve_vm *vm, const struct usb_device_info *dev)
 {
 	for (size_t i = 0; i < vm->n; i++) {

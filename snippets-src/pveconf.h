@@ -42,9 +42,5 @@ void pveconf_parse_text(const char *text, size_t len, struct pve_vm *ret);
  * other errors logged. */
 int pveconf_load(const char *dir, unsigned long vmid, struct pve_vm *ret);
 
-/* Proxmox puts usbN at port N+1 of its "xhci": the ports 1..result are
- * the VM's configured usbN's. 0 for NULL (no config). */
-unsigned pveconf_reserved_ports(const struct pve_vm *vm);
-
 /* The usbN of vm that passes dev, or NULL. */
 const struct pve_usb *pveconf_passes(const struct pve_vm *vm, const struct usb_device_info *dev);

@@ -13,6 +13,8 @@
 struct qmp {
 	int fd;
 	int timeout_ms;
+	int64_t run_deadline_ms; /* 0: none */
+	int broken;		 /* the first transport error: every later call fails with it */
 	unsigned long next_id;
 	unsigned long caps_id; /* qmp_capabilities sent, its answer not read yet */
 	char *buf;
@@ -52,6 +54,23 @@ enum qmp_kind qmp_classify(json_t *msg)
 	if (json_is_object(json_object_get(msg, "QMP")))
 		return QMP_MSG_GREETING;
 	return QMP_MSG_UNKNOWN;
+}
+
+/* When the next answer must be there: timeout_ms from now, or the end of
+ * the run if that comes first. */
+static int64_t op_deadline(const struct qmp *q)
+{
+	int64_t d = util_now_ms() + q->timeout_ms;
+
+	return q->run_deadline_ms && q->run_deadline_ms < d ? q->run_deadline_ms : d;
+}
+
+/* A transport error leaves the stream in an unknown state: remember it. */
+static int fail(struct qmp *q, int r)
+{
+	if (r < 0 && r != -EREMOTEIO && !q->broken)
+		q->broken = r;
+	return r;
 }
 
 /* Reads more bytes into q->buf before the deadline. */
@@ -156,17 +175,29 @@ static void set_error(struct qmp *q, json_t *err)
 int qmp_send(struct qmp *q, const char *command, json_t *args, unsigned long *ret_id)
 {
 	_cleanup_free_ char *text = NULL;
-	unsigned long id = ++q->next_id;
+	unsigned long id;
 	json_t *cmd;
 	size_t l;
 	char *t;
 
+	if (q->broken) {
+		json_decref(args);
+		return q->broken;
+	}
+	/* NULL is a json_pack() that failed, never "no arguments" */
+	if (!json_is_object(args)) {
+		json_decref(args);
+		return -ENOMEM;
+	}
+	id = ++q->next_id;
 	cmd = json_pack("{s:s, s:I}", "execute", command, "id", (json_int_t)id);
 	if (!cmd) {
 		json_decref(args);
 		return -ENOMEM;
 	}
-	if (args && json_object_set_new(cmd, "arguments", args) < 0) {
+	if (json_object_size(args) == 0)
+		json_decref(args);
+	else if (json_object_set_new(cmd, "arguments", args) < 0) {
 		json_decref(cmd);
 		return -ENOMEM;
 	}
@@ -182,13 +213,13 @@ int qmp_send(struct qmp *q, const char *command, json_t *args, unsigned long *re
 	text = t;
 	memcpy(text + l, "\n", 2);
 	*ret_id = id;
-	return send_all(q, text, l + 1, util_now_ms() + q->timeout_ms);
+	return fail(q, send_all(q, text, l + 1, op_deadline(q)));
 }
 
 /* The answer to id, skipping events and answers to other ids. */
 static int receive_one(struct qmp *q, unsigned long id, json_t **ret)
 {
-	int64_t deadline = util_now_ms() + q->timeout_ms;
+	int64_t deadline = op_deadline(q);
 
 	for (;;) {
 		json_t *msg, *rid;
@@ -224,6 +255,8 @@ static int receive_one(struct qmp *q, unsigned long id, json_t **ret)
 
 int qmp_receive(struct qmp *q, unsigned long id, json_t **ret)
 {
+	if (q->broken)
+		return q->broken;
 	/* qmp_capabilities went out with the first command: its answer
 	 * comes first */
 	if (q->caps_id) {
@@ -233,9 +266,14 @@ int qmp_receive(struct qmp *q, unsigned long id, json_t **ret)
 		q->caps_id = 0;
 		r = receive_one(q, caps, NULL);
 		if (r < 0)
-			return r == -EREMOTEIO ? -EPROTO : r;
+			return fail(q, r == -EREMOTEIO ? -EPROTO : r);
 	}
-	return receive_one(q, id, ret);
+	return fail(q, receive_one(q, id, ret));
+}
+
+int qmp_broken(const struct qmp *q)
+{
+	return q->broken;
 }
 
 int qmp_execute(struct qmp *q, const char *command, json_t *args, json_t **ret)
@@ -276,7 +314,7 @@ static int handshake(struct qmp *q, int64_t deadline, struct qmp **ret)
 
 	/* Its answer is read with the first command's, in one round trip:
 	 * QEMU works through what it gets in order. */
-	r = qmp_send(q, "qmp_capabilities", NULL, &q->caps_id);
+	r = qmp_send(q, "qmp_capabilities", json_object(), &q->caps_id);
 	if (r < 0)
 		goto fail;
 	*ret = q;
@@ -286,10 +324,10 @@ fail:
 	return r;
 }
 
-int qmp_open(const char *path, int timeout_ms, struct qmp **ret)
+int qmp_open(const char *path, int timeout_ms, int64_t run_deadline_ms, struct qmp **ret)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int64_t deadline = util_now_ms() + timeout_ms;
+	int64_t deadline;
 	struct qmp *q;
 	int r;
 
@@ -301,6 +339,8 @@ int qmp_open(const char *path, int timeout_ms, struct qmp **ret)
 	if (!q)
 		return -ENOMEM;
 	q->timeout_ms = timeout_ms;
+	q->run_deadline_ms = run_deadline_ms;
+	deadline = op_deadline(q);
 	q->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (q->fd < 0) {
 		r = -errno;
@@ -328,7 +368,7 @@ fail:
 	return r;
 }
 
-int qmp_open_fd(int fd, int timeout_ms, struct qmp **ret)
+int qmp_open_fd(int fd, int timeout_ms, int64_t run_deadline_ms, struct qmp **ret)
 {
 	struct qmp *q = calloc(1, sizeof(*q));
 
@@ -338,13 +378,14 @@ int qmp_open_fd(int fd, int timeout_ms, struct qmp **ret)
 	}
 	q->fd = fd;
 	q->timeout_ms = timeout_ms;
+	q->run_deadline_ms = run_deadline_ms;
 	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
 		int r = -errno;
 
 		qmp_close(q);
 		return r;
 	}
-	return handshake(q, util_now_ms() + timeout_ms, ret);
+	return handshake(q, op_deadline(q), ret);
 }
 
 const char *qmp_error_class(const struct qmp *q)

@@ -6,29 +6,35 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Lines longer than this are a protocol error (a VM's answers are small). */
 #define QMP_MAX_LINE (4 * 1024 * 1024)
 
 struct qmp;
 
-/* Connects to the socket at path and negotiates capabilities.
+/* Connects to the socket at path and negotiates capabilities. Each wait
+ * (the greeting, each answer) lasts up to timeout_ms, and none past
+ * run_deadline_ms (CLOCK_MONOTONIC ms, util_now_ms(); 0: no such limit).
  *   0            connected, *ret set
  *   -ENOENT      no socket: the VM is not running
  *   -ECONNREFUSED nobody listening: the VM is not running
  *   -ETIMEDOUT   no greeting before the deadline: another client holds it
  *   -ECONNRESET / -EPROTO / -EMSGSIZE  QEMU closed or sent something else
  *   other -errno */
-int qmp_open(const char *path, int timeout_ms, struct qmp **ret);
+int qmp_open(const char *path, int timeout_ms, int64_t run_deadline_ms, struct qmp **ret);
 
 /* The same over a connected stream socket (for the fuzzer and fake peers);
  * fd is owned by *ret afterwards, or closed on failure. */
-int qmp_open_fd(int fd, int timeout_ms, struct qmp **ret);
+int qmp_open_fd(int fd, int timeout_ms, int64_t run_deadline_ms, struct qmp **ret);
 
-/* Runs one command; args (may be NULL) is stolen. On 0, *ret (if not NULL)
- * gets a new reference to the "return" value. -EREMOTEIO when QEMU answered
- * with an error: see qmp_error_class()/qmp_error_desc(). Events that arrive
- * meanwhile are skipped. Every other error leaves the connection unusable. */
+/* Runs one command; args, an object, is stolen (json_object() for none;
+ * NULL, a json_pack() that failed, gives -ENOMEM and sends nothing). On 0,
+ * *ret (if not NULL) gets a new reference to the "return" value. -EREMOTEIO
+ * when QEMU answered with an error: see qmp_error_class()/qmp_error_desc().
+ * Events that arrive meanwhile are skipped. Any other error (a timeout, a
+ * reset, garbage) breaks the connection: every later call returns that
+ * error at once, without waiting again. */
 int qmp_execute(struct qmp *q, const char *command, json_t *args, json_t **ret);
 
 /* The same in two halves, to send several commands before reading their
@@ -36,6 +42,9 @@ int qmp_execute(struct qmp *q, const char *command, json_t *args, json_t **ret);
  * qmp_receive() must be called for each id, in the order sent. */
 int qmp_send(struct qmp *q, const char *command, json_t *args, unsigned long *ret_id);
 int qmp_receive(struct qmp *q, unsigned long id, json_t **ret);
+
+/* The transport error that broke the connection, or 0. */
+int qmp_broken(const struct qmp *q);
 
 /* The last error QEMU answered with ("GenericError", "DeviceNotFound"). */
 const char *qmp_error_class(const struct qmp *q);

@@ -9,15 +9,18 @@
 
 #include "util.h"
 
-enum kind { K_PATH, K_MS, K_LEVEL, K_BOOL };
+enum kind { K_PATH, K_MS, K_RUN_MS, K_LEVEL, K_BOOL };
 
 /* One table drives the defaults, the parser and the documentation. */
 #define SETTINGS_TABLE(X)                                                                 \
 	X("paths", "vm_config_dir", K_PATH, vm_config_dir, "/etc/pve/qemu-server")         \
 	X("paths", "qmp_socket_dir", K_PATH, qmp_socket_dir, "/var/run/qemu-server")       \
-	X("paths", "lock_dir", K_PATH, lock_dir, "/run/lock/pve-usb-hotplug")              \
+	X("paths", "state_dir", K_PATH, state_dir, "/run/pve-usb-hotplug")                 \
 	X("qmp", "timeout_ms", K_MS, qmp_timeout_ms, "5000")                               \
 	X("lock", "timeout_ms", K_MS, lock_timeout_ms, "30000")                            \
+	X("run", "timeout_ms", K_RUN_MS, run_timeout_ms, "90000")                          \
+	X("retry", "command", K_PATH, retry_command, "/usr/bin/systemd-run")               \
+	X("retry", "delay_ms", K_MS, retry_delay_ms, "10000")                              \
 	X("log", "level", K_LEVEL, log_level, "info")                                      \
 	X("log", "syslog", K_BOOL, log_syslog, "yes")
 
@@ -56,13 +59,18 @@ static int set_field(struct settings *s, const struct field *f, const char *valu
 		}
 		return 0;
 	case K_MS:
-		if (util_parse_uint(value, MS_MAX, &v) < 0 || v < MS_MIN) {
-			snprintf(err, err_size, "%s must be a whole number of milliseconds from %d to %d",
-				 f->name, MS_MIN, MS_MAX);
+	case K_RUN_MS: {
+		unsigned long max = f->kind == K_RUN_MS ? SETTINGS_RUN_MAX_MS : MS_MAX;
+
+		if (util_parse_uint(value, max, &v) < 0 || v < MS_MIN) {
+			snprintf(err, err_size, "%s must be a whole number of milliseconds from %d to %lu%s",
+				 f->name, MS_MIN, max,
+				 f->kind == K_RUN_MS ? " (udev ends a program after 180 s)" : "");
 			return -EINVAL;
 		}
 		*(int *)dst = (int)v;
 		return 0;
+	}
 	case K_LEVEL:
 		if (log_level_from_string(value, dst) < 0) {
 			snprintf(err, err_size, "%s must be one of error, warning, info, debug", f->name);
@@ -153,12 +161,17 @@ static char *reader(char *str, int num, void *stream)
 	return str;
 }
 
+#define SECTIONS "[paths], [qmp], [lock], [run], [retry], [log]"
+
 static int handler(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_state *st = user;
 	bool section_known = false;
 	char err[160], n[96], v[96], sec[96];
 
+	/* the older name of state_dir */
+	if (strcmp(section, "paths") == 0 && strcmp(name, "lock_dir") == 0)
+		name = "state_dir";
 	for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
 		if (strcmp(section, fields[i].section) != 0)
 			continue;
@@ -174,9 +187,9 @@ static int handler(void *user, const char *section, const char *name, const char
 	if (section_known)
 		report(st, "unknown key '%s' in section [%s]", n, sec);
 	else if (section[0] == '\0')
-		report(st, "'%s' is outside any section; put it under [paths], [qmp], [lock] or [log]", n);
+		report(st, "'%s' is outside any section; put it under " SECTIONS, n);
 	else
-		report(st, "unknown section [%s] (key '%s'); known: [paths], [qmp], [lock], [log]", sec, n);
+		report(st, "unknown section [%s] (key '%s'); known: " SECTIONS, sec, n);
 	return 1;
 }
 
@@ -186,8 +199,18 @@ int settings_load_string(struct settings *s, const char *text, const char *name)
 		.s = s, .name = name, .pos = text, .end = text + strlen(text),
 	};
 
+	int r;
+
 	settings_defaults(s);
-	ini_parse_stream(reader, &st, handler, &st);
+	r = ini_parse_stream(reader, &st, handler, &st);
+	if (r == -2)
+		return log_err(-ENOMEM, "%s: out of memory while reading it", name);
+	if (r > 0) {
+		/* inih's own complaint, the one the reader lets through: a
+		 * section header without its ']' */
+		st.line = (unsigned)r;
+		report(&st, "a section header needs its closing ']', e.g. [paths]");
+	}
 	return st.errors ? -EINVAL : 0;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "log.h"
 
@@ -11,15 +12,28 @@
 #define SETTINGS_PATH_MAX 1024
 /* Larger settings files are refused. */
 #define SETTINGS_MAX_SIZE (64 * 1024)
+/* udev kills a RUN program after 180 s: a run must end well before. */
+#define SETTINGS_RUN_MAX_MS 170000
 
 struct settings {
 	char vm_config_dir[SETTINGS_PATH_MAX];
 	char qmp_socket_dir[SETTINGS_PATH_MAX];
-	char lock_dir[SETTINGS_PATH_MAX];
+	char state_dir[SETTINGS_PATH_MAX];
+	char retry_command[SETTINGS_PATH_MAX];
 	int qmp_timeout_ms;
 	int lock_timeout_ms;
+	int run_timeout_ms;
+	int retry_delay_ms;
 	enum log_level log_level;
 	bool log_syslog;
+
+	/* Not from the file: set by main() when the run starts. Every wait of
+	 * the run ends by then (CLOCK_MONOTONIC ms; 0: no limit). */
+	int64_t run_deadline_ms;
+	/* The settings file this run read (for a retry to read it too), and
+	 * which retry this run is (0: none). */
+	const char *path;
+	unsigned retry_attempt;
 };
 
 /* Fills s with the defaults. */

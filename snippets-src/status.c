@@ -45,7 +45,7 @@ static json_t *held_by(const struct vms *v, const struct usb_port *port)
 
 	for (size_t i = 0; a && i < v->n; i++)
 		for (size_t k = 0; k < v->list[i]->n_held; k++)
-			if (port_equal(&v->list[i]->held[k], port))
+			if (port_equal(&v->list[i]->held[k].port, port))
 				json_array_append_new(a, json_integer((json_int_t)v->list[i]->vmid));
 	return a;
 }
@@ -73,15 +73,6 @@ static struct vm *stopped_claimer(struct vms *v, const struct usb_device_info *d
 	return best;
 }
 
-/* Whether an allow rule of the file selects d (whatever its denies say). */
-static bool allowed(const struct vm_rules *rules, const struct usb_device_info *d)
-{
-	for (size_t i = 0; i < rules->n_rules; i++)
-		if (!rules->rules[i].deny && usbconf_rule_match(&rules->rules[i], d))
-			return true;
-	return false;
-}
-
 static json_t *device_json(struct vms *v, const struct usb_device_info *d)
 {
 	char port[PORT_STRLEN], hostport[PORT_STRLEN], path[PORT_CONTROLLER_MAX + PORT_STRLEN + 8];
@@ -107,7 +98,7 @@ static json_t *device_json(struct vms *v, const struct usb_device_info *d)
 		state = "hub";
 	} else if (p.kind == PLACE_VM) {
 		claim = rule_json(p.vm, p.rule);
-		state = p.vm->held_state < 0		  ? "unknown"
+		state = p.vm->held_state != 0		  ? "unknown"
 			: vms_holds(v, p.vm, &d->port) ? "attached"
 							 : "not-attached";
 	} else if (p.kind == PLACE_PROXMOX) {
@@ -124,8 +115,7 @@ static json_t *device_json(struct vms *v, const struct usb_device_info *d)
 
 		state = vm ? "not-running" : "unclaimed";
 		for (size_t i = 0; !vm && i < v->n; i++)
-			if (v->list[i]->rules && allowed(v->list[i]->rules, d) &&
-			    (rule = usbconf_denied(v->list[i]->rules, d))) {
+			if (v->list[i]->rules && (rule = usbconf_kept_out(v->list[i]->rules, d))) {
 				vm = v->list[i];
 				state = "denied";
 			}
@@ -147,7 +137,7 @@ static bool vm_wants(const struct vm *vm, const struct usb_device_info *d)
 	if (vm->rules && usbconf_match(vm->rules, d, NULL))
 		return true;
 	for (size_t k = 0; k < vm->n_held; k++)
-		if (port_equal(&vm->held[k], &d->port))
+		if (port_equal(&vm->held[k].port, &d->port))
 			return true;
 	return false;
 }
@@ -162,10 +152,10 @@ static json_t *vm_json(struct vms *v, struct vm *vm, const struct usb_device_inf
 	for (size_t k = 0; k < vm->n_held; k++) {
 		bool present = false;
 
-		port_format(&vm->held[k], port, sizeof(port));
+		port_format(&vm->held[k].port, port, sizeof(port));
 		json_array_append_new(holds, json_string(port));
 		for (size_t i = 0; i < n_devs; i++)
-			present |= port_equal(&devs[i].port, &vm->held[k]);
+			present |= port_equal(&devs[i].port, &vm->held[k].port);
 		if (!present)
 			json_array_append_new(stale, json_string(port));
 	}
@@ -298,8 +288,10 @@ int hotplug_status(const struct settings *s, unsigned long vmid, bool as_json)
 			      s->vm_config_dir, vmid);
 		goto out;
 	}
+	/* what QEMU says, not the record: of every VM with rules, and of the
+	 * one asked about even without (it may hold what sync would take) */
 	for (size_t i = 0; i < v.n; i++)
-		if ((!only || v.list[i] == only) && v.list[i]->rules && vms_running(&v, v.list[i]) &&
+		if ((only ? v.list[i] == only : v.list[i]->rules != NULL) && vms_running(&v, v.list[i]) &&
 		    vms_fetch_held(&v, v.list[i]) < 0)
 			ret = -EIO;
 

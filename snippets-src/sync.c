@@ -7,6 +7,7 @@
 #include "guest.h"
 #include "hotplug.h"
 #include "log.h"
+#include "retry.h"
 #include "usbtree.h"
 
 struct plan {
@@ -49,6 +50,10 @@ static int why_detach(struct vms *v, struct vm *vm, const struct usb_device_info
 	r = vms_place(v, dev, &p);
 	if (r < 0)
 		return r;
+	if (p.kind == PLACE_NOBODY) {
+		snprintf(why, n, "no rule of a running VM gives it to this one");
+		return 1;
+	}
 	if (p.kind == PLACE_PROXMOX) {
 		snprintf(why, n, "Proxmox passes it itself (usb%u of VM %lu)", p.pve->index, p.vm->vmid);
 		return 1;
@@ -73,12 +78,12 @@ static int plan_vm(struct vms *v, struct plan *pl, const struct usb_device_info 
 		return -ENOMEM;
 
 	for (size_t i = 0; i < vm->n_held; i++) {
-		r = why_detach(v, vm, find_dev(devs, n_devs, &vm->held[i]), pl->why[pl->n_detach],
+		r = why_detach(v, vm, find_dev(devs, n_devs, &vm->held[i].port), pl->why[pl->n_detach],
 			       sizeof(pl->why[0]));
 		if (r < 0)
 			return r;
 		if (r > 0)
-			pl->detach[pl->n_detach++] = vm->held[i];
+			pl->detach[pl->n_detach++] = vm->held[i].port;
 	}
 	for (size_t i = 0; vm->rules && i < n_devs; i++) {
 		struct placement p;
@@ -90,7 +95,11 @@ static int plan_vm(struct vms *v, struct plan *pl, const struct usb_device_info 
 		if (r < 0)
 			return r;
 		if (p.kind == PLACE_VM && p.vm == vm) {
-			if (!vms_holds(v, vm, &devs[i].port))
+			const struct xhci_dev *h = vms_holds(v, vm, &devs[i].port);
+
+			/* missing, or left for another device: guest_attach
+			 * replaces what is pinned to another */
+			if (!h || (devs[i].have_ids && (h->vid != devs[i].vid || h->pid != devs[i].pid)))
 				pl->attach[pl->n_attach++] = i;
 		} else if (p.kind == PLACE_CONFLICT && p.vm == vm) {
 			guest_describe(&devs[i], desc, sizeof(desc));
@@ -100,10 +109,11 @@ static int plan_vm(struct vms *v, struct plan *pl, const struct usb_device_info 
 	return 0;
 }
 
-static int carry_out(struct vms *v, const struct plan *pl, const struct usb_device_info *devs)
+static int carry_out(struct vms *v, const struct plan *pl, const struct usb_device_info *devs,
+		     size_t n_devs)
 {
-	const struct pve_vm *pve;
 	struct guest *g;
+	bool *take = NULL;
 	int r, ret = 0;
 
 	if (pl->n_detach == 0 && pl->n_attach == 0) {
@@ -111,17 +121,28 @@ static int carry_out(struct vms *v, const struct plan *pl, const struct usb_devi
 			 pl->vm->vmid, pl->vm->n_held);
 		return 0;
 	}
-	r = guest_open(v->s, pl->vm->vmid, &g);
-	if (r < 0)
-		return r;
-	pve = vms_pve(v, pl->vm);
-	for (size_t i = 0; i < pl->n_detach; i++)
-		if ((r = guest_detach_port(g, &pl->detach[i], pl->why[i])) < 0)
-			ret = r;
+	take = calloc(n_devs + 1, sizeof(*take));
+	if (!take)
+		return -ENOMEM;
 	for (size_t i = 0; i < pl->n_attach; i++)
-		if ((r = guest_attach(g, &devs[pl->attach[i]], pve)) < 0)
+		take[pl->attach[i]] = true;
+	r = guest_open(v->s, pl->vm->vmid, &g);
+	if (r < 0) {
+		free(take);
+		return r;
+	}
+	for (size_t i = 0; i < pl->n_detach && guest_usable(g); i++) {
+		char port[PORT_STRLEN];
+
+		port_format(&pl->detach[i], port, sizeof(port));
+		if ((r = guest_detach(g, &pl->detach[i], port, pl->why[i])) < 0)
 			ret = r;
+	}
+	r = hotplug_attach_all(g, pl->vm->vmid, devs, take, n_devs);
+	if (r < 0)
+		ret = r;
 	guest_close(g);
+	free(take);
 	return ret;
 }
 
@@ -164,8 +185,10 @@ int hotplug_sync(const struct settings *s, unsigned long vmid)
 	/* First learn everything (asking each VM what it holds), then change
 	 * one VM at a time: never two VMs' locks at once. */
 	for (size_t i = 0; i < n_plans; i++) {
-		if (vms_fetch_held(&v, plans[i].vm) < 0) {
-			ret = -EIO;
+		if ((r = vms_fetch_held(&v, plans[i].vm)) < 0) {
+			ret = r;
+			if (s->retry_attempt && r != -ENOENT && r != -ECONNREFUSED)
+				retry_schedule(s, plans[i].vm->vmid);
 			plans[i].vm = NULL;
 			continue;
 		}
@@ -175,9 +198,14 @@ int hotplug_sync(const struct settings *s, unsigned long vmid)
 			goto out;
 		}
 	}
-	for (size_t i = 0; i < n_plans; i++)
-		if (plans[i].vm && (r = carry_out(&v, &plans[i], devs)) < 0)
-			ret = r;
+	for (size_t i = 0; i < n_plans; i++) {
+		if (!plans[i].vm || (r = carry_out(&v, &plans[i], devs, n_devs)) >= 0)
+			continue;
+		ret = r;
+		/* a retry that failed again: the next try (retry.h) */
+		if (s->retry_attempt && r != -EREMOTEIO && r != -ENOENT && r != -ECONNREFUSED)
+			retry_schedule(s, plans[i].vm->vmid);
+	}
 out:
 	for (size_t i = 0; plans && i < n_plans; i++) {
 		free(plans[i].detach);

@@ -361,6 +361,15 @@ const struct usb_rule *usbconf_denied(const struct vm_rules *rules,
 	return NULL;
 }
 
+const struct usb_rule *usbconf_kept_out(const struct vm_rules *rules,
+					const struct usb_device_info *dev)
+{
+	for (size_t i = 0; i < rules->n_rules; i++)
+		if (!rules->rules[i].deny && usbconf_rule_match(&rules->rules[i], dev))
+			return usbconf_denied(rules, dev);
+	return NULL;
+}
+
 unsigned usbconf_match(const struct vm_rules *rules, const struct usb_device_info *dev,
 		       const struct usb_rule **ret_rule)
 {
@@ -540,8 +549,8 @@ static int cmp_vmid(const void *a, const void *b)
 	return (x->vmid > y->vmid) - (x->vmid < y->vmid);
 }
 
-int usbconf_load_all(const char *dir, enum log_level line_level, struct vm_rules ***ret,
-		     size_t *ret_n)
+int usbconf_load_all(const char *dir, enum log_level line_level, bool missing_ok,
+		     struct vm_rules ***ret, size_t *ret_n)
 {
 	struct vm_rules **list = NULL;
 	size_t n = 0, cap = 0;
@@ -549,22 +558,16 @@ int usbconf_load_all(const char *dir, enum log_level line_level, struct vm_rules
 	DIR *d;
 
 	d = opendir(dir);
+	if (!d && errno == ENOENT && missing_ok)
+		return -ENOENT;
 	if (!d)
 		return log_err(-errno, "%s: cannot read the VM config directory: %s", dir, strerror(errno));
 
 	while ((de = readdir(d))) {
-		const char *suffix = strstr(de->d_name, ".usb.conf");
 		struct vm_rules *r;
 		unsigned long vmid;
-		char id[16];
 
-		if (!suffix || strcmp(suffix, ".usb.conf") != 0)
-			continue;
-		if ((size_t)(suffix - de->d_name) >= sizeof(id))
-			continue;
-		memcpy(id, de->d_name, (size_t)(suffix - de->d_name));
-		id[suffix - de->d_name] = '\0';
-		if (usbconf_parse_vmid(id, &vmid) < 0)
+		if (usbconf_vmid_of_file(de->d_name, ".usb.conf", &vmid) < 0)
 			continue;
 		if (usbconf_load(dir, vmid, line_level, &r) < 0)
 			continue;
@@ -588,6 +591,18 @@ int usbconf_load_all(const char *dir, enum log_level line_level, struct vm_rules
 	*ret = list;
 	*ret_n = n;
 	return 0;
+}
+
+int usbconf_vmid_of_file(const char *name, const char *suffix, unsigned long *ret)
+{
+	size_t len = strlen(name), slen = strlen(suffix);
+	char id[16];
+
+	if (len <= slen || len - slen >= sizeof(id) || strcmp(name + len - slen, suffix) != 0)
+		return -EINVAL;
+	memcpy(id, name, len - slen);
+	id[len - slen] = '\0';
+	return usbconf_parse_vmid(id, ret);
 }
 
 struct vm_rules *usbconf_free(struct vm_rules *r)

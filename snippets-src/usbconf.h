@@ -75,8 +75,10 @@ int usbconf_parse_text(const char *text, size_t len, const char *name, unsigned 
 int usbconf_load(const char *dir, unsigned long vmid, enum log_level line_level, struct vm_rules **ret);
 
 /* Every <vmid>.usb.conf in dir, sorted by vmid. Files that cannot be read
- * are logged and left out. */
-int usbconf_load_all(const char *dir, enum log_level line_level, struct vm_rules ***ret, size_t *ret_n);
+ * are logged and left out. A dir that cannot be read is logged, except
+ * that a missing one gives a quiet -ENOENT when missing_ok. */
+int usbconf_load_all(const char *dir, enum log_level line_level, bool missing_ok,
+		     struct vm_rules ***ret, size_t *ret_n);
 
 /* Whether a single rule matches dev (deny ignored); its score, 0 if not.
  * A serial rule matches a device whose serial is not known (a remove
@@ -93,6 +95,11 @@ unsigned usbconf_match(const struct vm_rules *rules, const struct usb_device_inf
 const struct usb_rule *usbconf_denied(const struct vm_rules *rules,
 				      const struct usb_device_info *dev);
 
+/* The deny rule that keeps dev out although an allow rule of the same
+ * file selects it, or NULL. */
+const struct usb_rule *usbconf_kept_out(const struct vm_rules *rules,
+					const struct usb_device_info *dev);
+
 /* The rule as it would be written in a .usb.conf: "deny id 046d:*". */
 void usbconf_format_rule(const struct usb_rule *rule, char *buf, size_t n);
 
@@ -102,6 +109,9 @@ void usbconf_quote(const char *value, char *buf, size_t n);
 
 /* "100" -> 100 when it is a Proxmox VM id (100..999999999). 0 or -EINVAL. */
 int usbconf_parse_vmid(const char *s, unsigned long *ret);
+
+/* "100.usb.conf" with suffix ".usb.conf" -> 100. 0 or -EINVAL. */
+int usbconf_vmid_of_file(const char *name, const char *suffix, unsigned long *ret);
 
 struct vm_rules *usbconf_free(struct vm_rules *r);
 void usbconf_free_all(struct vm_rules **list, size_t n);

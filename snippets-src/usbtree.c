@@ -64,17 +64,11 @@ static int read_device(struct udev_device *d, struct usb_device_info *ret)
 	return 0;
 }
 
+/* struct usb_device_info starts with its port */
 static int cmp_port(const void *a, const void *b)
 {
-	const struct usb_port *x = &((const struct usb_device_info *)a)->port;
-	const struct usb_port *y = &((const struct usb_device_info *)b)->port;
-
-	if (x->bus != y->bus)
-		return x->bus < y->bus ? -1 : 1;
-	for (unsigned i = 0; i < x->depth && i < y->depth; i++)
-		if (x->num[i] != y->num[i])
-			return x->num[i] < y->num[i] ? -1 : 1;
-	return (x->depth > y->depth) - (x->depth < y->depth);
+	return port_compare(&((const struct usb_device_info *)a)->port,
+			    &((const struct usb_device_info *)b)->port);
 }
 
 int usbtree_scan(struct usb_device_info **ret, size_t *ret_n)

@@ -33,11 +33,15 @@ int util_parse_uint_n(const char *s, size_t len, unsigned long max,
 	if (len == 0 || (len > 1 && s[0] == '0'))
 		return -EINVAL;
 	for (size_t i = 0; i < len; i++) {
+		unsigned long d;
+
 		if (s[i] < '0' || s[i] > '9')
 			return -EINVAL;
-		if (v > (max - (unsigned long)(s[i] - '0')) / 10)
+		d = (unsigned long)(s[i] - '0');
+		/* d > max first: (max - d) must not wrap around */
+		if (d > max || v > (max - d) / 10)
 			return -ERANGE;
-		v = v * 10 + (unsigned long)(s[i] - '0');
+		v = v * 10 + d;
 	}
 	*ret = v;
 	return 0;
@@ -70,12 +74,19 @@ int util_strlcpy(char *dst, const char *src, size_t n)
 
 int util_read_file(const char *path, bool nofollow, size_t max, char **ret, size_t *ret_len)
 {
+	return util_read_file_at(AT_FDCWD, path, nofollow, max, ret, ret_len);
+}
+
+int util_read_file_at(int dirfd, const char *name, bool nofollow, size_t max, char **ret,
+		      size_t *ret_len)
+{
 	_cleanup_close_ int fd = -1;
 	_cleanup_free_ char *buf = NULL;
 	struct stat st;
 	size_t got = 0;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | (nofollow ? O_NOFOLLOW : 0));
+	fd = openat(dirfd, name,
+		    O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | (nofollow ? O_NOFOLLOW : 0));
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0)

@@ -65,3 +65,8 @@ int util_strlcpy(char *dst, const char *src, size_t n);
  * -ENOENT, -ELOOP (a link, with nofollow), -EINVAL (not a regular file),
  * -EFBIG (larger than max, or grew while read), other -errno. Logs nothing. */
 int util_read_file(const char *path, bool nofollow, size_t max, char **ret, size_t *ret_len);
+
+/* The same for name relative to the directory dirfd (AT_FDCWD: the
+ * working directory). */
+int util_read_file_at(int dirfd, const char *name, bool nofollow, size_t max, char **ret,
+		      size_t *ret_len);

@@ -7,6 +7,7 @@
 
 #include "guest.h"
 #include "log.h"
+#include "vmproc.h"
 
 static struct vm *vm_new(unsigned long vmid, struct vm_rules *rules)
 {
@@ -18,7 +19,7 @@ static struct vm *vm_new(unsigned long vmid, struct vm_rules *rules)
 	vm->rules = rules;
 	vm->running = -1;
 	vm->pve_state = -1;
-	vm->held_state = -1;
+	vm->held_state = HELD_UNKNOWN;
 	return vm;
 }
 
@@ -32,7 +33,8 @@ int vms_load(const struct settings *s, enum log_level line_level, unsigned long 
 	memset(ret, 0, sizeof(*ret));
 	ret->s = s;
 	ret->starting_vmid = starting_vmid;
-	r = usbconf_load_all(s->vm_config_dir, line_level, &rules, &n);
+	/* udev events (quiet about lines) are quiet about a missing directory */
+	r = usbconf_load_all(s->vm_config_dir, line_level, line_level == LOG_LVL_DEBUG, &rules, &n);
 	if (r < 0)
 		return r;
 	ret->list = calloc(n + 1, sizeof(*ret->list));
@@ -100,8 +102,23 @@ struct vm *vms_find(struct vms *v, unsigned long vmid)
 bool vms_running(struct vms *v, struct vm *vm)
 {
 	if (vm->running < 0)
-		vm->running = vm->vmid == v->starting_vmid || guest_is_running(v->s, vm->vmid);
+		vm->running = vm->vmid == v->starting_vmid || vmproc_running(v->s->qmp_socket_dir, vm->vmid);
 	return vm->running > 0;
+}
+
+/* Appends a VM without rules; the list is sorted again by the caller. */
+static int add_vm(struct vms *v, unsigned long vmid, int running)
+{
+	struct vm **nl = realloc(v->list, (v->n + 1) * sizeof(*nl));
+
+	if (!nl)
+		return -ENOMEM;
+	v->list = nl;
+	v->list[v->n] = vm_new(vmid, NULL);
+	if (!v->list[v->n])
+		return -ENOMEM;
+	v->list[v->n++]->running = running;
+	return 0;
 }
 
 static int cmp_vm(const void *a, const void *b)
@@ -111,48 +128,51 @@ static int cmp_vm(const void *a, const void *b)
 	return (x->vmid > y->vmid) - (x->vmid < y->vmid);
 }
 
-int vms_list_running(struct vms *v)
+/* Adds a VM for each "<vmid><suffix>" in dir not listed yet, running
+ * (1) or not known to (-1); with running 1 only those whose QEMU runs. */
+static int add_from_dir(struct vms *v, const char *dir, const char *suffix, int running)
 {
 	struct dirent *de;
 	DIR *d;
 
-	if (v->all_listed)
-		return 0;
-	v->all_listed = true;
-	d = opendir(v->s->qmp_socket_dir);
+	d = opendir(dir);
 	if (!d)
-		return errno == ENOENT ? 0 : -errno; /* no VM ever ran */
+		return errno == ENOENT ? 0 : -errno; /* nothing there yet */
 	while ((de = readdir(d))) {
-		const char *dot = strrchr(de->d_name, '.');
 		unsigned long vmid;
-		char id[16];
 
-		if (!dot || strcmp(dot, ".pid") != 0 || (size_t)(dot - de->d_name) >= sizeof(id))
+		if (usbconf_vmid_of_file(de->d_name, suffix, &vmid) < 0 || vms_find(v, vmid) ||
+		    (running == 1 && !vmproc_running(v->s->qmp_socket_dir, vmid)))
 			continue;
-		memcpy(id, de->d_name, (size_t)(dot - de->d_name));
-		id[dot - de->d_name] = '\0';
-		if (usbconf_parse_vmid(id, &vmid) < 0 || vms_find(v, vmid))
-			continue;
-		if (!guest_is_running(v->s, vmid))
-			continue;
-		struct vm **nl = realloc(v->list, (v->n + 1) * sizeof(*nl));
-
-		if (!nl) {
+		if (add_vm(v, vmid, running) < 0) {
 			closedir(d);
 			return -ENOMEM;
 		}
-		v->list = nl;
-		v->list[v->n] = vm_new(vmid, NULL);
-		if (!v->list[v->n]) {
-			closedir(d);
-			return -ENOMEM;
-		}
-		v->list[v->n++]->running = 1;
 	}
 	closedir(d);
 	if (v->n > 1)
 		qsort(v->list, v->n, sizeof(*v->list), cmp_vm);
 	return 0;
+}
+
+int vms_list_running(struct vms *v)
+{
+	if (v->all_listed)
+		return 0;
+	v->all_listed = true;
+	return add_from_dir(v, v->s->qmp_socket_dir, ".pid", 1);
+}
+
+int vms_list_hinted(struct vms *v)
+{
+	int r;
+
+	if (v->hinted_listed)
+		return 0;
+	v->hinted_listed = true;
+	/* a listing only: the files themselves are opened checked */
+	r = add_from_dir(v, v->s->state_dir, ".ports", -1);
+	return r == -ENOMEM ? r : 0;
 }
 
 const struct pve_vm *vms_pve(struct vms *v, struct vm *vm)
@@ -162,30 +182,67 @@ const struct pve_vm *vms_pve(struct vms *v, struct vm *vm)
 	return vm->pve_state == 0 ? &vm->pve : NULL;
 }
 
-int vms_fetch_held(struct vms *v, struct vm *vm)
+static int keep_held(struct vm *vm, const struct xhci_set *set, bool asked)
 {
+	free(vm->held);
+	vm->n_held = 0;
+	vm->held = calloc(set->n_devs + 1, sizeof(*vm->held));
+	if (!vm->held)
+		return -ENOMEM;
+	memcpy(vm->held, set->devs, set->n_devs * sizeof(*vm->held));
+	vm->n_held = set->n_devs;
+	/* in port order (struct xhci_dev starts with its port) */
+	qsort(vm->held, vm->n_held, sizeof(*vm->held), port_compare);
+	vm->held_asked = asked;
+	return 0;
+}
+
+static int ask_held(struct vms *v, struct vm *vm, bool ask_qemu)
+{
+	const struct xhci_set *set;
 	struct guest *g;
 	int r;
 
-	if (vm->held_state != -1)
-		return vm->held_state;
 	r = guest_open(v->s, vm->vmid, &g);
 	if (r == 0) {
-		r = guest_held(g, &vm->held, &vm->n_held);
+		r = guest_held(g, ask_qemu, &set);
+		if (r == 0)
+			r = keep_held(vm, set, ask_qemu);
 		guest_close(g);
 	}
 	vm->held_state = r;
 	return r;
 }
 
-bool vms_holds(struct vms *v, struct vm *vm, const struct usb_port *port)
+int vms_fetch_held(struct vms *v, struct vm *vm)
 {
-	if (vms_fetch_held(v, vm) < 0)
-		return false;
+	if (vm->held_state == 0 && vm->held_asked)
+		return 0;
+	if (vm->held_state < 0) /* asked already, and it failed */
+		return vm->held_state;
+	return ask_held(v, vm, true);
+}
+
+const struct xhci_dev *vms_holds(struct vms *v, struct vm *vm, const struct usb_port *port)
+{
+	if (vm->held_state == HELD_UNKNOWN) {
+		struct xhci_set *set = malloc(sizeof(*set));
+		int r = set ? guest_peek_held(v->s, vm->vmid, set) : -ENOMEM;
+
+		if (r == 0)
+			vm->held_state = keep_held(vm, set, false);
+		else if (r == -ENOENT && !vm->rules)
+			vm->held_state = 0; /* never had anything from the tool */
+		else
+			ask_held(v, vm, false);
+		free(set);
+	}
+	if (vm->held_state < 0)
+		return NULL;
 	for (size_t i = 0; i < vm->n_held; i++)
-		if (port_equal(&vm->held[i], port))
-			return true;
-	return false;
+		if (port_equal(&vm->held[i].port, port))
+			return &vm->held[i];
+	return NULL;
 }
 
 int vms_place(struct vms *v, const struct usb_device_info *dev, struct placement *ret)

@@ -20,6 +20,9 @@
 #include "settings.h"
 #include "usbconf.h"
 #include "usbtree.h"
+#include "xhci.h"
+
+#define HELD_UNKNOWN 1
 
 struct vm {
 	unsigned long vmid;
@@ -27,8 +30,9 @@ struct vm {
 	int running;		/* -1: not asked yet */
 	int pve_state;		/* -1: not read; 0: read; -ENOENT...: none */
 	struct pve_vm pve;
-	int held_state; /* -1: not asked; 0: known; <0: could not ask */
-	struct usb_port *held;
+	int held_state;	 /* HELD_UNKNOWN; 0: known; <0: could not be asked */
+	bool held_asked; /* held comes from QEMU itself, not the hint */
+	struct xhci_dev *held;
 	size_t n_held;
 };
 
@@ -36,6 +40,7 @@ struct vms {
 	const struct settings *s;
 	unsigned long starting_vmid; /* post-start: counts as running */
 	bool all_listed;	     /* running VMs without a .usb.conf added */
+	bool hinted_listed;	     /* VMs with a port hint added */
 	struct vm **list; /* each vm stays where it is while the list grows */
 	size_t n;
 };
@@ -57,7 +62,9 @@ struct placement {
 	const struct pve_usb *pve; /* PLACE_PROXMOX */
 };
 
-/* Reads every .usb.conf (bad lines logged at line_level). */
+/* Reads every .usb.conf (bad lines logged at line_level). With
+ * LOG_LVL_DEBUG (udev events) a missing directory is a quiet -ENOENT: at
+ * boot udev replays every device before /etc/pve is mounted. */
 int vms_load(const struct settings *s, enum log_level line_level, unsigned long starting_vmid,
 	     struct vms *ret);
 void vms_free(struct vms *v);
@@ -78,9 +85,17 @@ int vms_list_running(struct vms *v);
 /* The VM's usbN lines; NULL if it has no <vmid>.conf. */
 const struct pve_vm *vms_pve(struct vms *v, struct vm *vm);
 
-/* Whether vm holds port (asks QEMU once; false if it cannot be asked). */
-bool vms_holds(struct vms *v, struct vm *vm, const struct usb_port *port);
-/* Asks QEMU for what vm holds. 0 or the error (logged). */
+/* Adds the VMs that have a port hint in the state directory (the tool has
+ * put devices there) but no .usb.conf: they may hold what nobody claims. */
+int vms_list_hinted(struct vms *v);
+
+/* What vm holds through the tool for port, or NULL. From the port hint
+ * when there is one for its running QEMU, else asked of QEMU once (a VM
+ * with neither a .usb.conf nor a hint holds nothing). NULL too when QEMU
+ * could not be asked (logged). */
+const struct xhci_dev *vms_holds(struct vms *v, struct vm *vm, const struct usb_port *port);
+/* Asks QEMU itself what vm holds (status, sync: the truth, not the
+ * record). 0 or the error (logged). */
 int vms_fetch_held(struct vms *v, struct vm *vm);
 
 /* Where dev belongs now. Hubs are never placed (PLACE_NOBODY). */

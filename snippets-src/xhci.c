@@ -9,11 +9,6 @@
 
 #include "util.h"
 
-static bool is_xhci_type(const char *t)
-{
-	return t && (strcmp(t, "child<qemu-xhci>") == 0 || strcmp(t, "child<nec-usb-xhci>") == 0);
-}
-
 static int qom_get(struct qmp *q, const char *path, const char *prop, json_t **ret)
 {
 	return qmp_execute(q, "qom-get", json_pack("{s:s, s:s}", "path", path, "property", prop), ret);
@@ -57,132 +52,169 @@ static int for_each_child(struct qmp *q, const char *bus_path,
 	return 0;
 }
 
+void xhci_dev_id(const struct usb_port *p, char *buf, size_t n)
+{
+	char port[PORT_STRLEN];
+
+	port_format(p, port, sizeof(port));
+	snprintf(buf, n, "usbhost%s", port);
+}
+
+int xhci_parse_dev_id(const char *id, struct usb_port *ret)
+{
+	if (!id || !util_startswith(id, "usbhost"))
+		return -EINVAL;
+	return port_parse(id + 7, ret);
+}
+
 /* A USB device's parent_bus, "/machine/peripheral/xhci/xhci.0", names
  * its controller: the part before the bus. */
-static struct xhci_ctrl *ctrl_of_bus(struct xhci_set *set, const char *bus)
+static int ctrl_of_bus(const struct xhci_set *set, const char *bus)
 {
 	const char *end = bus ? strrchr(bus, '/') : NULL, *start;
 
 	if (!end)
-		return NULL;
+		return -1;
 	for (start = end; start > bus && start[-1] != '/'; start--)
 		;
 	for (size_t i = 0; i < set->n; i++)
 		if (strlen(set->c[i].id) == (size_t)(end - start) &&
 		    memcmp(set->c[i].id, start, (size_t)(end - start)) == 0)
-			return &set->c[i];
-	return NULL;
+			return (int)i;
+	return -1;
 }
 
-/* One question of the batch: what it asks about, and its id. */
-struct ask {
-	unsigned long id;
-	size_t ctrl; /* p2/p3: which controller */
-	char what;   /* '2', '3': p2, p3; 'b': parent_bus; 'p': port */
-	char *bus;   /* 'p': the device's parent_bus, from the 'b' before */
-	const char *name; /* 'p': the device's id (in the qom-list answer) */
+/* A USB device of the guest, as the answers describe it. */
+struct seen {
+	bool host;	     /* one of the tool's usbhost<port> */
+	struct usb_port port; /* host: the host port its id names */
+	char bus[128];
+	unsigned guest_port, vid, pid;
 };
 
-static int send_get(struct qmp *q, const char *name, const char *prop, struct ask *a)
+enum what { ASK_P2, ASK_P3, ASK_BUS, ASK_PORT, ASK_VID, ASK_PID };
+
+/* One question of the batch: what it asks, about which controller or
+ * device, and its id. */
+struct ask {
+	unsigned long id;
+	enum what what;
+	size_t index;
+};
+
+static int ask(struct qmp *q, const char *name, const char *prop, enum what what, size_t index,
+	       struct ask *asks, size_t *n)
 {
 	char path[160];
 
 	snprintf(path, sizeof(path), "/machine/peripheral/%s", name);
-	return qmp_send(q, "qom-get", json_pack("{s:s, s:s}", "path", path, "property", prop), &a->id);
+	asks[*n] = (struct ask){ .what = what, .index = index };
+	return qmp_send(q, "qom-get", json_pack("{s:s, s:s}", "path", path, "property", prop),
+			&asks[(*n)++].id);
 }
 
-static void take_answer(struct xhci_set *set, struct ask *asks, size_t i, size_t n, json_t *v)
+/* An integer answer from 0 to max, else dflt. */
+static unsigned uint_answer(json_t *v, json_int_t max, unsigned dflt)
+{
+	return json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= max
+		       ? (unsigned)json_integer_value(v)
+		       : dflt;
+}
+
+static void take_answer(struct xhci_set *set, struct seen *seen, const struct ask *a, json_t *v)
 {
 	unsigned long port;
 
-	if ((asks[i].what == '2' || asks[i].what == '3') && json_is_integer(v) &&
-	    json_integer_value(v) >= 0 && json_integer_value(v) <= XHCI_MAX_PORTS) {
-		struct xhci_ctrl *c = &set->c[asks[i].ctrl];
-
-		*(asks[i].what == '2' ? &c->p2 : &c->p3) = (unsigned)json_integer_value(v);
-	} else if (asks[i].what == 'b' && json_is_string(v) && i + 1 < n) {
-		asks[i + 1].bus = strdup(json_string_value(v));
-	} else if (asks[i].what == 'p' && json_is_string(v) &&
-		   util_parse_uint(json_string_value(v), XHCI_MAX_PORTS, &port) == 0 && port > 0) {
-		struct xhci_ctrl *c = asks[i].bus ? ctrl_of_bus(set, asks[i].bus)
-				      : set->n == 1 ? &set->c[0] : NULL;
-
-		if (c) {
-			c->taken |= 1u << port;
-			if (asks[i].name && util_startswith(asks[i].name, "usbhost"))
-				xhci_note_attached(set, (size_t)(c - set->c), (unsigned)port, asks[i].name);
-		}
+	switch (a->what) {
+	case ASK_P2:
+		set->c[a->index].p2 = uint_answer(v, XHCI_MAX_PORTS, 0);
+		break;
+	case ASK_P3:
+		set->c[a->index].p3 = uint_answer(v, XHCI_MAX_PORTS, 0);
+		break;
+	case ASK_BUS:
+		if (json_is_string(v))
+			snprintf(seen[a->index].bus, sizeof(seen[0].bus), "%s", json_string_value(v));
+		break;
+	case ASK_PORT:
+		if (json_is_string(v) &&
+		    util_parse_uint(json_string_value(v), XHCI_MAX_PORTS, &port) == 0)
+			seen[a->index].guest_port = (unsigned)port;
+		break;
+	case ASK_VID:
+		seen[a->index].vid = uint_answer(v, 0xffff, 0);
+		break;
+	case ASK_PID:
+		seen[a->index].pid = uint_answer(v, 0xffff, 0);
+		break;
 	}
+}
+
+static bool usable_ctrl(const char *name, const char *type)
+{
+	if (!name || !type || strcmp(type, "child<qemu-xhci>") != 0)
+		return false;
+	return strcmp(name, XHCI_PROXMOX_ID) == 0 || util_startswith(name, XHCI_OWN_PREFIX);
 }
 
 int xhci_load(struct qmp *q, struct xhci_set *ret)
 {
 	json_t *list = NULL, *item;
+	struct xhci_set set = { 0 };
+	struct seen *seen = NULL;
 	struct ask *asks = NULL;
-	size_t i, n = 0;
+	size_t i, n = 0, n_seen = 0, total;
 	int r;
 
-	memset(ret, 0, sizeof(*ret));
 	r = qmp_execute(q, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"), &list);
 	if (r < 0)
 		return r;
-	asks = calloc(2 * json_array_size(list) + 1, sizeof(*asks));
-	if (!asks) {
-		json_decref(list);
-		return -ENOMEM;
+	total = json_array_size(list);
+	seen = calloc(total + 1, sizeof(*seen));
+	asks = calloc(4 * total + 1, sizeof(*asks));
+	if (!seen || !asks) {
+		r = -ENOMEM;
+		goto out;
 	}
 
-	/* Every question at once, then every answer, in one round trip. Each
-	 * costs QEMU about a millisecond, so only what is needed is asked:
-	 * the port counts of a controller that is neither Proxmox's nor ours
-	 * (both are p2=15,p3=15), and the port of each USB device with an id,
-	 * with its bus unless there is one controller and it is a usb-host.
-	 * (A device without an id holds a port we cannot see; device_add then
-	 * says "in use", and the caller tries the next.) */
+	/* Every question at once, then every answer, in one round trip (each
+	 * costs QEMU about a millisecond): the port counts of Proxmox's
+	 * qemu-xhci (the tool's own are 15/15), and where each USB device
+	 * sits; for the tool's usb-host devices also what they are pinned to. */
 	json_array_foreach(list, i, item) {
 		const char *name = json_string_value(json_object_get(item, "name"));
 		const char *type = json_string_value(json_object_get(item, "type"));
 		struct xhci_ctrl *c;
 
-		if (!name || !is_xhci_type(type) || ret->n == XHCI_MAX_CTRLS ||
-		    strlen(name) >= sizeof(ret->c[0].id))
+		if (!usable_ctrl(name, type) || set.n == XHCI_MAX_CTRLS ||
+		    strlen(name) >= sizeof(set.c[0].id))
 			continue;
-		c = &ret->c[ret->n];
+		c = &set.c[set.n];
 		snprintf(c->id, sizeof(c->id), "%s", name);
 		c->ours = util_startswith(name, XHCI_OWN_PREFIX);
-		if (c->ours || strcmp(name, XHCI_PROXMOX_ID) == 0) {
+		if (c->ours) {
 			c->p2 = c->p3 = XHCI_MAX_PORTS;
-		} else {
-			c->p2 = c->p3 = 4; /* QEMU's defaults, should the answers not come */
-			asks[n] = (struct ask){ .ctrl = ret->n, .what = '2' };
-			asks[n + 1] = (struct ask){ .ctrl = ret->n, .what = '3' };
-			r = send_get(q, name, "p2", &asks[n]);
-			if (r == 0)
-				r = send_get(q, name, "p3", &asks[n + 1]);
-			if (r < 0)
-				goto out;
-			n += 2;
+		} else if ((r = ask(q, name, "p2", ASK_P2, set.n, asks, &n)) < 0 ||
+			   (r = ask(q, name, "p3", ASK_P3, set.n, asks, &n)) < 0) {
+			goto out;
 		}
-		ret->n++;
+		set.n++;
 	}
 	json_array_foreach(list, i, item) {
 		const char *name = json_string_value(json_object_get(item, "name"));
 		const char *type = json_string_value(json_object_get(item, "type"));
+		struct seen *d = &seen[n_seen];
 
 		if (!name || !type || !util_startswith(type, "child<usb-"))
 			continue;
-		/* the bus, unless it is plain: one controller, and a passed
-		 * host device (a tablet may well sit on the UHCI bus) */
-		if (ret->n > 1 || strcmp(type, "child<usb-host>") != 0) {
-			asks[n] = (struct ask){ .what = 'b' };
-			r = send_get(q, name, "parent_bus", &asks[n++]);
-			if (r < 0)
-				goto out;
-		}
-		asks[n] = (struct ask){ .what = 'p', .name = name };
-		r = send_get(q, name, "port", &asks[n++]);
-		if (r < 0)
+		d->host = strcmp(type, "child<usb-host>") == 0 && xhci_parse_dev_id(name, &d->port) == 0;
+		if ((r = ask(q, name, "parent_bus", ASK_BUS, n_seen, asks, &n)) < 0 ||
+		    (r = ask(q, name, "port", ASK_PORT, n_seen, asks, &n)) < 0)
 			goto out;
+		if (d->host && ((r = ask(q, name, "vendorid", ASK_VID, n_seen, asks, &n)) < 0 ||
+				(r = ask(q, name, "productid", ASK_PID, n_seen, asks, &n)) < 0))
+			goto out;
+		n_seen++;
 	}
 	for (i = 0; i < n; i++) {
 		json_t *v = NULL;
@@ -192,23 +224,33 @@ int xhci_load(struct qmp *q, struct xhci_set *ret)
 			continue; /* no such property: keep the default */
 		if (r < 0)
 			goto out;
-		take_answer(ret, asks, i, n, v);
+		take_answer(&set, seen, &asks[i], v);
 		json_decref(v);
 	}
+	for (i = 0; i < n_seen; i++) {
+		int c = ctrl_of_bus(&set, seen[i].bus);
+
+		if (c >= 0 && seen[i].guest_port >= 1)
+			set.c[c].taken |= 1u << seen[i].guest_port;
+		if (seen[i].host)
+			xhci_note_attached(&set, c >= 0 ? (size_t)c : XHCI_NO_CTRL,
+					   c >= 0 ? seen[i].guest_port : 0, &seen[i].port, seen[i].vid,
+					   seen[i].pid);
+	}
+	*ret = set;
 	r = 0;
 out:
-	for (i = 0; i < n; i++)
-		free(asks[i].bus);
 	free(asks);
+	free(seen);
 	json_decref(list);
 	return r;
 }
 
-static bool pick_in(const struct xhci_ctrl *c, bool superspeed, unsigned reserved, unsigned *ret)
+static bool pick_in(const struct xhci_ctrl *c, bool superspeed, unsigned *ret)
 {
 	unsigned top = superspeed ? c->p3 : c->p2;
 
-	for (unsigned p = top; p > reserved && p >= 1; p--)
+	for (unsigned p = top; p >= 1; p--)
 		if (!(c->taken & (1u << p))) {
 			*ret = p;
 			return true;
@@ -216,87 +258,139 @@ static bool pick_in(const struct xhci_ctrl *c, bool superspeed, unsigned reserve
 	return false;
 }
 
-int xhci_pick(const struct xhci_set *set, bool superspeed, unsigned reserved, size_t *ret_ctrl,
-	      unsigned *ret_port)
+int xhci_pick(const struct xhci_set *set, bool superspeed, size_t *ret_ctrl, unsigned *ret_port)
 {
-	/* ours, then Proxmox's, then whatever else the VM has */
-	for (int pass = 0; pass < 3; pass++)
-		for (size_t i = 0; i < set->n; i++) {
-			const struct xhci_ctrl *c = &set->c[i];
-			bool proxmox = strcmp(c->id, XHCI_PROXMOX_ID) == 0;
+	const unsigned free_port = XHCI_PROXMOX_FREE_PORT;
 
-			if (pass == 0 ? !c->ours : pass == 1 ? !proxmox : c->ours || proxmox)
-				continue;
-			if (pick_in(c, superspeed, proxmox ? reserved : 0, ret_port)) {
-				*ret_ctrl = i;
-				return 0;
-			}
+	for (size_t i = 0; i < set->n; i++)
+		if (set->c[i].ours && pick_in(&set->c[i], superspeed, ret_port)) {
+			*ret_ctrl = i;
+			return 0;
 		}
+	for (size_t i = 0; i < set->n; i++) {
+		const struct xhci_ctrl *c = &set->c[i];
+
+		if (c->ours || (superspeed ? c->p3 : c->p2) < free_port || (c->taken & (1u << free_port)))
+			continue;
+		*ret_ctrl = i;
+		*ret_port = free_port;
+		return 0;
+	}
 	return -ENOSPC;
 }
 
-void xhci_note_attached(struct xhci_set *set, size_t ctrl, unsigned port, const char *id)
+void xhci_note_attached(struct xhci_set *set, size_t ctrl, unsigned guest_port,
+			const struct usb_port *port, unsigned vid, unsigned pid)
 {
 	struct xhci_dev *d;
 
-	xhci_note_detached(set, id);
-	if (set->n_devs == ARRAY_SIZE(set->devs) || strlen(id) >= sizeof(d->id))
+	xhci_note_detached(set, port);
+	if (set->n_devs == ARRAY_SIZE(set->devs))
 		return;
 	d = &set->devs[set->n_devs++];
-	snprintf(d->id, sizeof(d->id), "%s", id);
-	d->ctrl = (unsigned char)ctrl;
-	d->port = (unsigned char)port;
-	set->c[ctrl].taken |= 1u << port;
+	d->port = *port;
+	d->ctrl = ctrl < set->n ? (unsigned char)ctrl : XHCI_NO_CTRL;
+	d->guest_port = d->ctrl == XHCI_NO_CTRL ? 0 : (unsigned char)guest_port;
+	d->vid = vid;
+	d->pid = pid;
+	if (d->ctrl != XHCI_NO_CTRL && guest_port >= 1 && guest_port <= XHCI_MAX_PORTS)
+		set->c[ctrl].taken |= 1u << guest_port;
 }
 
-void xhci_note_detached(struct xhci_set *set, const char *id)
+void xhci_note_detached(struct xhci_set *set, const struct usb_port *port)
 {
 	for (size_t i = 0; i < set->n_devs; i++)
-		if (strcmp(set->devs[i].id, id) == 0) {
+		if (port_equal(&set->devs[i].port, port)) {
 			if (set->devs[i].ctrl < set->n)
-				set->c[set->devs[i].ctrl].taken &= ~(1u << set->devs[i].port);
+				set->c[set->devs[i].ctrl].taken &= ~(1u << set->devs[i].guest_port);
 			set->devs[i] = set->devs[--set->n_devs];
 			return;
 		}
 }
 
-#define HINT_MAX_SIZE 65536
-
-int xhci_hint_read(const char *path, const char *stamp, struct xhci_set *ret)
+const struct xhci_dev *xhci_find(const struct xhci_set *set, const struct usb_port *port)
 {
-	_cleanup_free_ char *text = NULL;
-	struct xhci_set set = { 0 };
-	char *line, *save = NULL;
-	bool stamped = false;
-	size_t len;
-	int r;
+	for (size_t i = 0; i < set->n_devs; i++)
+		if (port_equal(&set->devs[i].port, port))
+			return &set->devs[i];
+	return NULL;
+}
 
-	r = util_read_file(path, true, HINT_MAX_SIZE, &text, &len);
-	if (r < 0)
-		return r == -ENOENT ? r : -EINVAL;
-	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char id[64];
-		unsigned a, b, c;
-		int end = 0;
+#define HINT_MAX_SIZE 65536
+/* bits 1..15: the ports there are */
+#define PORT_BITS 0xfffeu
 
-		if (strncmp(line, "stamp ", 6) == 0) {
-			stamped = strcmp(line + 6, stamp) == 0;
-		} else if (sscanf(line, "ctrl %63s %u %u %x%n", id, &a, &b, &c, &end) == 4 &&
-			   !line[end] && set.n < XHCI_MAX_CTRLS && a <= XHCI_MAX_PORTS &&
-			   b <= XHCI_MAX_PORTS && strlen(id) < sizeof(set.c[0].id)) {
-			struct xhci_ctrl *x = &set.c[set.n++];
+/* "xhci" or "usbhotplug-xhciN": the only controllers a hint may name */
+static bool hint_ctrl_ok(const char *id)
+{
+	unsigned long n;
 
-			snprintf(x->id, sizeof(x->id), "%s", id);
-			x->p2 = a;
-			x->p3 = b;
-			x->taken = c;
-			x->ours = util_startswith(id, XHCI_OWN_PREFIX);
-		} else if (sscanf(line, "dev %47s %u %u%n", id, &a, &b, &end) == 3 && !line[end] &&
-			   a < set.n && b >= 1 && b <= XHCI_MAX_PORTS) {
-			xhci_note_attached(&set, a, b, id);
-		} else {
+	if (strcmp(id, XHCI_PROXMOX_ID) == 0)
+		return true;
+	return util_startswith(id, XHCI_OWN_PREFIX) &&
+	       util_parse_uint(id + strlen(XHCI_OWN_PREFIX), 999, &n) == 0;
+}
+
+static int hint_line(struct xhci_set *set, const char *line, const char *stamp, bool *stamped)
+{
+	char id[64], port_s[PORT_STRLEN], ctrl_s[8];
+	unsigned a, b, c, vid, pid;
+	unsigned long ci;
+	struct usb_port port;
+	int end = 0;
+
+	if (strncmp(line, "stamp ", 6) == 0) {
+		*stamped = strcmp(line + 6, stamp) == 0;
+		return 0;
+	}
+	if (sscanf(line, "ctrl %63s %u %u %x%n", id, &a, &b, &c, &end) == 4 && !line[end]) {
+		struct xhci_ctrl *x;
+
+		if (set->n == XHCI_MAX_CTRLS || !hint_ctrl_ok(id) || a > XHCI_MAX_PORTS ||
+		    b > XHCI_MAX_PORTS || (c & ~PORT_BITS))
 			return -EINVAL;
+		x = &set->c[set->n++];
+		snprintf(x->id, sizeof(x->id), "%s", id);
+		x->p2 = a;
+		x->p3 = b;
+		x->taken = c;
+		x->ours = util_startswith(id, XHCI_OWN_PREFIX);
+		return 0;
+	}
+	if (sscanf(line, "dev %31s %7s %u %x %x%n", port_s, ctrl_s, &a, &vid, &pid, &end) == 5 &&
+	    !line[end] && port_parse(port_s, &port) == 0 && vid <= 0xffff && pid <= 0xffff) {
+		if (strcmp(ctrl_s, "-") == 0 && a == 0) {
+			xhci_note_attached(set, XHCI_NO_CTRL, 0, &port, vid, pid);
+			return 0;
 		}
+		if (util_parse_uint(ctrl_s, XHCI_MAX_CTRLS - 1, &ci) < 0 || ci >= set->n || a < 1 ||
+		    a > XHCI_MAX_PORTS)
+			return -EINVAL;
+		xhci_note_attached(set, ci, a, &port, vid, pid);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int xhci_hint_parse(const char *text, size_t len, const char *stamp, struct xhci_set *ret)
+{
+	struct xhci_set set = { 0 };
+	bool stamped = false;
+
+	if (!stamp[0])
+		return -EINVAL;
+	for (const char *p = text, *end = text + len; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		char line[160];
+
+		if (l >= sizeof(line) || memchr(p, '\0', l))
+			return -EINVAL;
+		memcpy(line, p, l);
+		line[l] = '\0';
+		if (l && hint_line(&set, line, stamp, &stamped) < 0)
+			return -EINVAL;
+		p += l + 1;
 	}
 	if (!stamped)
 		return -EINVAL;
@@ -304,36 +398,76 @@ int xhci_hint_read(const char *path, const char *stamp, struct xhci_set *ret)
 	return 0;
 }
 
-int xhci_hint_write(const char *path, const char *stamp, const struct xhci_set *set)
+static void hint_name(unsigned long vmid, const char *suffix, char *buf, size_t n)
 {
-	char tmp[4096];
+	snprintf(buf, n, "%lu.ports%s", vmid, suffix);
+}
+
+int xhci_hint_read(int dirfd, unsigned long vmid, const char *stamp, struct xhci_set *ret)
+{
+	_cleanup_free_ char *text = NULL;
+	char name[40];
+	size_t len;
+	int r;
+
+	hint_name(vmid, "", name, sizeof(name));
+	r = util_read_file_at(dirfd, name, true, HINT_MAX_SIZE, &text, &len);
+	if (r < 0)
+		return r == -ENOENT ? r : -EINVAL;
+	return xhci_hint_parse(text, len, stamp, ret);
+}
+
+int xhci_hint_write(int dirfd, unsigned long vmid, const char *stamp, const struct xhci_set *set)
+{
+	char name[40], tmp[48], port[PORT_STRLEN];
 	FILE *f;
 	int fd, ok;
 
-	if (snprintf(tmp, sizeof(tmp), "%s.new", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	hint_name(vmid, "", name, sizeof(name));
+	hint_name(vmid, ".new", tmp, sizeof(tmp));
+	/* whatever is there (a leftover, anything) goes; a new file is made */
+	if (unlinkat(dirfd, tmp, 0) < 0 && errno != ENOENT)
+		return -errno;
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+		    0600);
 	if (fd < 0)
 		return -errno;
 	f = fdopen(fd, "w");
 	if (!f) {
 		close(fd);
+		unlinkat(dirfd, tmp, 0);
 		return -ENOMEM;
 	}
 	fprintf(f, "stamp %s\n", stamp);
 	for (size_t i = 0; i < set->n; i++)
 		fprintf(f, "ctrl %s %u %u %x\n", set->c[i].id, set->c[i].p2, set->c[i].p3,
-			set->c[i].taken);
-	for (size_t i = 0; i < set->n_devs; i++)
-		fprintf(f, "dev %s %u %u\n", set->devs[i].id, set->devs[i].ctrl, set->devs[i].port);
-	ok = !ferror(f);
-	if (fclose(f) != 0 || !ok || rename(tmp, path) < 0) {
-		int r = -errno;
+			set->c[i].taken & PORT_BITS);
+	for (size_t i = 0; i < set->n_devs; i++) {
+		const struct xhci_dev *d = &set->devs[i];
 
-		unlink(tmp);
-		return r ? r : -EIO;
+		port_format(&d->port, port, sizeof(port));
+		if (d->ctrl == XHCI_NO_CTRL)
+			fprintf(f, "dev %s - 0 %04x %04x\n", port, d->vid, d->pid);
+		else
+			fprintf(f, "dev %s %u %u %04x %04x\n", port, d->ctrl, d->guest_port, d->vid,
+				d->pid);
+	}
+	ok = !ferror(f);
+	if (fclose(f) != 0 || !ok || renameat(dirfd, tmp, dirfd, name) < 0) {
+		int r = errno ? -errno : -EIO;
+
+		unlinkat(dirfd, tmp, 0);
+		return r;
 	}
 	return 0;
+}
+
+int xhci_hint_remove(int dirfd, unsigned long vmid)
+{
+	char name[40];
+
+	hint_name(vmid, "", name, sizeof(name));
+	return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
 }
 
 bool xhci_is_superspeed(const char *speed)

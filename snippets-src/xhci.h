@@ -1,31 +1,39 @@
 /* A guest's xHCI controllers and their ports: where a passed device goes.
  *
- * Measured on QEMU 7.2: a qemu-xhci with p2=X,p3=Y has bus ports 1 to
+ * Measured on QEMU 7.2 and 10: a qemu-xhci with p2=X,p3=Y has bus ports 1 to
  * max(X,Y); port N carries a USB 2 root port when N <= X and a USB 3 root
  * port when N <= Y, and a device takes the half its speed needs. So a
- * SuperSpeed device needs a port <= p3, any other one a port <= p2
- * (qemu-xhci,p2=15,p3=15: ports 1-15, each good for every speed).
+ * SuperSpeed device needs a port <= p3, any other one a port <= p2.
  *
- * Proxmox's "xhci" and the tool's own are p2=15,p3=15; other controllers
- * are asked.
- *
- * Proxmox VE puts its own usbN at port N+1 of "xhci", so ports are used
- * from the top down there, and those of the VM's usbN are never taken. When
- * nothing fits, the tool hot-adds a controller of its own
- * (usbhotplug-xhciN, p2=15,p3=15) behind one of Proxmox's PCI bridges, in
- * a slot Proxmox's own address map does not use. */
+ * Proxmox VE owns its controller "xhci": it hot-adds usbN at port N+1 there
+ * (through HMP, never reading the answer, so a port the tool holds makes its
+ * add fail without a word) and unplugs the controller with everything on it
+ * when the last usbN goes. Proxmox has at most 14 usbN, so port 15 of a
+ * qemu-xhci with 15 ports is never Proxmox's: that one port is the only one
+ * the tool takes there. An nec-usb-xhci (Proxmox's layout for older machine
+ * versions, 4 ports) and any other controller are left alone. Everything
+ * else goes to the tool's own controllers (usbhotplug-xhciN, qemu-xhci
+ * p2=15,p3=15), hot-added behind one of Proxmox's PCI bridges in a slot
+ * Proxmox's own address map never uses. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "port.h"
 #include "qmp.h"
 
 #define XHCI_MAX_CTRLS 8
 #define XHCI_MAX_PORTS 15
 #define XHCI_OWN_PREFIX "usbhotplug-xhci"
 #define XHCI_PROXMOX_ID "xhci"
+/* The one port of Proxmox's "xhci" that Proxmox never uses. */
+#define XHCI_PROXMOX_FREE_PORT 15
+/* A device on no controller of the set (on UHCI, on a user's controller). */
+#define XHCI_NO_CTRL 0xff
+/* Devices the tool can hold in one guest: every port of every controller. */
+#define XHCI_MAX_DEVS (XHCI_MAX_CTRLS * XHCI_MAX_PORTS)
 
 struct xhci_ctrl {
 	char id[64];
@@ -34,49 +42,63 @@ struct xhci_ctrl {
 	uint32_t taken; /* bit N: port N is in use (or was refused) */
 };
 
-/* A device the tool put there, and where. */
+/* A host port the guest holds through the tool: usb-host "usbhost<port>". */
 struct xhci_dev {
-	char id[48];
-	unsigned char ctrl, port;
+	struct usb_port port;
+	unsigned char ctrl; /* index in the set, or XHCI_NO_CTRL */
+	unsigned char guest_port;
+	unsigned vid, pid; /* what it was pinned to; 0:0 when not pinned */
 };
 
 struct xhci_set {
 	size_t n;
 	struct xhci_ctrl c[XHCI_MAX_CTRLS];
 	size_t n_devs;
-	struct xhci_dev devs[XHCI_MAX_CTRLS * XHCI_MAX_PORTS];
+	struct xhci_dev devs[XHCI_MAX_DEVS];
 };
 
-/* Reads the guest's xHCI controllers, their port counts and which ports
- * their devices hold. A device without an explicit port holds one we
- * cannot see; device_add then says "in use", and the caller tries the
- * next one. */
+/* Reads the controllers the tool may use (its own, and Proxmox's "xhci"
+ * when it is a qemu-xhci), which of their ports are taken, and every
+ * usbhost* device with its host port and vendor/product, in one batch of
+ * questions. On failure *ret is untouched. */
 int xhci_load(struct qmp *q, struct xhci_set *ret);
 
-/* Pure: the port for a device. The tool's own controllers first, then
- * Proxmox's "xhci" (top down, above port `reserved`), then any other.
- * 0 with *ret_ctrl and *ret_port, or -ENOSPC. */
-int xhci_pick(const struct xhci_set *set, bool superspeed, unsigned reserved, size_t *ret_ctrl,
-	      unsigned *ret_port);
+/* Pure: the port for a device. The tool's own controllers first (top
+ * down), then port 15 of Proxmox's "xhci" when it has one. 0 with
+ * *ret_ctrl and *ret_port, or -ENOSPC. */
+int xhci_pick(const struct xhci_set *set, bool superspeed, size_t *ret_ctrl, unsigned *ret_port);
 
 /* Hot-adds a controller of the tool's own in a free slot of a PCI bridge
  * and appends it to set; msg says where ("pci.1.0x1f"). -ENOSPC when no
  * bridge has a slot to spare (msg says why); other errors from QMP. */
 int xhci_add_own(struct qmp *q, struct xhci_set *set, char *msg, size_t msg_size);
 
-/* Bookkeeping of the tool's own devices (usbhost*), for the hint. */
-void xhci_note_attached(struct xhci_set *set, size_t ctrl, unsigned port, const char *id);
-void xhci_note_detached(struct xhci_set *set, const char *id);
+/* Bookkeeping of the tool's own devices. */
+void xhci_note_attached(struct xhci_set *set, size_t ctrl, unsigned guest_port,
+			const struct usb_port *port, unsigned vid, unsigned pid);
+void xhci_note_detached(struct xhci_set *set, const struct usb_port *port);
+/* The device the guest holds for port, or NULL. */
+const struct xhci_dev *xhci_find(const struct xhci_set *set, const struct usb_port *port);
 
-/* The hint: what the set looked like after the last change, kept in a
- * small file next to the VM's lock and stamped with the QEMU process it
+/* The hint: what the set looked like after the last change, kept in the
+ * state directory as <vmid>.ports and stamped with the QEMU process it
  * describes. Asking QEMU costs about a millisecond a question; a hint
- * costs a file read. It is only ever a guess: a port it calls free that is
- * not, or a controller that is gone, makes device_add fail, and the caller
- * asks QEMU after all. 0, or -ENOENT/-EINVAL (no hint, another QEMU,
- * unreadable). */
-int xhci_hint_read(const char *path, const char *stamp, struct xhci_set *ret);
-int xhci_hint_write(const char *path, const char *stamp, const struct xhci_set *set);
+ * costs a file read. It is a guess for placement (a port it calls free
+ * that is not makes device_add fail, and the caller asks QEMU after all)
+ * and the record of what the tool holds where. It may name only "xhci" and
+ * the tool's own controllers. Parse: 0, or -EINVAL (malformed, another
+ * QEMU). Read: 0, -ENOENT (none), -EINVAL. Write: atomic (a new file
+ * renamed over the old), never following or blocking on what is there. */
+int xhci_hint_parse(const char *text, size_t len, const char *stamp, struct xhci_set *ret);
+int xhci_hint_read(int dirfd, unsigned long vmid, const char *stamp, struct xhci_set *ret);
+int xhci_hint_write(int dirfd, unsigned long vmid, const char *stamp, const struct xhci_set *set);
+int xhci_hint_remove(int dirfd, unsigned long vmid);
 
 /* SuperSpeed and faster: sysfs speed 5000, 10000, 20000. */
 bool xhci_is_superspeed(const char *speed);
+
+/* "usbhost3-4.1": the QEMU id of a passed host port. */
+#define XHCI_DEV_ID_MAX (PORT_STRLEN + 8)
+void xhci_dev_id(const struct usb_port *p, char *buf, size_t n);
+/* The host port of such an id; 0 or -EINVAL (not one of the tool's). */
+int xhci_parse_dev_id(const char *id, struct usb_port *ret);

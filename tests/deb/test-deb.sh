@@ -30,7 +30,8 @@ for dep in "libjansson4 (" "libudev1 (" "libinih1 (" "udev"; do
 	check "Depends names $dep" has "$(dpkg-deb -f "$deb" Depends)" "$dep"
 done
 contents=$(dpkg-deb -c "$deb")
-for f in ./usr/sbin/pve-usb-hotplug ./lib/udev/rules.d/60-pve-usb-hotplug.rules \
+for f in ./usr/sbin/pve-usb-hotplug ./usr/lib/udev/rules.d/60-pve-usb-hotplug.rules \
+	./usr/lib/tmpfiles.d/pve-usb-hotplug.conf \
 	./etc/pve-usb-hotplug.conf ./usr/share/man/man8/pve-usb-hotplug.8.gz \
 	./usr/share/doc/pve-usb-hotplug/examples/100.usb.conf \
 	./usr/share/doc/pve-usb-hotplug/examples/100.conf \
@@ -40,6 +41,7 @@ for f in ./usr/sbin/pve-usb-hotplug ./lib/udev/rules.d/60-pve-usb-hotplug.rules 
 done
 dpkg-deb -e "$deb" "$work/control"
 check "/etc/pve-usb-hotplug.conf is a conffile" grep -qx /etc/pve-usb-hotplug.conf "$work/control/conffiles"
+check "postinst makes the state directory (systemd-tmpfiles)" grep -q "systemd-tmpfiles.*pve-usb-hotplug" "$work/control/postinst"
 check "lintian: no errors, no warnings" lintian --fail-on error,warning "$deb"
 
 # --- install into a scratch root
@@ -57,14 +59,14 @@ check "hookscript link resolves to an executable" test -x "$root$link" -a "$link
 # the installed settings file as shipped, only its paths pointed at the scratch tree
 mkdir -p "$work/vms"
 echo 3-4 >"$work/vms/100.usb.conf"
-{ cat "$root/etc/pve-usb-hotplug.conf"; printf '[paths]\nvm_config_dir = %s\nlock_dir = %s/lock\n[log]\nsyslog = no\n' "$work/vms" "$work"; } >"$work/settings.conf"
+{ cat "$root/etc/pve-usb-hotplug.conf"; printf '[paths]\nvm_config_dir = %s\nstate_dir = %s/state\n[log]\nsyslog = no\n' "$work/vms" "$work"; } >"$work/settings.conf"
 out=$(PVE_USB_HOTPLUG_CONFIG=$work/settings.conf "$root/usr/sbin/pve-usb-hotplug" check 2>&1)
 check "installed settings file and check command" has "$out" "$work/settings.conf: valid"
 
 # the rule, read by udev's own parser, in a private mount namespace where
 # the rules directories hold only this package's rule and /run/udev is scratch
 out=$(unshare -m sh -c '
-	mount --bind "$1/lib/udev/rules.d" /lib/udev/rules.d &&
+	mount --bind "$1/usr/lib/udev/rules.d" /usr/lib/udev/rules.d &&
 	mount -t tmpfs none /etc/udev/rules.d &&
 	mkdir -p /run/udev && mount -t tmpfs none /run/udev &&
 	udevadm test --action=add /sys/class/net/lo' sh "$root" 2>&1)
@@ -97,7 +99,7 @@ A: bInterfaceClass=03
 TREE
 udev_runs() { # DEVICE-UNDER-usb3 ACTION -> prints the programs udev would run
 	unshare -m sh -c '
-		mount --bind "$1/lib/udev/rules.d" /lib/udev/rules.d &&
+		mount --bind "$1/usr/lib/udev/rules.d" /usr/lib/udev/rules.d &&
 		mount -t tmpfs none /etc/udev/rules.d &&
 		mkdir -p /run/udev && mount -t tmpfs none /run/udev &&
 		umockdev-run --device "$2" -- udevadm test --action="$4" "/sys/devices/pci0000:00/0000:00:14.0/usb3/$3"' \
@@ -110,13 +112,16 @@ done
 check "rule does not run it for a device change" test -z "$(udev_runs 3-4 change)"
 check "rule does not run it for a device bind" test -z "$(udev_runs 3-4 bind)"
 
+tmpfiles=$(cat "$root/usr/lib/tmpfiles.d/pve-usb-hotplug.conf")
+check "tmpfiles.d: /run/pve-usb-hotplug, 0700, root" has "$tmpfiles" "d /run/pve-usb-hotplug 0700 root root -"
+
 # --- upgrade keeps the admin's edit; remove keeps it; purge removes it
 echo "# edited by the admin" >>"$root/etc/pve-usb-hotplug.conf"
 check "reinstall (upgrade) works" dpkg_root -i "$deb"
 check "upgrade keeps the edited conffile" grep -q "edited by the admin" "$root/etc/pve-usb-hotplug.conf"
 check "remove works" dpkg_root -r pve-usb-hotplug
 check "remove takes the binary" test ! -e "$root/usr/sbin/pve-usb-hotplug"
-check "remove takes the rule" test ! -e "$root/lib/udev/rules.d/60-pve-usb-hotplug.rules"
+check "remove takes the rule" test ! -e "$root/usr/lib/udev/rules.d/60-pve-usb-hotplug.rules"
 check "remove keeps the conffile" test -e "$root/etc/pve-usb-hotplug.conf"
 check "purge works" dpkg_root -P pve-usb-hotplug
 check "purge takes the conffile" test ! -e "$root/etc/pve-usb-hotplug.conf"

@@ -73,10 +73,10 @@ class Hookscript(Case):
         r = self.ok(self.tool.run(["100", "post-start"], host=self.host))
         self.assertEqual(g.ports(), ["3-4.1", "3-4.2.3", "3-4.2.4.1"])
         hosts = g.usb_hosts()
-        self.assertEqual(hosts["usbhost3-4.2.4.1"], {"hostbus": 3, "hostport": "4.2.4.1", "bus": "xhci.0"})
-        for h in hosts.values():
-            self.assertEqual(h["bus"], "xhci.0")
-        self.assertIn("VM 100: attached 3-4.1 (046d:c52b \"Receiver\") as usbhost3-4.1 on xhci.0", r.stdout)
+        # port 15 of Proxmox's xhci, then the tool's own controller
+        self.assertEqual(hosts["usbhost3-4.1"], {"hostbus": 3, "hostport": "4.1", "bus": "xhci.0"})
+        self.assertEqual(hosts["usbhost3-4.2.4.1"], {"hostbus": 3, "hostport": "4.2.4.1", "bus": "usbhotplug-xhci0.0"})
+        self.assertIn("VM 100: attached 3-4.1 (046d:c52b \"Receiver\") as usbhost3-4.1 on xhci.0 port 15", r.stdout)
         self.assertEqual(r.stdout.count("attached"), 3, r.stdout)
 
     def test_two_digit_bus_and_ports(self):
@@ -299,8 +299,8 @@ class Settings(Case):
         self.tool.usb_conf(100, "3-4\n")
         r = self.failed(self.tool.run(["100", "post-start"]))
         self.assertEqual(r.returncode, 2)
-        self.assertIn("%s:10: timeout_ms must be a whole number of milliseconds from 10 to 600000 (got 'soon')" % self.tool.config, r.stderr)
-        self.assertIn("%s:12: unknown key 'colour' in section [paths]" % self.tool.config, r.stderr)
+        self.assertIn("%s:12: timeout_ms must be a whole number of milliseconds from 10 to 600000 (got 'soon')" % self.tool.config, r.stderr)
+        self.assertIn("%s:14: unknown key 'colour' in section [paths]" % self.tool.config, r.stderr)
 
     def test_help_and_version_and_usage(self):
         r = self.ok(self.tool.run(["--help"]))
@@ -634,7 +634,9 @@ class Commands(Case):
         r = self.ok(self.tool.run(["sync", "100"], host=self.host))
         self.assertIn("VM 100: detached 3-9 (usbhost3-9): no device is plugged in there any more", r.stdout)
         self.assertIn("VM 100: detached 3-4.3 (usbhost3-4.3): no rule of this VM claims it any more", r.stdout)
-        self.assertIn("VM 100: attached 3-4.4 (0001:0002) as usbhost3-4.4 on xhci.0", r.stdout)
+        # one added by hand, pinned to nothing, is replaced by a pinned one
+        self.assertIn("VM 100: usbhost3-4.1 was left for 0000:0000, and 3-4.1 (046d:c52b \"Receiver\") is plugged in there now: detached it first", r.stdout)
+        self.assertIn("VM 100: attached 3-4.4 (0001:0002) as usbhost3-4.4 on usbhotplug-xhci0.0", r.stdout)
         self.assertEqual(sorted(a.usb_hosts()), ["mine", "usbhost3-4.1", "usbhost3-4.4"])
         self.assertEqual(b.ports(), [])                  # only the VM named
         r = self.ok(self.tool.run(["sync"], host=self.host))
@@ -716,29 +718,45 @@ class Placement(Case):
         return {"%d-%s" % (v["hostbus"], v["hostport"]): (v["bus"], v["port"])
                 for v in g.usb_hosts(with_port=True).values()}
 
-    def test_top_down_past_proxmox_usbN_then_an_own_controller(self):
+    def hmp(self, g, line):
+        return g.qmp("human-monitor-command", **{"command-line": line})
+
+    def test_only_port_15_of_proxmox_xhci_and_qm_set_usbN_still_works(self):
         g = self.guest(100)
-        self.tool.vm_conf(100, "usb0: host=abcd:0001\nusb1: spice\nusb2: host=1-9,usb3=1\n")
+        self.tool.vm_conf(100, "usb0: host=abcd:0001\nusb1: spice\n")
         g.qmp("device_add", driver="usb-host", id="usb0", vendorid=0xabcd, productid=1, bus="xhci.0", port="1")
         self.tool.usb_conf(100, "3-4\n")
         self.host.hub("3-4")
-        speeds = ["1.5", "12", "480", "5000", "10000", "480", "480", "480", "480", "480", "480", "480", "480"]
+        speeds = ["1.5", "12", "480", "5000", "10000"] + ["480"] * 15
         for i, sp in enumerate(speeds, 1):
             self.host.plug("3-4.%d" % i, 0x1000, i, speed=sp)
         r = self.ok(self.tool.run(["100", "post-start"], host=self.host))
         w = self.where(g)
-        # ports 15 down to 4 on Proxmox's controller; 1-3 stay free for usb0-usb2
-        ours = {k: v for k, v in w.items() if k.startswith("3-")}
-        self.assertEqual(sorted(int(p) for b, p in ours.values() if b == "xhci.0"), list(range(4, 16)))
+        self.assertEqual(len(w), 20 + 1)
+        on_xhci = sorted(k for k, (b, p) in w.items() if b == "xhci.0" and k.startswith("3-"))
+        self.assertEqual(on_xhci, ["3-4.1"])
         self.assertEqual(w["3-4.1"], ("xhci.0", "15"))
-        self.assertEqual(w["3-4.13"], ("usbhotplug-xhci0.0", "15"))
-        self.assertIn("VM 100: added USB controller usbhotplug-xhci0 at pci.1.0x1f: no free USB 2 port for 3-4.13", r.stdout)
+        self.assertEqual(w["3-4.2"], ("usbhotplug-xhci0.0", "15"))
+        self.assertEqual(w["3-4.20"], ("usbhotplug-xhci1.0", "12"))
+        self.assertIn("VM 100: added USB controller usbhotplug-xhci0 at pci.1.0x1f for 3-4.2", r.stdout)
         ctrl = g.qmp("qom-get", path="/machine/peripheral/usbhotplug-xhci0", property="parent_bus")
         self.assertTrue(ctrl.endswith("/pci.1/pci.1"), ctrl)
         self.assertEqual(g.qmp("qom-get", path="/machine/peripheral/usbhotplug-xhci0", property="addr"), 0x1F << 3)
-        # Proxmox's own device is where it was, and Proxmox can still hot-add usb1 and usb2
-        for n in (1, 2):
-            g.qmp("device_add", driver="usb-tablet", id="usb%d" % n, bus="xhci.0", port=str(n + 1))
+        # `qm set --usbN` as Proxmox does it (HMP, port N+1) works for every N
+        # Proxmox may have, and Proxmox's own usb0 is untouched
+        for n in range(1, 14):
+            out = self.hmp(g, "device_add usb-tablet,id=usb%d,bus=xhci.0,port=%d" % (n, n + 1))
+            self.assertEqual(out, "", "usb%d: %s" % (n, out))
+        names = {d["name"] for d in g.qmp("qom-list", path="/machine/peripheral")}
+        self.assertTrue({"usb%d" % n for n in range(14)} <= names)
+        self.assertEqual(len(self.where(g)), 21)
+
+    def test_nec_xhci_is_never_touched(self):
+        g = self.guest(100, xhci=None, extra=["nec-usb-xhci,id=xhci,bus=pci.1,addr=0x1b"])
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.plug("3-4", 0x1, 0x2)
+        self.ok(self.tool.event(self.host, "add", "3-4"))
+        self.assertEqual(self.where(g), {"3-4": ("usbhotplug-xhci0.0", "15")})
 
     def test_udev_events_and_sync_keep_clear_of_usbN_ports_too(self):
         g = self.guest(100)
@@ -751,20 +769,16 @@ class Placement(Case):
         self.ok(self.tool.run(["sync"], host=self.host))
         self.assertEqual(self.where(g), {"3-4.1": ("xhci.0", "15"), "3-4.2": ("usbhotplug-xhci0.0", "15")})
 
-    def test_speed_picks_a_port_of_the_right_kind(self):
-        # a controller of the admin's own whose ports 3-4 are USB 3 only, 1-2 both
-        g = self.guest(100, xhci=None, extra=["qemu-xhci,p2=2,p3=4,id=myxhci,bus=pci.1,addr=0x1b"])
+    def test_port_counts_are_read_from_qemu(self):
+        # an xhci whose port 15 has no USB 3 half: a SuperSpeed device goes
+        # to the tool's own controller, a USB 2 one to port 15
+        g = self.guest(100, xhci="p2=15,p3=4")
         self.tool.usb_conf(100, "3-4\n")
         self.host.hub("3-4")
-        for i, sp in enumerate(["5000", "480", "10000", "12", "5000", "480"], 1):
+        for i, sp in enumerate(["480", "5000"], 1):
             self.host.plug("3-4.%d" % i, 0x1000, i, speed=sp)
             self.ok(self.tool.event(self.host, "add", "3-4.%d" % i))
-        w = self.where(g)
-        # SuperSpeed first on the USB 3-only ports, everything top down; when the
-        # four are taken the next device of either speed gets the tool's controller
-        self.assertEqual(w, {"3-4.1": ("myxhci.0", "4"), "3-4.2": ("myxhci.0", "2"), "3-4.3": ("myxhci.0", "3"),
-                             "3-4.4": ("myxhci.0", "1"), "3-4.5": ("usbhotplug-xhci0.0", "15"),
-                             "3-4.6": ("usbhotplug-xhci0.0", "14")})
+        self.assertEqual(self.where(g), {"3-4.1": ("xhci.0", "15"), "3-4.2": ("usbhotplug-xhci0.0", "15")})
 
     def test_vm_without_xhci_gets_the_tools_own_controller(self):
         g = self.guest(100, xhci=None)
@@ -805,26 +819,31 @@ class Placement(Case):
         for i in range(1, 4):
             self.host.plug("3-4.%d" % i, 0x1000, i)
         self.ok(self.tool.event(self.host, "add", "3-4.1"))
-        hint = os.path.join(self.tool.lock_dir, "100.ports")
+        hint = os.path.join(self.tool.state_dir, "100.ports")
         self.assertTrue(os.path.exists(hint))
-        # behind the tool's back: its device goes, another takes port 15, and
-        # port 14 is taken by a device without an id
+        # behind the tool's back: its device goes, and another takes port 15
         g.qmp("device_del", id="usbhost3-4.1")
         g.qmp("device_add", driver="usb-tablet", id="intruder", bus="xhci.0", port="15")
         self.ok(self.tool.event(self.host, "add", "3-4.2"))
-        self.assertEqual(self.where(g)["3-4.2"], ("xhci.0", "14"))
+        self.assertEqual(self.where(g)["3-4.2"], ("usbhotplug-xhci0.0", "15"))
         # a hint left by another QEMU process is not used
         g.stop()
         g = self.guest(100)
         self.ok(self.tool.event(self.host, "add", "3-4.3"))
         self.assertEqual(self.where(g), {"3-4.3": ("xhci.0", "15")})
-        # nor one that is not what the tool writes
-        for junk in ("garbage\n", "stamp x\nctrl xhci 99 15 0\n", "\0" * 10):
+        # nor one that is not what the tool writes, nor one naming another bus
+        for junk in ("garbage\n", "stamp x\nctrl xhci 99 15 0\n", "\0" * 10,
+                     "stamp %s\nctrl uhci 15 15 0\n" % self.stamp(g)):
             with open(hint, "w") as f:
                 f.write(junk)
             self.ok(self.tool.event(self.host, "add", "3-4.1"))
-            self.assertEqual(self.where(g)["3-4.1"], ("xhci.0", "14"))
+            self.assertEqual(self.where(g)["3-4.1"], ("usbhotplug-xhci0.0", "15"))
             g.qmp("device_del", id="usbhost3-4.1")
+
+    @staticmethod
+    def stamp(g):
+        with open("/proc/%d/stat" % g.proc.pid) as f:
+            return "%d:%s" % (g.proc.pid, f.read().rsplit(")", 1)[1].split()[19])
 
     def test_reset_keeps_devices_and_a_restart_gets_them_back(self):
         g = self.guest(100)
@@ -935,12 +954,12 @@ class Faults(Case):
         self.assertIn("does not speak QMP as expected (Message too long)", r.stderr)
 
     def test_a_lock_left_by_a_killed_run_never_blocks(self):
-        os.makedirs(self.tool.lock_dir, exist_ok=True)
-        with open(os.path.join(self.tool.lock_dir, "100.lock"), "w") as f:
+        os.makedirs(self.tool.state_dir, exist_ok=True)
+        with open(os.path.join(self.tool.state_dir, "100.lock"), "w") as f:
             f.write("stale\n")
         import subprocess
         # a run killed while it held the lock (-o: only flock itself holds it)
-        holder = subprocess.Popen(["flock", "-o", os.path.join(self.tool.lock_dir, "101.lock"), "sleep", "60"],
+        holder = subprocess.Popen(["flock", "-o", os.path.join(self.tool.state_dir, "101.lock"), "sleep", "60"],
                                   start_new_session=True)
         time.sleep(0.3)
         os.killpg(holder.pid, 9)
@@ -959,17 +978,20 @@ class Faults(Case):
         blocker = os.path.join(self.dir, "afile")
         open(blocker, "w").close()
         self.guest(100)
-        self.tool.write_settings(extra="[paths]\nlock_dir = %s/sub\n" % blocker)
-        with open(self.tool.config) as f:   # the second [paths] wins for lock_dir
-            text = f.read().replace("lock_dir = %s\n" % self.tool.lock_dir, "")
+        self.tool.write_settings(extra="[paths]\nstate_dir = %s/sub\n" % blocker)
+        with open(self.tool.config) as f:   # the second [paths] wins for state_dir
+            text = f.read().replace("state_dir = %s\n" % self.tool.state_dir, "")
         with open(self.tool.config, "w") as f:
             f.write(text)
         r = self.failed(self.tool.event(self.host, "add", "3-4"))
-        self.assertIn("VM 100: cannot take the lock in %s/sub: Not a directory (check [paths] lock_dir)" % blocker, r.stderr)
-        # no VM config directory at all
+        self.assertIn("VM 100: cannot use the state directory %s/sub: Not a directory (check [paths] state_dir)" % blocker, r.stderr)
+        # no VM config directory at all: at boot, udev replays every device
+        # before /etc/pve is mounted; that is "no rules", quietly
         self.tool.write_settings()
         shutil.rmtree(self.tool.vm_dir)
-        r = self.failed(self.tool.event(self.host, "add", "3-4"))
+        r = self.ok(self.tool.event(self.host, "add", "3-4"))
+        self.assertEqual(r.stdout + r.stderr, "")
+        r = self.failed(self.tool.run(["check"]))
         self.assertIn("%s: cannot read the VM config directory: No such file or directory" % self.tool.vm_dir, r.stderr)
         os.makedirs(self.tool.vm_dir)
         # a rules file of 10 MB, and one that is a directory
@@ -1049,6 +1071,268 @@ class Storm(Case):
         for g in (a, b):
             where = [(v["bus"], v["port"]) for v in g.usb_hosts(with_port=True).values()]
             self.assertEqual(len(where), len(set(where)))
+
+
+class Hardening(Case):
+    """A hostile local user and a careless admin (issue 10)."""
+
+    def fake(self, script, vmid=100):
+        f = FakeQmp(self.tool.qmp_dir, vmid, script)
+        self.addCleanup(f.close)
+        return f
+
+    def pin(self, g, dev_id):
+        p = "/machine/peripheral/" + dev_id
+        return (g.qmp("qom-get", path=p, property="vendorid"), g.qmp("qom-get", path=p, property="productid"))
+
+    # 1. the state directory
+
+    def test_state_directory_is_made_root_only(self):
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.plug("3-4")
+        self.ok(self.tool.event(self.host, "add", "3-4"))
+        st = os.stat(self.tool.state_dir)
+        self.assertEqual((st.st_uid, st.st_mode & 0o7777), (0, 0o700))
+        for name in os.listdir(self.tool.state_dir):
+            self.assertEqual(os.stat(os.path.join(self.tool.state_dir, name)).st_mode & 0o077, 0, name)
+        self.assertEqual(g.ports(), ["3-4"])
+
+    def test_a_state_directory_others_could_write_is_refused(self):
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.plug("3-4")
+        d = self.tool.state_dir
+        # made first by a local user (uid 65534), or left writable for all, or a link
+        os.mkdir(d)
+        os.chown(d, 65534, 65534)
+        r = self.failed(self.tool.event(self.host, "add", "3-4"))
+        self.assertIn("VM 100: %s is refused as the state directory: it is owned by uid 65534, not by uid 0 (root); remove it (it is made again, mode 0700) or set [paths] state_dir" % d, r.stderr)
+        os.chown(d, 0, 0)
+        os.chmod(d, 0o1777)
+        r = self.failed(self.tool.event(self.host, "add", "3-4"))
+        self.assertIn("%s is refused as the state directory: its mode is 1777: others may write there" % d, r.stderr)
+        os.rmdir(d)
+        os.mkdir(d + ".real", 0o700)
+        os.symlink(d + ".real", d)
+        r = self.failed(self.tool.event(self.host, "add", "3-4"))
+        self.assertIn("%s is a symbolic link and is refused as the state directory" % d, r.stderr)
+        self.assertEqual(g.ports(), [])
+        os.unlink(d)
+        self.ok(self.tool.event(self.host, "add", "3-4"))
+        self.assertEqual(g.ports(), ["3-4"])
+
+    def test_what_lies_in_the_state_directory_never_blocks_or_steers(self):
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.hub("3-4")
+        self.host.plug("3-4.1")
+        self.host.plug("3-4.2")
+        os.mkdir(self.tool.state_dir, 0o700)
+        # a FIFO where the new hint goes, and one as the lock file
+        os.mkfifo(os.path.join(self.tool.state_dir, "100.ports.new"))
+        t = time.monotonic()
+        self.ok(self.tool.run(["100", "post-start"], host=self.host))
+        self.assertLess(time.monotonic() - t, 10)
+        self.assertEqual(g.ports(), ["3-4.1", "3-4.2"])
+        self.assertTrue(os.path.isfile(os.path.join(self.tool.state_dir, "100.ports")))
+        os.mkfifo(os.path.join(self.tool.state_dir, "101.lock"))
+        self.guest(101)
+        self.tool.usb_conf(101, "3-9\n")
+        self.host.plug("3-9")
+        t = time.monotonic()
+        r = self.failed(self.tool.event(self.host, "add", "3-9"))
+        self.assertLess(time.monotonic() - t, 10)
+        self.assertIn("VM 101: %s/101.lock is not a regular file; remove it" % self.tool.state_dir, r.stderr)
+        # a hint that names the UHCI bus is not believed
+        hint = os.path.join(self.tool.state_dir, "100.ports")
+        with open(hint, "w") as f:
+            f.write("stamp %s\nctrl uhci 15 15 0\n" % Placement.stamp(g))
+        self.host.plug("3-4.3")
+        self.ok(self.tool.event(self.host, "add", "3-4.3"))
+        self.assertNotIn("uhci", str(g.usb_hosts()))
+
+    # 2. escaping
+
+    def test_qemu_text_is_escaped_one_line_a_message(self):
+        def script(conn, phase, req):
+            if phase == "device_add":
+                return FakeQmp.line({"error": {"class": "GenericError", "desc": "bad\nthing \x1b[31mred\x1b[0m"},
+                                     "id": req["id"]})
+            return FakeQmp.normal(phase, req)
+        self.fake(script)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.plug("3-4", 0x1, 0x2)
+        r = self.failed(self.tool.event(self.host, "add", "3-4"))
+        self.assertEqual(r.stderr, "pve-usb-hotplug: error: VM 100: attaching 3-4 (0001:0002): QEMU says: "
+                         "bad\\x0athing \\x1b[31mred\\x1b[0m\n")
+
+    # 3. nothing left behind
+
+    def test_attach_is_pinned_to_vendor_and_product(self):
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.plug("3-4", 0x046D, 0xC52B)
+        self.ok(self.tool.event(self.host, "add", "3-4"))
+        self.assertEqual(self.pin(g, "usbhost3-4"), (0x046D, 0xC52B))
+
+    def test_unplug_after_a_deny_was_added_still_detaches(self):
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.hub("3-4")
+        d = self.host.plug("3-4.4", 0x1, 0x2)
+        self.ok(self.tool.event(self.host, "add", "3-4.4"))
+        self.assertEqual(g.ports(), ["3-4.4"])
+        self.tool.usb_conf(100, "3-4\ndeny 3-4.4\n")
+        self.host.unplug("3-4.4")
+        r = self.ok(self.tool.event(self.host, "remove", "3-4.4", dev=d))
+        self.assertIn("VM 100: detached 3-4.4 (0001:0002) (usbhost3-4.4)", r.stdout)
+        self.assertEqual(g.ports(), [])
+
+    def test_a_left_entry_loses_the_port_to_a_denied_device(self):
+        g = self.guest(100)
+        conf = self.tool.usb_conf(100, "3-4\n")
+        self.host.hub("3-4")
+        self.host.plug("3-4.4", 0x1, 0x2)
+        self.ok(self.tool.event(self.host, "add", "3-4.4"))
+        # its remove was missed; then the port is denied and a serial adapter plugged in
+        self.tool.usb_conf(100, "3-4\ndeny 3-4.4\n")
+        self.host.plug("3-4.4", 0x1A86, 0x7523, product="Serial")
+        r = self.ok(self.tool.event(self.host, "add", "3-4.4"))
+        self.assertIn('3-4.4 (1a86:7523 "Serial") is kept out of VM 100 by \'deny port 3-4.4\' (%s:2)' % conf, r.stdout)
+        self.assertIn('VM 100: detached 3-4.4 (1a86:7523 "Serial") (usbhost3-4.4): no running VM\'s rules give it to this VM now', r.stdout)
+        self.assertEqual(g.ports(), [])
+
+    def test_a_left_entry_for_another_model_is_replaced(self):
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.plug("3-4", 0x1, 0x2)
+        self.ok(self.tool.event(self.host, "add", "3-4"))
+        self.host.plug("3-4", 0x3, 0x4)      # another device; the remove was missed
+        r = self.ok(self.tool.event(self.host, "add", "3-4"))
+        self.assertIn("VM 100: usbhost3-4 was left for 0001:0002, and 3-4 (0003:0004) is plugged in there now: detached it first", r.stdout)
+        self.assertEqual(self.pin(g, "usbhost3-4"), (3, 4))
+
+    def test_a_left_entry_in_a_vm_that_no_longer_gets_it_moves(self):
+        a, b = self.guest(100), self.guest(101)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.plug("3-4", 0x1, 0x2)
+        self.ok(self.tool.event(self.host, "add", "3-4"))
+        self.tool.usb_conf(100, "3-5\n")
+        self.tool.usb_conf(101, "3-4\n")
+        r = self.ok(self.tool.event(self.host, "add", "3-4"))
+        self.assertIn("VM 100: detached 3-4 (0001:0002) (usbhost3-4): it goes to VM 101 now", r.stdout)
+        self.assertEqual((a.ports(), b.ports()), ([], ["3-4"]))
+
+    def test_a_remove_that_cannot_reach_qemu_is_retried(self):
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        d = self.host.plug("3-4", 0x1, 0x2)
+        self.ok(self.tool.event(self.host, "add", "3-4"))
+        self.tool.write_settings(extra="[lock]\ntimeout_ms = 300\n")
+        import fcntl
+        lock = open(os.path.join(self.tool.state_dir, "100.lock"))
+        fcntl.flock(lock, fcntl.LOCK_EX)        # another run works on VM 100
+        self.host.unplug("3-4")
+        r = self.failed(self.tool.event(self.host, "remove", "3-4", dev=d))
+        self.assertIn("VM 100: another pve-usb-hotplug still works on this VM after 300 ms", r.stderr)
+        self.assertIn("VM 100: will try again in 10000 ms ('pve-usb-hotplug sync 100', unit pve-usb-hotplug-retry-100)", r.stdout)
+        self.assertEqual(g.ports(), ["3-4"])
+        calls = self.tool.retry_calls()
+        self.assertEqual(len(calls), 1)
+        self.assertIn("--unit pve-usb-hotplug-retry-100 --on-active 10000ms", calls[0])
+        self.assertIn("--setenv PVE_USB_HOTPLUG_RETRY=1 --setenv PVE_USB_HOTPLUG_CONFIG=%s" % self.tool.config, calls[0])
+        self.assertTrue(calls[0].endswith(" sync 100"), calls[0])
+        lock.close()
+        # what systemd would run then
+        self.ok(self.tool.run(["sync", "100"], host=self.host, env={"PVE_USB_HOTPLUG_RETRY": "1"}))
+        self.assertEqual(g.ports(), [])
+
+    # 4. running means running
+
+    def test_a_pid_file_of_another_process_is_not_a_running_vm(self):
+        a = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        self.tool.usb_conf(101, "3-4.1\n")         # more specific, but VM 101 is stopped
+        with open(os.path.join(self.tool.qmp_dir, "101.pid"), "w") as f:
+            f.write("%d\n" % os.getpid())          # its pid now belongs to this test
+        self.host.hub("3-4")
+        self.host.plug("3-4.1")
+        self.ok(self.tool.event(self.host, "add", "3-4.1"))
+        self.assertEqual(a.ports(), ["3-4.1"])
+
+    def test_a_chosen_vm_that_does_not_answer_is_passed_over(self):
+        a, b = self.guest(100), self.guest(101)
+        self.tool.usb_conf(100, "3-4\n")
+        self.tool.usb_conf(101, "3-4.1\n")
+        os.unlink(b.qmp_path)                      # QEMU 101 runs, but has no socket
+        self.host.hub("3-4")
+        self.host.plug("3-4.1")
+        r = self.ok(self.tool.event(self.host, "add", "3-4.1"))
+        self.assertIn("3-4.1 (1234:5678): placing it again without VM 101", r.stdout)
+        self.assertEqual(a.ports(), ["3-4.1"])
+
+    # 5. one deadline per run
+
+    def test_a_stalled_qemu_costs_one_timeout_not_one_per_device(self):
+        def script(conn, phase, req):
+            return FakeQmp.normal(phase, req) if phase in ("greeting", "qmp_capabilities") else b""
+        self.fake(script)
+        self.tool.write_settings(timeout_ms=1000)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.hub("3-4")
+        for i in range(1, 31):
+            self.host.plug("3-4.%d" % i)
+        t = time.monotonic()
+        r = self.failed(self.tool.run(["100", "post-start"], host=self.host))
+        self.assertLess(time.monotonic() - t, 8)
+        self.assertIn("QEMU did not answer within 1000 ms", r.stderr)
+        self.assertIn("VM 100: 29 more device(s) not attached: the QMP connection failed (see above)", r.stderr)
+
+    def test_a_whole_run_ends_by_its_time_limit(self):
+        self.fake(lambda c, phase, req: FakeQmp.normal(phase, req) if phase == "greeting" else b"")
+        self.tool.write_settings(timeout_ms=20000, extra="[run]\ntimeout_ms = 1000\n")
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.plug("3-4")
+        t = time.monotonic()
+        r = self.failed(self.tool.event(self.host, "add", "3-4"))
+        self.assertLess(time.monotonic() - t, 8)
+        self.assertIn("this run's time limit of 1000 ms ([run] timeout_ms) is up", r.stderr)
+
+    # 6. the lock's deadline
+
+    def test_the_lock_wait_gives_up_at_its_deadline(self):
+        self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.plug("3-4")
+        self.tool.write_settings(extra="[lock]\ntimeout_ms = 400\n")
+        os.mkdir(self.tool.state_dir, 0o700)
+        import fcntl
+        lock = open(os.path.join(self.tool.state_dir, "100.lock"), "w")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        self.addCleanup(lock.close)
+        for _ in range(3):
+            t = time.monotonic()
+            r = self.failed(self.tool.event(self.host, "add", "3-4"))
+            took = time.monotonic() - t
+            self.assertGreater(took, 0.35)
+            self.assertLess(took, 8)
+            self.assertIn("VM 100: another pve-usb-hotplug still works on this VM after 400 ms ([lock] timeout_ms); giving up", r.stderr)
+        # and the run's limit cuts a longer lock wait short
+        self.tool.write_settings(extra="[lock]\ntimeout_ms = 60000\n[run]\ntimeout_ms = 500\n")
+        t = time.monotonic()
+        r = self.failed(self.tool.event(self.host, "add", "3-4"))
+        self.assertLess(time.monotonic() - t, 8)
+        self.assertIn("VM 100: another pve-usb-hotplug still works on this VM, and this run's time limit of 500 ms", r.stderr)
+
+    # 9. status of a VM without rules
+
+    def test_status_of_a_vm_without_rules_asks_qemu(self):
+        g = self.guest(100)
+        g.qmp("device_add", driver="usb-host", id="usbhost3-4", hostbus=3, hostport="4", bus="xhci.0")
+        r = self.ok(self.tool.run(["status", "100", "--json"], host=self.host))
+        vm = json.loads(r.stdout)["vms"][0]
+        self.assertEqual((vm["vmid"], vm["holds"], vm["stale"]), (100, ["3-4"], ["3-4"]))
 
 
 class Summary(unittest.TextTestResult):

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	shutdown(sv[1], SHUT_WR);
-	if (qmp_open_fd(sv[0], 1000, &q) == 0) {
+	if (qmp_open_fd(sv[0], 1000, 0, &q) == 0) {
 		if (qmp_execute(q, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"), &ret) == 0)
 			json_decref(ret);
 		(void)qmp_error_desc(q);

@@ -5,6 +5,8 @@ one-controller guest would, unless the script says otherwise."""
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 
 GREETING = {"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}}, "capabilities": []}}
@@ -16,8 +18,12 @@ class FakeQmp:
         phase is "greeting" (request None) or the command's name."""
         self.path = os.path.join(qmp_dir, "%d.qmp" % vmid)
         self.pid_path = os.path.join(qmp_dir, "%d.pid" % vmid)
-        with open(self.pid_path, "w") as f:   # a live process: "running"
-            f.write("%d\n" % os.getpid())
+        # "running" as Proxmox tells it: the pid file names a live process
+        # started with -pidfile naming that file
+        self.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)",
+                                      "-pidfile", self.pid_path])
+        with open(self.pid_path, "w") as f:
+            f.write("%d\n" % self.proc.pid)
         self.script = script
         self.commands = []
         self.sock = socket.socket(socket.AF_UNIX)
@@ -84,6 +90,8 @@ class FakeQmp:
         self.stop_flag = True
         self.sock.close()
         self.thread.join(timeout=5)
+        self.proc.kill()
+        self.proc.wait()
         for p in (self.path, self.pid_path):
             try:
                 os.unlink(p)

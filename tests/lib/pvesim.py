@@ -102,7 +102,7 @@ class Host:
 
     def write(self, name="host.umockdev", roots=True):
         blocks = []
-        buses = sorted({d.bus for d in self.devices.values()}) if roots else []
+        buses = sorted({d.bus for d in self.devices.values()} or {1}) if roots else []
         for bus in buses:
             blocks.append([("P", self.controller(bus)), ("E", "SUBSYSTEM=usb"),
                            ("E", "DEVTYPE=usb_device"), ("A", "bDeviceClass=09"),
@@ -187,8 +187,9 @@ class Guest:
         args = [QEMU, "-machine", "pc", "-nodefaults", "-display", "none", "-S",
                 "-device", "piix3-usb-uhci,id=uhci,bus=pci.0,addr=0x1.0x2",
                 "-device", "usb-tablet,id=tablet,bus=uhci.0,port=1"]
-        if bridge:
-            args += ["-device", "pci-bridge,id=pci.1,chassis_nr=1,bus=pci.0,addr=0x1e"]
+        if bridge:   # as Proxmox lays out i440fx (machine >= 2.3)
+            args += ["-device", "pci-bridge,id=pci.1,chassis_nr=1,bus=pci.0,addr=0x1e",
+                     "-device", "pci-bridge,id=pci.2,chassis_nr=2,bus=pci.0,addr=0x1f"]
         if xhci:
             args += ["-device", "qemu-xhci,%s,id=xhci,bus=%s,addr=0x1b" % (xhci, "pci.1" if bridge else "pci.0")]
         for d in extra:
@@ -253,17 +254,31 @@ class Tool:
         self.workdir = workdir
         self.vm_dir = os.path.join(workdir, "qemu-server-conf")
         self.qmp_dir = os.path.join(workdir, "qemu-server-run")
-        self.lock_dir = os.path.join(workdir, "lock")
+        self.state_dir = os.path.join(workdir, "state")
         os.makedirs(self.vm_dir, exist_ok=True)
         os.makedirs(self.qmp_dir, exist_ok=True)
         self.config = os.path.join(workdir, "pve-usb-hotplug.conf")
+        # systemd-run stand-in: records each call, one line of arguments each
+        self.retries = os.path.join(workdir, "retries")
+        self.systemd_run = os.path.join(workdir, "systemd-run")
+        with open(self.systemd_run, "w") as f:
+            f.write('#!/bin/sh\nprintf "%%s\\n" "$*" >> %s\n' % self.retries)
+        os.chmod(self.systemd_run, 0o755)
         self.write_settings(timeout_ms, extra)
 
     def write_settings(self, timeout_ms=3000, extra=""):
         with open(self.config, "w") as f:
-            f.write("[paths]\nvm_config_dir = %s\nqmp_socket_dir = %s\nlock_dir = %s\n"
-                    "[qmp]\ntimeout_ms = %d\n[log]\nsyslog = no\n%s"
-                    % (self.vm_dir, self.qmp_dir, self.lock_dir, timeout_ms, extra))
+            f.write("[paths]\nvm_config_dir = %s\nqmp_socket_dir = %s\nstate_dir = %s\n"
+                    "[qmp]\ntimeout_ms = %d\n[retry]\ncommand = %s\n[log]\nsyslog = no\n%s"
+                    % (self.vm_dir, self.qmp_dir, self.state_dir, timeout_ms, self.systemd_run, extra))
+
+    def retry_calls(self):
+        """The argument lines systemd-run was called with."""
+        try:
+            with open(self.retries) as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
 
     def vm_conf(self, vmid, text):
         """Proxmox's own <vmid>.conf."""

@@ -102,12 +102,32 @@ static void test_hostport(void **state)
 	assert_int_equal(p.bus, 12);
 }
 
+static void test_compare(void **state)
+{
+	/* the one order: sorted already */
+	static const char *const sorted[] = { "1-2", "3-4", "3-4.1", "3-4.1.2", "3-4.2", "3-10", "3-10.1", "11-1" };
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(sorted) / sizeof(sorted[0]); i++)
+		for (size_t k = 0; k < sizeof(sorted) / sizeof(sorted[0]); k++) {
+			struct usb_port a, b;
+			int c;
+
+			assert_int_equal(port_parse(sorted[i], &a), 0);
+			assert_int_equal(port_parse(sorted[k], &b), 0);
+			c = port_compare(&a, &b);
+			if ((i < k && c >= 0) || (i == k && c != 0) || (i > k && c <= 0))
+				fail_msg("%s vs %s: %d", sorted[i], sorted[k], c);
+		}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_is_under),
 		cmocka_unit_test(test_hostport),
+		cmocka_unit_test(test_compare),
 	};
 	return cmocka_run_group_tests_name("port", tests, NULL, NULL);
 }

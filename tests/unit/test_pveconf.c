@@ -60,12 +60,6 @@ static void test_parse(void **state)
 	assert_null(pveconf_passes(&vm, &d));
 	d = dev("5-5", 1, 1); /* only in a snapshot */
 	assert_null(pveconf_passes(&vm, &d));
-
-	/* usb13 sits at port 14: ports 1-14 are Proxmox's */
-	assert_int_equal(pveconf_reserved_ports(&vm), 14);
-	assert_int_equal(pveconf_reserved_ports(NULL), 0);
-	vm.n = 3; /* usb0-usb2 */
-	assert_int_equal(pveconf_reserved_ports(&vm), 3);
 }
 
 static void test_controller(void **state)

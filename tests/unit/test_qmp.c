@@ -4,10 +4,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <errno.h>
 #include <string.h>
 
 #include "qmp.h"
+#include "util.h"
 
 static void test_frame(void **state)
 {
@@ -63,9 +67,55 @@ static void test_not_running(void **state)
 	struct qmp *q = NULL;
 	(void)state;
 
-	assert_int_equal(qmp_open("/nonexistent/dir/100.qmp", 100, &q), -ENOENT);
+	assert_int_equal(qmp_open("/nonexistent/dir/100.qmp", 100, 0, &q), -ENOENT);
 	assert_null(q);
 	assert_null(qmp_close(NULL));
+}
+
+/* A peer that greets and then says nothing: the first command waits its
+ * timeout; the connection is broken after that, so the next fails at once;
+ * and a json_pack() that failed is never sent as "no arguments". */
+static void test_broken_fails_fast(void **state)
+{
+	static const char greeting[] = "{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n";
+	struct qmp *q = NULL;
+	int64_t t;
+	char buf[4096];
+	int sv[2];
+	(void)state;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(write(sv[1], greeting, sizeof(greeting) - 1), (ssize_t)sizeof(greeting) - 1);
+	assert_int_equal(qmp_open_fd(sv[0], 200, 0, &q), 0);
+
+	assert_int_equal(qmp_execute(q, "device_del", NULL, NULL), -ENOMEM);
+	assert_int_equal(qmp_broken(q), 0);
+
+	t = util_now_ms();
+	assert_int_equal(qmp_execute(q, "qom-list", json_object(), NULL), -ETIMEDOUT);
+	assert_true(util_now_ms() - t >= 150);
+	assert_int_equal(qmp_broken(q), -ETIMEDOUT);
+	t = util_now_ms();
+	assert_int_equal(qmp_execute(q, "qom-list", json_object(), NULL), -ETIMEDOUT);
+	assert_true(util_now_ms() - t < 50);
+	/* what went out: capabilities (no arguments) and one qom-list */
+	ssize_t n = read(sv[1], buf, sizeof(buf) - 1);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_non_null(strstr(buf, "\"execute\":\"qmp_capabilities\""));
+	assert_null(strstr(buf, "arguments"));
+	assert_null(strstr(buf, "device_del"));
+	assert_non_null(strstr(buf, "qom-list"));
+	assert_null(strstr(strstr(buf, "qom-list") + 1, "qom-list"));
+	qmp_close(q);
+	close(sv[1]);
+
+	/* the run's deadline cuts a longer timeout short */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	t = util_now_ms();
+	assert_int_equal(qmp_open_fd(sv[0], 5000, t + 200, &q), -ETIMEDOUT);
+	assert_true(util_now_ms() - t < 2000);
+	close(sv[1]);
 }
 
 int main(void)
@@ -74,6 +124,7 @@ int main(void)
 		cmocka_unit_test(test_frame),
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_not_running),
+		cmocka_unit_test(test_broken_fails_fast),
 	};
 	return cmocka_run_group_tests_name("qmp", tests, NULL, NULL);
 }

@@ -38,8 +38,10 @@ static void test_defaults(void **state)
 	assert_int_equal(capture("", &s), 0);
 	assert_string_equal(s.vm_config_dir, "/etc/pve/qemu-server");
 	assert_string_equal(s.qmp_socket_dir, "/var/run/qemu-server");
-	assert_string_equal(s.lock_dir, "/run/lock/pve-usb-hotplug");
+	assert_string_equal(s.state_dir, "/run/pve-usb-hotplug");
 	assert_int_equal(s.qmp_timeout_ms, 5000);
+	assert_int_equal(s.run_timeout_ms, 90000);
+	assert_string_equal(s.retry_command, "/usr/bin/systemd-run");
 	assert_int_equal(s.log_level, LOG_LVL_INFO);
 	assert_true(s.log_syslog);
 }
@@ -54,7 +56,7 @@ static void test_values(void **state)
 				 &s),
 			 0);
 	assert_string_equal(s.vm_config_dir, "/tmp/a");
-	assert_string_equal(s.lock_dir, "/run/lock/pve-usb-hotplug");
+	assert_string_equal(s.state_dir, "/run/pve-usb-hotplug");
 	assert_int_equal(s.qmp_timeout_ms, 250);
 	assert_int_equal(s.log_level, LOG_LVL_DEBUG);
 	assert_false(s.log_syslog);
@@ -75,6 +77,9 @@ static void test_errors_name_lines(void **state)
 		{ "[log]\nlevel = loud\n", "test.conf:2: level must be one of error, warning, info, debug" },
 		{ "[log]\nsyslog = maybe\n", "test.conf:2: syslog must be yes or no" },
 		{ "[log]\njust words\n", "test.conf:2: expected '[section]' or 'key = value'" },
+		/* inih's own: an unterminated section header */
+		{ "[paths]\n\n[qmp\ntimeout_ms = 5\n", "test.conf:3: a section header needs its closing ']'" },
+		{ "[run]\ntimeout_ms = 180000\n", "test.conf:2: timeout_ms must be a whole number of milliseconds from 10 to 170000 (udev ends a program after 180 s)" },
 	};
 	(void)state;
 
@@ -92,8 +97,9 @@ static void test_bad_line_keeps_the_good_ones(void **state)
 	struct settings s;
 	(void)state;
 
+	/* lock_dir: the older name of state_dir */
 	assert_true(capture("[qmp]\ntimeout_ms = x\n[paths]\nlock_dir = /tmp/l\n", &s) < 0);
-	assert_string_equal(s.lock_dir, "/tmp/l");
+	assert_string_equal(s.state_dir, "/tmp/l");
 	assert_int_equal(s.qmp_timeout_ms, 5000);
 }
 
@@ -103,7 +109,7 @@ static void test_long_line(void **state)
 	char text[2048];
 	(void)state;
 
-	snprintf(text, sizeof(text), "[paths]\nlock_dir = /%01500d\n[qmp]\ntimeout_ms = 77\n", 0);
+	snprintf(text, sizeof(text), "[paths]\nstate_dir = /%01500d\n[qmp]\ntimeout_ms = 77\n", 0);
 	assert_true(capture(text, &s) < 0);
 	assert_non_null(strstr(errors, "test.conf:2: line longer than"));
 	assert_int_equal(s.qmp_timeout_ms, 77); /* and line 4 is still line 4 */

@@ -36,42 +36,93 @@ static void test_pick(void **state)
 	(void)state;
 
 	/* nothing at all */
-	assert_int_equal(xhci_pick(&set, false, 0, &ci, &port), -ENOSPC);
+	assert_int_equal(xhci_pick(&set, false, &ci, &port), -ENOSPC);
 
-	/* Proxmox's: top down, above the usbN ports */
+	/* Proxmox's qemu-xhci with 15 ports: port 15 alone, for any speed */
 	set.n = 1;
 	set.c[0] = ctrl("xhci", 15, 15, 0);
-	assert_int_equal(xhci_pick(&set, false, 3, &ci, &port), 0);
+	assert_int_equal(xhci_pick(&set, false, &ci, &port), 0);
 	assert_int_equal(port, 15);
-	set.c[0].taken = PORTS(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5);
-	assert_int_equal(xhci_pick(&set, false, 3, &ci, &port), 0);
-	assert_int_equal(port, 4);
-	assert_int_equal(xhci_pick(&set, true, 4, &ci, &port), -ENOSPC);
-	/* another controller of the VM's is used, reserved ports are only xhci's */
-	set.n = 2;
-	set.c[1] = ctrl("myxhci", 2, 2, 0);
-	assert_int_equal(xhci_pick(&set, false, 4, &ci, &port), 0);
-	assert_int_equal(ci, 1);
-	assert_int_equal(port, 2);
-	/* the tool's own comes first */
-	set.n = 3;
-	set.c[2] = ctrl("usbhotplug-xhci0", 15, 15, PORTS(15));
-	assert_int_equal(xhci_pick(&set, false, 4, &ci, &port), 0);
-	assert_int_equal(ci, 2);
-	assert_int_equal(port, 14);
+	assert_int_equal(xhci_pick(&set, true, &ci, &port), 0);
+	assert_int_equal(port, 15);
+	set.c[0].taken = PORTS(15);
+	assert_int_equal(xhci_pick(&set, false, &ci, &port), -ENOSPC);
+	/* ports 1-14 are Proxmox's usbN, even when free */
+	set.c[0].taken = 0;
+	set.c[0] = ctrl("xhci", 15, 4, 0);
+	assert_int_equal(xhci_pick(&set, true, &ci, &port), -ENOSPC);
+	assert_int_equal(xhci_pick(&set, false, &ci, &port), 0);
+	set.c[0] = ctrl("xhci", 4, 4, 0); /* the default 4/4 */
+	assert_int_equal(xhci_pick(&set, false, &ci, &port), -ENOSPC);
 
-	/* speed: SuperSpeed needs a port <= p3, the others <= p2 */
-	set.n = 1;
-	set.c[0] = ctrl("xhci", 2, 4, 0);
-	assert_int_equal(xhci_pick(&set, true, 0, &ci, &port), 0);
-	assert_int_equal(port, 4);
-	assert_int_equal(xhci_pick(&set, false, 0, &ci, &port), 0);
-	assert_int_equal(port, 2);
-	set.c[0] = ctrl("xhci", 4, 2, PORTS(4, 3));
-	assert_int_equal(xhci_pick(&set, false, 0, &ci, &port), 0);
-	assert_int_equal(port, 2);
-	set.c[0].taken |= PORTS(2, 1);
-	assert_int_equal(xhci_pick(&set, true, 0, &ci, &port), -ENOSPC);
+	/* the tool's own come first, top down */
+	set.n = 2;
+	set.c[0] = ctrl("xhci", 15, 15, 0);
+	set.c[1] = ctrl("usbhotplug-xhci0", 15, 15, PORTS(15));
+	assert_int_equal(xhci_pick(&set, false, &ci, &port), 0);
+	assert_int_equal(ci, 1);
+	assert_int_equal(port, 14);
+	set.c[1].taken = 0xfffe;
+	assert_int_equal(xhci_pick(&set, true, &ci, &port), 0);
+	assert_int_equal(ci, 0);
+	assert_int_equal(port, 15);
+}
+
+static void test_hint(void **state)
+{
+	static const struct {
+		const char *text;
+		int r;
+		size_t n, n_devs;
+	} table[] = {
+		{ "stamp 1:2\n", 0, 0, 0 },
+		{ "stamp 1:2\nctrl xhci 15 15 8000\nctrl usbhotplug-xhci0 15 15 4000\n"
+		  "dev 3-4.1 1 14 046d c52b\ndev 3-4.2 0 15 0001 0002\ndev 3-9 - 0 0000 0000\n",
+		  0, 2, 3 },
+		{ "stamp 9:9\nctrl xhci 15 15 0\n", -EINVAL, 0, 0 },	/* another QEMU */
+		{ "ctrl xhci 15 15 0\n", -EINVAL, 0, 0 },		/* no stamp */
+		{ "stamp 1:2\nctrl uhci 15 15 0\n", -EINVAL, 0, 0 },	/* not ours, not xhci */
+		{ "stamp 1:2\nctrl usbhotplug-xhcix 15 15 0\n", -EINVAL, 0, 0 },
+		{ "stamp 1:2\nctrl xhci 16 15 0\n", -EINVAL, 0, 0 },
+		{ "stamp 1:2\nctrl xhci 15 15 1\n", -EINVAL, 0, 0 },	/* port 0 */
+		{ "stamp 1:2\nctrl xhci 15 15 10000\n", -EINVAL, 0, 0 }, /* port 16 */
+		{ "stamp 1:2\nctrl xhci 15 15 0\ndev 3-4 1 15 0 0\n", -EINVAL, 0, 0 }, /* no ctrl 1 */
+		{ "stamp 1:2\nctrl xhci 15 15 0\ndev 3-4 0 0 0 0\n", -EINVAL, 0, 0 },
+		{ "stamp 1:2\nctrl xhci 15 15 0\ndev 3-x 0 1 0 0\n", -EINVAL, 0, 0 },
+		{ "stamp 1:2\nctrl xhci 15 15 0\ndev 3-4 0 1 10000 0\n", -EINVAL, 0, 0 },
+		{ "stamp 1:2\nctrl xhci 15 15 0 extra\n", -EINVAL, 0, 0 },
+		{ "stamp 1:2\nbogus\n", -EINVAL, 0, 0 },
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		struct xhci_set set = { .n = 99 };
+		int r = xhci_hint_parse(table[i].text, strlen(table[i].text), "1:2", &set);
+
+		if (r != table[i].r)
+			fail_msg("case %zu: %d, not %d", i, r, table[i].r);
+		if (r == 0 && (set.n != table[i].n || set.n_devs != table[i].n_devs))
+			fail_msg("case %zu: %zu/%zu", i, set.n, set.n_devs);
+		if (r < 0 && set.n != 99)
+			fail_msg("case %zu: output touched on failure", i);
+	}
+	/* the ports the devices hold count as taken */
+	{
+		const char *t = "stamp 1:2\nctrl usbhotplug-xhci0 15 15 0\ndev 3-4 0 7 1 2\n";
+		struct xhci_set set;
+		struct usb_port p;
+
+		assert_int_equal(xhci_hint_parse(t, strlen(t), "1:2", &set), 0);
+		assert_true(set.c[0].taken & (1u << 7));
+		assert_int_equal(port_parse("3-4", &p), 0);
+		assert_non_null(xhci_find(&set, &p));
+		assert_int_equal(xhci_find(&set, &p)->vid, 1);
+		xhci_note_detached(&set, &p);
+		assert_false(set.c[0].taken & (1u << 7));
+		assert_null(xhci_find(&set, &p));
+	}
+	/* an empty stamp (QEMU's process unknown) never matches */
+	assert_int_equal(xhci_hint_parse("stamp \n", 7, "", &(struct xhci_set){ 0 }), -EINVAL);
 }
 
 static void test_speed(void **state)
@@ -91,6 +142,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pick),
+		cmocka_unit_test(test_hint),
 		cmocka_unit_test(test_speed),
 	};
 	return cmocka_run_group_tests_name("xhci", tests, NULL, NULL);

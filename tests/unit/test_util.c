@@ -1,0 +1,119 @@
+/* Number parsing, the log's one-line contract, log_err's return, and how a
+ * QEMU process of a VM is recognised from its command line. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "util.h"
+#include "vmproc.h"
+
+static void test_parse_uint(void **state)
+{
+	static const struct {
+		const char *in;
+		unsigned long max;
+		int r;
+		unsigned long v;
+	} table[] = {
+		{ "0", 10, 0, 0 },	  { "7", 7, 0, 7 },	    { "7", 5, -ERANGE, 0 },
+		{ "9", 1, -ERANGE, 0 },	  { "10", 9, -ERANGE, 0 },  { "255", 255, 0, 255 },
+		{ "256", 255, -ERANGE, 0 }, { "012", 99, -EINVAL, 0 }, { "", 9, -EINVAL, 0 },
+		{ "1x", 99, -EINVAL, 0 },  { "-1", 99, -EINVAL, 0 },  { "18446744073709551615", (unsigned long)-1, 0, (unsigned long)-1 },
+		{ "18446744073709551616", (unsigned long)-1, -ERANGE, 0 },
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+		unsigned long v = 12345;
+		int r = util_parse_uint(table[i].in, table[i].max, &v);
+
+		if (r != table[i].r || (r == 0 && v != table[i].v))
+			fail_msg("'%s' max %lu: %d %lu", table[i].in, table[i].max, r, v);
+	}
+}
+
+static char *captured(void (*fn)(void))
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&buf, &len), *saved = stderr;
+
+	stderr = mem;
+	fn();
+	stderr = saved;
+	fclose(mem);
+	return buf;
+}
+
+static int log_err_result;
+
+static void log_hostile(void)
+{
+	log_setup(LOG_LVL_DEBUG, NULL, 0);
+	log_err_result = log_err(0, "QEMU says: %s", "bad\nline\r\x1b[31mred\x7f");
+}
+
+static void test_log(void **state)
+{
+	char *out;
+	char esc[64];
+	(void)state;
+
+	out = captured(log_hostile);
+	/* one line, whatever came in */
+	assert_string_equal(out, "pve-usb-hotplug: error: QEMU says: bad?line??[31mred?\n");
+	/* an error is never success */
+	assert_int_equal(log_err_result, -EIO);
+	free(out);
+	assert_int_equal(log_err(-ENOENT, "x"), -ENOENT);
+	assert_int_equal(log_err(ENOENT, "x"), -ENOENT);
+	assert_string_equal(log_escape("a\"b\\c\n\xff", esc, sizeof(esc)), "a\\\"b\\\\c\\x0a\\xff");
+}
+
+static void test_cmdline(void **state)
+{
+	static const char a[] = "/usr/bin/kvm\0-id\0100\0-pidfile\0/var/run/qemu-server/100.pid\0-daemonize";
+	static const char b[] = "qemu\0-pidfile=/run/x/100.pid\0";
+	static const char c[] = "sleep\0-pidfile";
+	static const char d[] = "python3\0/var/run/qemu-server/100.pid\0";
+	(void)state;
+
+	assert_true(vmproc_cmdline_names(a, sizeof(a), "/var/run/qemu-server/100.pid"));
+	assert_false(vmproc_cmdline_names(a, sizeof(a), "/var/run/qemu-server/10.pid"));
+	assert_false(vmproc_cmdline_names(a, sizeof(a), "/var/run/qemu-server/100.pi"));
+	assert_true(vmproc_cmdline_names(b, sizeof(b) - 1, "/run/x/100.pid"));
+	assert_false(vmproc_cmdline_names(c, sizeof(c), "/run/x/100.pid"));
+	assert_false(vmproc_cmdline_names(d, sizeof(d) - 1, "/var/run/qemu-server/100.pid"));
+	/* no VM: a pid file that names this very process, which is no QEMU */
+	{
+		char dir[] = "/tmp/puh-vmproc-XXXXXX", path[64];
+		FILE *f;
+
+		assert_non_null(mkdtemp(dir));
+		snprintf(path, sizeof(path), "%s/100.pid", dir);
+		f = fopen(path, "w");
+		fprintf(f, "%d\n", (int)getpid());
+		fclose(f);
+		assert_int_equal(vmproc_pid(dir, 100), 0);
+		assert_int_equal(vmproc_pid(dir, 101), 0);
+		unlink(path);
+		rmdir(dir);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_uint),
+		cmocka_unit_test(test_log),
+		cmocka_unit_test(test_cmdline),
+	};
+	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
+}
