@@ -4,6 +4,7 @@
 
 #include "hotplug.h"
 #include "log.h"
+#include "pveconf.h"
 #include "usbconf.h"
 
 /* Two allow rules that claim exactly the same devices equally. */
@@ -46,6 +47,41 @@ static void warn_overlaps(const struct vm_rules *mine, struct vm_rules *const *a
 	}
 }
 
+/* What Proxmox's side says about the VM: is there a <vmid>.conf beside the
+ * rules (else they are left over and a new VM with that id inherits them),
+ * and do its mapping=NAME lines resolve on this node. Warnings only. */
+static void check_pve(const struct settings *s, const struct vm_rules *r, bool pre_start,
+		      struct pve_mappings *maps, int *maps_state)
+{
+	struct pve_vm pve;
+	char node[256];
+
+	if (pveconf_load(s->vm_config_dir, r->vmid, &pve) == -ENOENT) {
+		if (!pre_start)
+			log_warning("%s: there is no %lu.conf on this node (the VM was destroyed or migrated away?): a new VM %lu would inherit these rules; remove the file, or move it with the VM",
+				    r->path, r->vmid, r->vmid);
+		return;
+	}
+	pveconf_node_name(node, sizeof(node));
+	for (size_t i = 0; i < pve.n; i++) {
+		const struct pve_usb *u = &pve.usb[i];
+
+		if (u->kind != PVE_USB_MAPPING)
+			continue;
+		if (*maps_state == 1)
+			*maps_state = pveconf_mappings_load(s->mapping_file, node, LOG_LVL_WARNING, maps);
+		if (*maps_state < 0) {
+			log_warning("VM %lu: usb%u uses mapping '%s', but %s cannot be read (%s): the tool cannot tell which device that is, and may take it",
+				    r->vmid, u->index, u->mapping, s->mapping_file, strerror(-*maps_state));
+			continue;
+		}
+		pveconf_resolve(&pve, maps);
+		if (!u->resolved)
+			log_warning("VM %lu: usb%u uses mapping '%s', which has no map line for node '%s' in %s",
+				    r->vmid, u->index, u->mapping, node, s->mapping_file);
+	}
+}
+
 static int check_one(const struct vm_rules *r, bool pre_start)
 {
 	if (r->n_errors) {
@@ -61,6 +97,8 @@ static int check_one(const struct vm_rules *r, bool pre_start)
 int hotplug_check(const struct settings *s, unsigned long vmid, bool pre_start)
 {
 	struct vm_rules **all = NULL, *one = NULL;
+	struct pve_mappings maps = { 0 };
+	int maps_state = 1;
 	size_t n = 0;
 	int r, ret = 0;
 
@@ -74,10 +112,12 @@ int hotplug_check(const struct settings *s, unsigned long vmid, bool pre_start)
 		if (r < 0)
 			return r;
 		ret = check_one(one, pre_start);
+		check_pve(s, one, pre_start, &maps, &maps_state);
 		if (usbconf_load_all(s->vm_config_dir, LOG_LVL_DEBUG, false, &all, &n) == 0)
 			warn_overlaps(one, all, n);
 		usbconf_free(one);
 		usbconf_free_all(all, n);
+		pveconf_mappings_free(&maps);
 		return ret;
 	}
 	r = usbconf_load_all(s->vm_config_dir, LOG_LVL_WARNING, false, &all, &n);
@@ -89,9 +129,11 @@ int hotplug_check(const struct settings *s, unsigned long vmid, bool pre_start)
 	for (size_t i = 0; i < n; i++) {
 		if (check_one(all[i], false) < 0)
 			ret = -EINVAL;
+		check_pve(s, all[i], false, &maps, &maps_state);
 		/* each pair once */
 		warn_overlaps(all[i], all + i + 1, n - i - 1);
 	}
 	usbconf_free_all(all, n);
+	pveconf_mappings_free(&maps);
 	return ret;
 }

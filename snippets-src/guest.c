@@ -345,6 +345,11 @@ int guest_attach(struct guest *g, const struct usb_device_info *dev)
 	guest_describe(dev, desc, sizeof(desc));
 	xhci_dev_id(&dev->port, id, sizeof(id));
 	port_format_hostport(&dev->port, hostport, sizeof(hostport));
+	/* QEMU compares hostport in a 16-byte buffer: a longer one is
+	 * accepted and never attaches */
+	if (strlen(hostport) > QEMU_HOSTPORT_MAX)
+		return log_err(-ENAMETOOLONG, "VM %lu: cannot pass %s: its port path '%s' is longer than the %d characters QEMU compares, so QEMU would never open it; plug it in with fewer hubs between it and the computer",
+			       g->vmid, desc, hostport, QEMU_HOSTPORT_MAX);
 	r = load_xhci(g, LOAD_ANY);
 	if (r < 0)
 		return qmp_failed(g, r, "listing USB controllers to attach", desc);

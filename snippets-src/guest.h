@@ -13,6 +13,10 @@
 
 struct guest;
 
+/* QEMU keeps usb-host's hostport in a 16-byte buffer (measured): a longer
+ * port path is accepted by device_add and never attaches. */
+#define QEMU_HOSTPORT_MAX 15
+
 /* Opens the state directory (see state.h), takes the VM's lock and connects
  * to <qmp_socket_dir>/<vmid>.qmp. -ENOENT / -ECONNREFUSED: the VM is not
  * running (logged as a warning); other errors are logged as errors. Every

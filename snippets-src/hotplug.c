@@ -25,8 +25,12 @@ void hotplug_explain(const struct placement *p, unsigned long for_vmid, const ch
 			log_info("%s: no running VM claims it; nothing to do", desc);
 		break;
 	case PLACE_PROXMOX:
-		log_info("%s is passed by Proxmox itself (usb%u in VM %lu's config); left to Proxmox",
-			 desc, p->pve->index, p->vm->vmid);
+		if (p->pve->kind == PVE_USB_MAPPING)
+			log_info("%s is passed by Proxmox itself (usb%u in VM %lu's config, mapping '%s'); left to Proxmox",
+				 desc, p->pve->index, p->vm->vmid, p->pve->mapping);
+		else
+			log_info("%s is passed by Proxmox itself (usb%u in VM %lu's config); left to Proxmox",
+				 desc, p->pve->index, p->vm->vmid);
 		break;
 	case PLACE_CONFLICT:
 		log_error("%s is claimed equally by VM %lu (%s) and VM %lu (%s), both running: attached to neither; make one rule more specific",

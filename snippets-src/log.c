@@ -88,12 +88,18 @@ int log_err(int err, const char *fmt, ...)
 
 char *log_escape(const char *in, char *out, size_t out_size)
 {
+	return log_escape_n(in, strlen(in), out, out_size);
+}
+
+char *log_escape_n(const char *in, size_t len, char *out, size_t out_size)
+{
 	static const char hex[] = "0123456789abcdef";
+	const unsigned char *end = (const unsigned char *)in + len;
 	size_t o = 0;
 
 	if (out_size == 0)
 		return out;
-	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+	for (const unsigned char *p = (const unsigned char *)in; p < end; p++) {
 		char buf[4];
 		size_t n;
 

@@ -43,3 +43,6 @@ int log_read_error(int r, const char *path, const char *kind, size_t max);
  * a log line: printable ASCII stays, '\\' and '"' are escaped, everything
  * else becomes \xNN. Truncates to fit, returns out. */
 char *log_escape(const char *in, char *out, size_t out_size);
+
+/* The same for the first len bytes of in. */
+char *log_escape_n(const char *in, size_t len, char *out, size_t out_size);

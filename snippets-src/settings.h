@@ -19,6 +19,7 @@ struct settings {
 	char vm_config_dir[SETTINGS_PATH_MAX];
 	char qmp_socket_dir[SETTINGS_PATH_MAX];
 	char state_dir[SETTINGS_PATH_MAX];
+	char mapping_file[SETTINGS_PATH_MAX];
 	char retry_command[SETTINGS_PATH_MAX];
 	int qmp_timeout_ms;
 	int lock_timeout_ms;

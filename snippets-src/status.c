@@ -102,8 +102,9 @@ static json_t *device_json(struct vms *v, const struct usb_device_info *d)
 			: vms_holds(v, p.vm, &d->port) ? "attached"
 							 : "not-attached";
 	} else if (p.kind == PLACE_PROXMOX) {
-		claim = json_pack("{s:I, s:i}", "vmid", (json_int_t)p.vm->vmid, "proxmox_usb",
-				  (int)p.pve->index);
+		claim = json_pack("{s:I, s:i, s:s?}", "vmid", (json_int_t)p.vm->vmid, "proxmox_usb",
+				  (int)p.pve->index, "proxmox_mapping",
+				  p.pve->kind == PVE_USB_MAPPING ? p.pve->mapping : NULL);
 		state = "proxmox";
 	} else if (p.kind == PLACE_CONFLICT) {
 		claim = rule_json(p.vm, p.rule);
@@ -159,8 +160,9 @@ static json_t *vm_json(struct vms *v, struct vm *vm, const struct usb_device_inf
 		if (!present)
 			json_array_append_new(stale, json_string(port));
 	}
-	return json_pack("{s:I, s:b, s:s?, s:I, s:I, s:b, s:o, s:o}", "vmid", (json_int_t)vm->vmid,
-			 "running", running, "rules_file", vm->rules ? vm->rules->path : NULL,
+	return json_pack("{s:I, s:b, s:b, s:s?, s:I, s:I, s:b, s:o, s:o}", "vmid", (json_int_t)vm->vmid,
+			 "running", running, "vm_config", vms_pve(v, vm) != NULL,
+			 "rules_file", vm->rules ? vm->rules->path : NULL,
 			 "rules", (json_int_t)(vm->rules ? vm->rules->n_rules : 0), "bad_lines",
 			 (json_int_t)(vm->rules ? vm->rules->n_errors : 0), "qemu_answered",
 			 !running || vm->held_state == 0, "holds", holds, "stale", stale);
@@ -186,6 +188,10 @@ static void print_device(json_t *d, unsigned indent)
 			 vmid, where);
 	else if (!strcmp(state, "unknown"))
 		snprintf(what, sizeof(what), "VM %lld: claimed (%s); QEMU did not answer", vmid, where);
+	else if (!strcmp(state, "proxmox") && json_is_string(json_object_get(claim, "proxmox_mapping")))
+		snprintf(what, sizeof(what), "VM %lld: passed by Proxmox itself (usb%lld, mapping '%s')",
+			 vmid, json_integer_value(json_object_get(claim, "proxmox_usb")),
+			 json_string_value(json_object_get(claim, "proxmox_mapping")));
 	else if (!strcmp(state, "proxmox"))
 		snprintf(what, sizeof(what), "VM %lld: passed by Proxmox itself (usb%lld)", vmid,
 			 json_integer_value(json_object_get(claim, "proxmox_usb")));
@@ -261,6 +267,9 @@ static void print_text(json_t *model)
 		       json_integer_value(json_object_get(d, "rules")), file ? " in " : "",
 		       file ? file : "", json_array_size(json_object_get(d, "holds")),
 		       json_is_true(json_object_get(d, "qemu_answered")) ? "" : " (QEMU did not answer)");
+		if (!json_is_true(json_object_get(d, "vm_config")))
+			printf("  no %lld.conf on this node (destroyed or migrated away?): a new VM %lld would inherit these rules\n",
+			       vmid, vmid);
 		if (json_integer_value(json_object_get(d, "bad_lines")))
 			printf("  %lld bad line(s): run 'pve-usb-hotplug check %lld'\n",
 			       json_integer_value(json_object_get(d, "bad_lines")), vmid);

@@ -33,6 +33,7 @@ int vms_load(const struct settings *s, enum log_level line_level, unsigned long 
 	memset(ret, 0, sizeof(*ret));
 	ret->s = s;
 	ret->starting_vmid = starting_vmid;
+	ret->maps_state = 1;
 	/* udev events (quiet about lines) are quiet about a missing directory */
 	r = usbconf_load_all(s->vm_config_dir, line_level, line_level == LOG_LVL_DEBUG, &rules, &n);
 	if (r < 0)
@@ -68,6 +69,7 @@ void vms_free(struct vms *v)
 	free(v->list);
 	v->list = NULL;
 	v->n = 0;
+	pveconf_mappings_free(&v->maps);
 }
 
 int vms_load_host(const struct settings *s, struct vms *v, struct usb_device_info **devs,
@@ -175,10 +177,28 @@ int vms_list_hinted(struct vms *v)
 	return r == -ENOMEM ? r : 0;
 }
 
+const struct pve_mappings *vms_mappings(struct vms *v)
+{
+	if (v->maps_state == 1) {
+		char node[256];
+
+		/* its problems are for 'check' */
+		pveconf_node_name(node, sizeof(node));
+		v->maps_state = pveconf_mappings_load(v->s->mapping_file, node, LOG_LVL_DEBUG, &v->maps);
+	}
+	return v->maps_state == 0 ? &v->maps : NULL;
+}
+
 const struct pve_vm *vms_pve(struct vms *v, struct vm *vm)
 {
-	if (vm->pve_state == -1)
+	if (vm->pve_state == -1) {
 		vm->pve_state = pveconf_load(v->s->vm_config_dir, vm->vmid, &vm->pve);
+		for (size_t i = 0; vm->pve_state == 0 && i < vm->pve.n; i++)
+			if (vm->pve.usb[i].kind == PVE_USB_MAPPING) {
+				pveconf_resolve(&vm->pve, vms_mappings(v));
+				break;
+			}
+	}
 	return vm->pve_state == 0 ? &vm->pve : NULL;
 }
 

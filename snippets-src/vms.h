@@ -41,6 +41,8 @@ struct vms {
 	unsigned long starting_vmid; /* post-start: counts as running */
 	bool all_listed;	     /* running VMs without a .usb.conf added */
 	bool hinted_listed;	     /* VMs with a port hint added */
+	int maps_state;		     /* 1: not read; 0: read; <0: none (-ENOENT...) */
+	struct pve_mappings maps;    /* this node's USB resource mappings */
 	struct vm **list; /* each vm stays where it is while the list grows */
 	size_t n;
 };
@@ -82,7 +84,11 @@ bool vms_running(struct vms *v, struct vm *vm);
  * devices); sorted by vmid afterwards. */
 int vms_list_running(struct vms *v);
 
-/* The VM's usbN lines; NULL if it has no <vmid>.conf. */
+/* This node's USB resource mappings (read once); NULL when there are none
+ * or the file cannot be read. */
+const struct pve_mappings *vms_mappings(struct vms *v);
+
+/* The VM's usbN lines, mappings resolved; NULL if it has no <vmid>.conf. */
 const struct pve_vm *vms_pve(struct vms *v, struct vm *vm);
 
 /* Adds the VMs that have a port hint in the state directory (the tool has

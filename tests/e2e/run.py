@@ -356,6 +356,7 @@ class Check(Case):
     def test_shipped_examples_are_valid(self):
         examples = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "pve-conf-examples")
         shutil.copy(os.path.join(examples, "100.usb.conf"), self.tool.vm_dir)
+        shutil.copy(os.path.join(examples, "100.conf"), self.tool.vm_dir)
         # the shipped settings file as it is, then only the paths pointed here
         with open(os.path.join(examples, "pve-usb-hotplug.conf")) as f:
             shipped = f.read()
@@ -601,7 +602,7 @@ class Commands(Case):
         self.assertEqual(dev["3-4.2.1"]["claim"], {"vmid": 101, "rule": "port 3-4.2", "line": 1,
                                                     "file": os.path.join(self.tool.vm_dir, "101.usb.conf")})
         self.assertEqual(dev["3-5"]["claim"]["rule"], "id 0951:*")
-        self.assertEqual(dev["3-4.3"]["claim"], {"vmid": 101, "proxmox_usb": 0})
+        self.assertEqual(dev["3-4.3"]["claim"], {"vmid": 101, "proxmox_usb": 0, "proxmox_mapping": None})
         self.assertEqual(dev["3-6"]["claim"]["rival"], 104)
         self.assertEqual(dev["3-7"]["claim"]["vmid"], 102)
         self.assertEqual(dev["3-4.2.1"]["path"], "pci-0000:00:03.0-usb-0:4.2.1")
@@ -1333,6 +1334,93 @@ class Hardening(Case):
         r = self.ok(self.tool.run(["status", "100", "--json"], host=self.host))
         vm = json.loads(r.stdout)["vms"][0]
         self.assertEqual((vm["vmid"], vm["holds"], vm["stale"]), (100, ["3-4"], ["3-4"]))
+
+
+class Proxmox(Case):
+    """A good Proxmox citizen (issue 11)."""
+
+    node = socket.gethostname().split(".")[0]
+
+    def mapping(self, text):
+        path = os.path.join(self.dir, "mapping-usb.cfg")
+        with open(path, "w") as f:
+            f.write(text)
+        self.tool.write_settings(extra="[paths]\nmapping_file = %s\n" % path)
+        return path
+
+    def test_a_mapped_device_is_left_to_proxmox(self):
+        a, b = self.guest(100), self.guest(101)
+        self.tool.usb_conf(100, "3-4\n")
+        self.tool.vm_conf(101, "usb0: mapping=desk\nusb1: mapping=board\n")
+        self.mapping("desk\n\tmap node=othernode,id=1111:1111\n\tmap node=%s,id=046d:c52b\n"
+                     "\tdescription keyboard\n\nboard\n\tmap node=%s,id=0483:5740,path=3-4.3\n"
+                     % (self.node, self.node))
+        self.host.hub("3-4")
+        self.host.plug("3-4.1", 0x046D, 0xC52B)     # mapping desk, by id
+        self.host.plug("3-4.2", 0x0483, 0x5740)     # board's id, but not its path
+        self.host.plug("3-4.3", 0x0483, 0x5740)     # mapping board, by path
+        r = self.ok(self.tool.run(["100", "post-start"], host=self.host))
+        self.assertIn("3-4.1 (046d:c52b) is passed by Proxmox itself (usb0 in VM 101's config, mapping 'desk'); left to Proxmox", r.stdout)
+        self.assertIn("3-4.3 (0483:5740) is passed by Proxmox itself (usb1 in VM 101's config, mapping 'board')", r.stdout)
+        self.assertEqual(a.ports(), ["3-4.2"])
+        r = self.ok(self.tool.run(["status"], host=self.host))
+        self.assertRegex(r.stdout, r"3-4\.1 +046d:c52b .*VM 101: passed by Proxmox itself \(usb0, mapping 'desk'\)")
+        j = json.loads(self.ok(self.tool.run(["status", "--json"], host=self.host)).stdout)
+        d = [x for x in j["devices"] if x["port"] == "3-4.3"][0]
+        self.assertEqual((d["state"], d["claim"]["proxmox_mapping"]), ("proxmox", "board"))
+
+    def test_a_missing_or_malformed_mapping_file_is_a_warning(self):
+        self.tool.usb_conf(100, "3-4\n")
+        self.tool.vm_conf(100, "usb0: mapping=desk\n")
+        path = self.mapping("desk\n\tmap node=%s,id=xyz\n9bad\n" % self.node)
+        r = self.ok(self.tool.run(["check", "100"]))
+        self.assertIn("%s:2: mapping 'desk': id must be VENDOR:PRODUCT, four hex digits each" % path, r.stderr)
+        self.assertIn("%s:3: '9bad' is not a mapping name" % path, r.stderr)
+        self.assertIn("VM 100: usb0 uses mapping 'desk', which has no map line for node '%s' in %s" % (self.node, path), r.stderr)
+        os.unlink(path)
+        r = self.ok(self.tool.run(["check", "100"]))
+        self.assertIn("VM 100: usb0 uses mapping 'desk', but %s cannot be read (No such file or directory)" % path, r.stderr)
+        # and events still work
+        g = self.guest(100)
+        self.host.plug("3-4")
+        self.ok(self.tool.event(self.host, "add", "3-4"))
+        self.assertEqual(g.ports(), ["3-4"])
+
+    def test_rules_left_by_a_destroyed_or_migrated_vm_are_named(self):
+        conf = self.tool.usb_conf(100, "3-4\n")
+        self.tool.usb_conf(101, "3-5\n")
+        self.tool.vm_conf(101, "memory: 512\n")
+        r = self.ok(self.tool.run(["check"]))
+        self.assertIn("%s: there is no 100.conf on this node (the VM was destroyed or migrated away?): a new VM 100 would inherit these rules" % conf, r.stderr)
+        self.assertNotIn("101.conf", r.stderr)
+        r = self.ok(self.tool.run(["status"], host=self.host))
+        self.assertIn("VM 100: not running, 1 rule(s) in %s, holds 0 device(s)\n  no 100.conf on this node (destroyed or migrated away?)" % conf, r.stdout)
+        j = json.loads(self.ok(self.tool.run(["status", "--json"], host=self.host)).stdout)
+        self.assertEqual([(v["vmid"], v["vm_config"]) for v in j["vms"]], [(100, False), (101, True)])
+        # a starting VM has its conf: pre-start says nothing of it
+        r = self.ok(self.tool.run(["101", "pre-start"]))
+        self.assertEqual(r.stderr, "")
+
+    def test_a_port_path_qemu_cannot_compare_is_refused(self):
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-14\n")
+        port = "3-14"
+        for n in (10, 11, 12, 13):
+            port += ".%d" % n
+            self.host.hub(port)
+        self.host.plug(port + ".1", 0x1, 0x2)        # hostport 14.10.11.12.13.1: 16 characters
+        self.host.plug("3-14.10.2", 0x1, 0x3)
+        r = self.failed(self.tool.run(["100", "post-start"], host=self.host))
+        self.assertIn("VM 100: cannot pass 3-14.10.11.12.13.1 (0001:0002): its port path '14.10.11.12.13.1' is longer than the 15 characters QEMU compares", r.stderr)
+        self.assertEqual(g.ports(), ["3-14.10.2"])
+
+    def test_post_start_on_a_migration_target_attaches_nothing(self):
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.plug("3-4")
+        r = self.ok(self.tool.run(["100", "post-start"], host=self.host, env={"PVE_MIGRATED_FROM": "pve1"}))
+        self.assertEqual(r.stdout, "pve-usb-hotplug: VM 100: started as the target of a migration from node pve1: nothing is attached now; run 'pve-usb-hotplug sync 100' when the migration has finished\n")
+        self.assertEqual(g.ports(), [])
 
 
 class Summary(unittest.TextTestResult):

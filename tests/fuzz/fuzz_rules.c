@@ -14,6 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	struct pve_mappings maps;
 	struct usb_device_info dev = { .have_ids = true, .vid = 0x046d, .pid = 0xc52b,
 				       .serial_known = true, .serial = "ABC" };
 	struct vm_rules *r;
@@ -22,6 +23,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *text;
 
 	log_setup(LOG_LVL_ERROR, NULL, 0);
+	/* as /etc/pve/mapping/usb.cfg */
+	if (pveconf_mappings_parse((const char *)data, size, "fuzz", "pve", LOG_LVL_DEBUG, &maps) == 0)
+		pveconf_mappings_free(&maps);
 	if (usbconf_parse_text((const char *)data, size, "fuzz", 100, LOG_LVL_DEBUG, &r) < 0)
 		return 0;
 	port_parse("3-4.1", &dev.port);

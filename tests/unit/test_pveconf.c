@@ -45,7 +45,8 @@ static void test_parse(void **state)
 	assert_int_equal(vm.usb[2].kind, PVE_USB_OTHER);
 	assert_int_equal(vm.usb[3].kind, PVE_USB_ID);
 	assert_int_equal(vm.usb[3].vid, 0x0951);
-	assert_int_equal(vm.usb[4].kind, PVE_USB_OTHER);
+	assert_int_equal(vm.usb[4].kind, PVE_USB_MAPPING);
+	assert_string_equal(vm.usb[4].mapping, "desk");
 	assert_int_equal(vm.usb[5].index, 13);
 	assert_int_equal(vm.usb[5].kind, PVE_USB_PORT);
 
@@ -89,10 +90,50 @@ static void test_controller(void **state)
 	}
 }
 
+static void test_mappings(void **state)
+{
+	static const char cfg[] = "# comment\n"
+				  "desk\n"
+				  "\tmap node=other,id=1111:2222\n"
+				  "\tmap node=pve,id=046d:c52b\n"
+				  "\tdescription the keyboard\n"
+				  "\n"
+				  "board\n"
+				  "\tmap id=0483:5740,node=pve,path=3-4.3\n"
+				  "bad name\n"
+				  "\tmap node=pve,id=zz\n";
+	struct pve_mappings maps;
+	struct pve_vm vm;
+	struct usb_device_info d;
+	(void)state;
+
+	log_setup(LOG_LVL_ERROR, NULL, 0);
+	assert_int_equal(pveconf_mappings_parse(cfg, sizeof(cfg) - 1, "usb.cfg", "pve", LOG_LVL_DEBUG, &maps), 0);
+	assert_int_equal(maps.n, 2);
+	assert_int_equal(maps.n_errors, 1); /* "bad name"; its map line belongs to no mapping */
+	assert_string_equal(maps.m[0].name, "desk");
+	assert_int_equal(maps.m[0].vid, 0x046d);
+	assert_false(maps.m[0].have_port);
+	assert_string_equal(maps.m[1].name, "board");
+	assert_true(maps.m[1].have_port);
+
+	pveconf_parse_text("usb0: mapping=desk\nusb1: mapping=board\nusb2: mapping=none\n", 58, &vm);
+	pveconf_resolve(&vm, &maps);
+	assert_true(vm.usb[0].resolved && vm.usb[1].resolved && !vm.usb[2].resolved);
+	d = dev("1-1", 0x046d, 0xc52b);
+	assert_ptr_equal(pveconf_passes(&vm, &d), &vm.usb[0]);
+	d = dev("3-4.2", 0x0483, 0x5740); /* board's id, another port */
+	assert_null(pveconf_passes(&vm, &d));
+	d = dev("3-4.3", 0x0483, 0x5740);
+	assert_ptr_equal(pveconf_passes(&vm, &d), &vm.usb[1]);
+	pveconf_mappings_free(&maps);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_mappings),
 		cmocka_unit_test(test_controller),
 	};
 	log_setup(LOG_LVL_ERROR, NULL, 0);
