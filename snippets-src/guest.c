@@ -1,6 +1,7 @@
 #include "guest.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,13 +112,31 @@ static int take_lock(struct guest *g)
 	return r;
 }
 
+static int qmp_path(const struct settings *s, unsigned long vmid, char *buf, size_t n)
+{
+	return snprintf(buf, n, "%s/%lu.qmp", s->qmp_socket_dir, vmid) >= (int)n ? -ENAMETOOLONG : 0;
+}
+
+/* A new QMP connection for g (the lock stays held). Logs failures. */
+static int reconnect(struct guest *g)
+{
+	char path[SETTINGS_PATH_MAX + 32];
+	int r;
+
+	qmp_path(g->s, g->vmid, path, sizeof(path));
+	r = qmp_open(path, g->s->qmp_timeout_ms, g->s->run_deadline_ms, &g->qmp);
+	if (r < 0)
+		explain_qmp_failure(g->s, g->vmid, path, r);
+	return r;
+}
+
 int guest_open(const struct settings *s, unsigned long vmid, struct guest **ret)
 {
 	char path[SETTINGS_PATH_MAX + 32];
 	struct guest *g;
 	int r;
 
-	snprintf(path, sizeof(path), "%s/%lu.qmp", s->qmp_socket_dir, vmid);
+	qmp_path(s, vmid, path, sizeof(path));
 
 	g = calloc(1, sizeof(*g));
 	if (!g)
@@ -151,7 +170,7 @@ int guest_open(const struct settings *s, unsigned long vmid, struct guest **ret)
 
 bool guest_usable(const struct guest *g)
 {
-	return qmp_broken(g->qmp) == 0;
+	return g->qmp && qmp_broken(g->qmp) == 0;
 }
 
 static int qmp_failed(struct guest *g, int r, const char *what, const char *desc)
@@ -441,6 +460,141 @@ int guest_detach(struct guest *g, const struct usb_port *port, const char *desc,
 		log_info("VM %lu: detached %s (%s)%s%s", g->vmid, desc, id, why ? ": " : "",
 			 why ? why : "");
 	return 0;
+}
+
+/* Whether any of ids is still a device of the guest. */
+static int any_left(struct guest *g, char (*ids)[64], size_t n, const char **ret_left)
+{
+	json_t *list = NULL, *item;
+	size_t i;
+	int r;
+
+	r = qmp_execute(g->qmp, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"), &list);
+	if (r < 0)
+		return r;
+	*ret_left = NULL;
+	json_array_foreach(list, i, item) {
+		const char *name = json_string_value(json_object_get(item, "name"));
+
+		for (size_t k = 0; name && k < n && !*ret_left; k++)
+			if (strcmp(name, ids[k]) == 0)
+				*ret_left = ids[k];
+	}
+	json_decref(list);
+	return *ret_left ? 1 : 0;
+}
+
+/* How long release waits for QEMU to finish unplugging: a PCI controller
+ * behind a bridge goes only once the guest has acknowledged it (measured:
+ * a guest without an OS never does, a system_reset completes it). */
+#define RELEASE_WAIT_MS 10000
+#define RELEASE_POLL_MS 200
+
+int guest_release(struct guest *g)
+{
+	char ids[XHCI_MAX_DEVS + XHCI_MAX_CTRLS][64], desc[PORT_STRLEN];
+	struct xhci_set before;
+	const char *left = NULL;
+	int64_t deadline = util_now_ms() + RELEASE_WAIT_MS;
+	size_t n = 0;
+	int r, ret = 0;
+
+	if (g->s->run_deadline_ms && g->s->run_deadline_ms < deadline)
+		deadline = g->s->run_deadline_ms;
+	/* held back first: an event queued behind this lock must not bring
+	 * anything back */
+	r = stamp(g)[0] ? state_mark_released(g->state_fd, g->vmid, stamp(g)) : -ESRCH;
+	if (r < 0)
+		return log_err(r, "VM %lu: cannot note it as released in %s: %s", g->vmid,
+			       g->s->state_dir, strerror(-r));
+	r = load_xhci(g, LOAD_ASK);
+	if (r < 0)
+		return qmp_failed(g, r, "listing the devices of", "the VM");
+	before = g->xhci;
+	for (size_t i = 0; i < before.n_devs && guest_usable(g); i++) {
+		port_format(&before.devs[i].port, desc, sizeof(desc));
+		xhci_dev_id(&before.devs[i].port, ids[n], sizeof(ids[0]));
+		if (guest_detach(g, &before.devs[i].port, desc, "released") < 0)
+			ret = -EIO;
+		else
+			n++;
+	}
+	for (size_t i = 0; i < before.n && guest_usable(g); i++) {
+		if (!before.c[i].ours)
+			continue;
+		r = qmp_execute(g->qmp, "device_del", json_pack("{s:s}", "id", before.c[i].id), NULL);
+		if (r < 0 && !(r == -EREMOTEIO && strcmp(qmp_error_class(g->qmp), "DeviceNotFound") == 0)) {
+			ret = qmp_failed(g, r, "unplugging its USB controller", before.c[i].id);
+			continue;
+		}
+		snprintf(ids[n++], sizeof(ids[0]), "%s", before.c[i].id);
+	}
+	/* Gone from QOM is gone, whichever QEMU. The socket is not held
+	 * while waiting (a guest acknowledging a PCI unplug may take a
+	 * while, and Proxmox's tools want the socket too): asked again every
+	 * RELEASE_POLL_MS on a new connection. */
+	while (guest_usable(g) && (r = any_left(g, ids, n, &left)) > 0 &&
+	       util_remaining_ms(deadline) > 0) {
+		g->qmp = qmp_close(g->qmp);
+		poll(NULL, 0, RELEASE_POLL_MS);
+		r = reconnect(g);
+		if (r < 0)
+			return r;
+	}
+	if (r < 0)
+		return qmp_failed(g, r, "waiting for the unplug of", "its devices");
+	if (left)
+		return log_err(-ETIMEDOUT, "VM %lu: %s is still there after %d ms: QEMU has not finished unplugging it (a guest may have to acknowledge a PCI unplug); a migration or snapshot would fail now; run 'pve-usb-hotplug release %lu' again later",
+			       g->vmid, left, RELEASE_WAIT_MS, g->vmid);
+	/* what is left: Proxmox's xhci, without the tool's devices */
+	memset(&g->xhci, 0, sizeof(g->xhci));
+	for (size_t i = 0; i < before.n; i++)
+		if (!before.c[i].ours)
+			g->xhci.c[g->xhci.n++] = before.c[i];
+	for (size_t i = 0; i < g->xhci.n; i++)
+		if (strcmp(g->xhci.c[i].id, XHCI_PROXMOX_ID) == 0)
+			g->xhci.c[i].taken &= ~(1u << XHCI_PROXMOX_FREE_PORT);
+	g->hint_dirty = true;
+	return ret;
+}
+
+static int state_of(const struct settings *s, unsigned long vmid, char *st, size_t n)
+{
+	char why[128];
+	int fd, r;
+
+	r = state_open(s->state_dir, &fd, why, sizeof(why));
+	if (r < 0)
+		return r;
+	vmproc_stamp(s->qmp_socket_dir, vmid, st, n);
+	return fd;
+}
+
+bool guest_is_released(const struct settings *s, unsigned long vmid)
+{
+	char st[64];
+	int fd = state_of(s, vmid, st, sizeof(st));
+	bool released;
+
+	if (fd < 0)
+		return false;
+	released = state_is_released(fd, vmid, st);
+	close(fd);
+	return released;
+}
+
+int guest_unrelease(const struct settings *s, unsigned long vmid)
+{
+	char st[64];
+	int fd = state_of(s, vmid, st, sizeof(st)), r;
+
+	if (fd < 0)
+		return fd;
+	if (state_is_released(fd, vmid, st))
+		log_info("VM %lu: no longer released; its devices come back", vmid);
+	r = state_clear_released(fd, vmid);
+	close(fd);
+	return r;
 }
 
 struct guest *guest_close(struct guest *g)

@@ -44,6 +44,16 @@ int guest_held(struct guest *g, bool ask_qemu, const struct xhci_set **ret);
  * command would fail at once, so callers stop. */
 bool guest_usable(const struct guest *g);
 
+/* release: detaches every device the tool holds in the VM, unplugs the
+ * tool's own controllers and waits (with a deadline) until QEMU has them
+ * gone, so the VM is as its <vmid>.conf describes it and can be migrated,
+ * snapshotted with RAM or hibernated. The VM is then held back: events
+ * leave it alone until guest_unrelease() (sync VMID) or a new QEMU. */
+int guest_release(struct guest *g);
+bool guest_is_released(const struct settings *s, unsigned long vmid);
+/* Lifts the hold (logs it when there was one). */
+int guest_unrelease(const struct settings *s, unsigned long vmid);
+
 struct guest *guest_close(struct guest *g);
 
 /* Without any connection: what the port hint says the VM's running QEMU

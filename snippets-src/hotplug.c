@@ -314,6 +314,8 @@ static int hook_post_start(const struct settings *s, unsigned long vmid, const c
 			 vmid, log_escape(migrated_from, node, sizeof(node)), vmid);
 		return 0;
 	}
+	/* a new QEMU: a hold from 'release' ends with the old one */
+	(void)guest_unrelease(s, vmid);
 	r = vms_load(s, LOG_LVL_WARNING, vmid, &v);
 	if (r < 0)
 		return r;
@@ -384,6 +386,26 @@ out:
 	free(devs);
 	vms_free(&v);
 	return ret;
+}
+
+int hotplug_release(const struct settings *s, unsigned long vmid)
+{
+	struct guest *g;
+	int r;
+
+	r = guest_open(s, vmid, &g);
+	if (r == -ENOENT || r == -ECONNREFUSED)
+		return 0; /* not running: nothing to release (logged) */
+	if (r < 0)
+		return r;
+	r = guest_release(g);
+	guest_close(g);
+	if (r < 0)
+		return log_err(r, "VM %lu: not fully released (see above); do not migrate or snapshot it yet",
+			       vmid);
+	log_info("VM %lu: released: it has only what its %lu.conf describes; migrate, snapshot or hibernate it now. USB events leave it alone until 'pve-usb-hotplug sync %lu' (or its next start)",
+		 vmid, vmid, vmid);
+	return 0;
 }
 
 static int hook_pre_start(const struct settings *s, unsigned long vmid)

@@ -39,6 +39,11 @@ int hotplug_check(const struct settings *s, unsigned long vmid, bool pre_start);
 /* sync [VMID]: makes running VMs hold what their rules give them now. */
 int hotplug_sync(const struct settings *s, unsigned long vmid);
 
+/* release VMID: everything the tool added to the VM goes (devices, its own
+ * controllers), and USB events leave the VM alone until sync VMID or its
+ * next start: for a migration, a snapshot with RAM, hibernation. */
+int hotplug_release(const struct settings *s, unsigned long vmid);
+
 /* status [VMID] [--json]: the host's USB tree and who has what. */
 int hotplug_status(const struct settings *s, unsigned long vmid, bool json);
 

@@ -34,6 +34,9 @@ static void usage(FILE *out)
 	      "                                      whether they are attached\n"
 	      "  pve-usb-hotplug check [VMID]        check the settings and the .usb.conf files\n"
 	      "  pve-usb-hotplug sync [VMID]         attach what is missing, detach what is stale\n"
+	      "  pve-usb-hotplug release VMID        detach everything the tool added (before a\n"
+	      "                                      migration, a snapshot with RAM, hibernation);\n"
+	      "                                      'sync VMID' brings it back\n"
 	      "  pve-usb-hotplug identify [--timeout SECONDS]\n"
 	      "                                      wait for a device to be plugged in and print\n"
 	      "                                      the .usb.conf lines that select it\n"
@@ -115,6 +118,13 @@ static int run_command(const struct settings *settings, int settings_r, const ch
 	}
 	if (!strcmp(cmd, "status"))
 		return exit_code(hotplug_status(settings, vmid, json));
+	if (!strcmp(cmd, "release")) {
+		if (!vmid) {
+			log_error("release needs the VM: pve-usb-hotplug release VMID");
+			return 2;
+		}
+		return exit_code(hotplug_release(settings, vmid));
+	}
 	return exit_code(hotplug_sync(settings, vmid));
 }
 
@@ -128,7 +138,7 @@ static unsigned retry_attempt(const char *v)
 
 static bool is_command(const char *arg)
 {
-	static const char *const commands[] = { "check", "status", "sync", "identify" };
+	static const char *const commands[] = { "check", "status", "sync", "identify", "release" };
 
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
 		if (!strcmp(arg, commands[i]))

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -38,4 +39,40 @@ int state_open(const char *path, int *ret_fd, char *why, size_t why_size)
 	}
 	*ret_fd = steal_fd(&fd);
 	return 0;
+}
+
+static void released_name(unsigned long vmid, const char *suffix, char *buf, size_t n)
+{
+	snprintf(buf, n, "%lu.released%s", vmid, suffix);
+}
+
+int state_mark_released(int dirfd, unsigned long vmid, const char *stamp)
+{
+	char name[48], text[96];
+	int len;
+
+	released_name(vmid, "", name, sizeof(name));
+	len = snprintf(text, sizeof(text), "stamp %s\n", stamp);
+	return util_write_file_at(dirfd, name, text, (size_t)len);
+}
+
+bool state_is_released(int dirfd, unsigned long vmid, const char *stamp)
+{
+	_cleanup_free_ char *text = NULL;
+	char name[48];
+	size_t len;
+
+	released_name(vmid, "", name, sizeof(name));
+	if (!stamp[0] || util_read_file_at(dirfd, name, true, 256, &text, &len) < 0)
+		return false;
+	return len > 6 && strncmp(text, "stamp ", 6) == 0 && strlen(stamp) == len - 7 &&
+	       strncmp(text + 6, stamp, len - 7) == 0 && text[len - 1] == '\n';
+}
+
+int state_clear_released(int dirfd, unsigned long vmid)
+{
+	char name[48];
+
+	released_name(vmid, "", name, sizeof(name));
+	return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
 }

@@ -8,9 +8,19 @@
  * that checked directory. Nothing here logs. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Makes path (mode 0700) if it is missing, opens and checks it. 0 with the
  * directory's fd in *ret_fd; -EPERM when it is not safe (why says how: the
  * owner, the mode), -ELOOP for a symbolic link, -ENOTDIR, other -errno. */
 int state_open(const char *path, int *ret_fd, char *why, size_t why_size);
+
+/* A released VM (see "pve-usb-hotplug release"): <vmid>.released in the
+ * state directory, stamped with the QEMU process it was released in, so a
+ * new QEMU (a restart, the migration target) is never held back by it.
+ * mark: 0 or -errno; released: true when the marker names stamp; clear: 0
+ * or -errno (none is fine). */
+int state_mark_released(int dirfd, unsigned long vmid, const char *stamp);
+bool state_is_released(int dirfd, unsigned long vmid, const char *stamp);
+int state_clear_released(int dirfd, unsigned long vmid);

@@ -160,8 +160,9 @@ static json_t *vm_json(struct vms *v, struct vm *vm, const struct usb_device_inf
 		if (!present)
 			json_array_append_new(stale, json_string(port));
 	}
-	return json_pack("{s:I, s:b, s:b, s:s?, s:I, s:I, s:b, s:o, s:o}", "vmid", (json_int_t)vm->vmid,
-			 "running", running, "vm_config", vms_pve(v, vm) != NULL,
+	return json_pack("{s:I, s:b, s:b, s:b, s:s?, s:I, s:I, s:b, s:o, s:o}", "vmid", (json_int_t)vm->vmid,
+			 "running", running || vm->released, "released", vm->released,
+			 "vm_config", vms_pve(v, vm) != NULL,
 			 "rules_file", vm->rules ? vm->rules->path : NULL,
 			 "rules", (json_int_t)(vm->rules ? vm->rules->n_rules : 0), "bad_lines",
 			 (json_int_t)(vm->rules ? vm->rules->n_errors : 0), "qemu_answered",
@@ -263,10 +264,15 @@ static void print_text(json_t *model)
 		size_t k;
 
 		printf("VM %lld: %s, %lld rule(s)%s%s, holds %zu device(s)%s\n", vmid,
-		       json_is_true(json_object_get(d, "running")) ? "running" : "not running",
+		       json_is_true(json_object_get(d, "released"))  ? "running, released"
+		       : json_is_true(json_object_get(d, "running")) ? "running"
+								     : "not running",
 		       json_integer_value(json_object_get(d, "rules")), file ? " in " : "",
 		       file ? file : "", json_array_size(json_object_get(d, "holds")),
 		       json_is_true(json_object_get(d, "qemu_answered")) ? "" : " (QEMU did not answer)");
+		if (json_is_true(json_object_get(d, "released")))
+			printf("  released: USB events leave it alone until 'pve-usb-hotplug sync %lld' or its next start\n",
+			       vmid);
 		if (!json_is_true(json_object_get(d, "vm_config")))
 			printf("  no %lld.conf on this node (destroyed or migrated away?): a new VM %lld would inherit these rules\n",
 			       vmid, vmid);

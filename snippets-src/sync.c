@@ -154,6 +154,9 @@ int hotplug_sync(const struct settings *s, unsigned long vmid)
 	struct vms v;
 	int r, ret = 0;
 
+	/* sync VMID ends a release's hold */
+	if (vmid)
+		(void)guest_unrelease(s, vmid);
 	r = vms_load_host(s, &v, &devs, &n_devs);
 	if (r < 0)
 		return r;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -117,4 +118,37 @@ int util_read_file_at(int dirfd, const char *name, bool nofollow, size_t max, ch
 	*ret = steal_ptr(&buf);
 	*ret_len = got;
 	return 0;
+}
+
+int util_write_file_at(int dirfd, const char *name, const char *data, size_t len)
+{
+	char tmp[256];
+	int fd, r = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.new", name) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	/* whatever is there (a leftover, anything) goes; a new file is made */
+	if (unlinkat(dirfd, tmp, 0) < 0 && errno != ENOENT)
+		return -errno;
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+		    0600);
+	if (fd < 0)
+		return -errno;
+	while (len > 0 && r == 0) {
+		ssize_t n = write(fd, data, len);
+
+		if (n < 0 && errno != EINTR)
+			r = -errno;
+		else if (n > 0) {
+			data += n;
+			len -= (size_t)n;
+		}
+	}
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
+		r = -errno;
+	if (r < 0)
+		unlinkat(dirfd, tmp, 0);
+	return r;
 }

@@ -70,3 +70,8 @@ int util_read_file(const char *path, bool nofollow, size_t max, char **ret, size
  * working directory). */
 int util_read_file_at(int dirfd, const char *name, bool nofollow, size_t max, char **ret,
 		      size_t *ret_len);
+
+/* Replaces name in the directory dirfd with data (mode 0600), atomically:
+ * a new file NAME.new (whatever was there first is removed, never followed
+ * or opened) renamed over it. 0 or -errno. */
+int util_write_file_at(int dirfd, const char *name, const char *data, size_t len);

@@ -103,9 +103,12 @@ struct vm *vms_find(struct vms *v, unsigned long vmid)
 
 bool vms_running(struct vms *v, struct vm *vm)
 {
-	if (vm->running < 0)
+	if (vm->running < 0) {
 		vm->running = vm->vmid == v->starting_vmid || vmproc_running(v->s->qmp_socket_dir, vm->vmid);
-	return vm->running > 0;
+		vm->released = vm->running && vm->vmid != v->starting_vmid &&
+			       guest_is_released(v->s, vm->vmid);
+	}
+	return vm->running > 0 && !vm->released;
 }
 
 /* Appends a VM without rules; the list is sorted again by the caller. */
@@ -146,7 +149,7 @@ static int add_from_dir(struct vms *v, const char *dir, const char *suffix, int 
 		if (usbconf_vmid_of_file(de->d_name, suffix, &vmid) < 0 || vms_find(v, vmid) ||
 		    (running == 1 && !vmproc_running(v->s->qmp_socket_dir, vmid)))
 			continue;
-		if (add_vm(v, vmid, running) < 0) {
+		if (add_vm(v, vmid, running == 1 && guest_is_released(v->s, vmid) ? -1 : running) < 0) {
 			closedir(d);
 			return -ENOMEM;
 		}

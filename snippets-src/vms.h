@@ -28,6 +28,7 @@ struct vm {
 	unsigned long vmid;
 	struct vm_rules *rules; /* NULL: no .usb.conf */
 	int running;		/* -1: not asked yet */
+	bool released;		/* running, but held back ("release"): competes for nothing */
 	int pve_state;		/* -1: not read; 0: read; -ENOENT...: none */
 	struct pve_vm pve;
 	int held_state;	 /* HELD_UNKNOWN; 0: known; <0: could not be asked */
@@ -78,6 +79,7 @@ int vms_load_host(const struct settings *s, struct vms *v, struct usb_device_inf
 		  size_t *n_devs);
 
 struct vm *vms_find(struct vms *v, unsigned long vmid);
+/* Whether vm runs and takes part: a released VM does not (vm->released). */
 bool vms_running(struct vms *v, struct vm *vm);
 
 /* Adds the running VMs that have no .usb.conf (Proxmox may pass them USB

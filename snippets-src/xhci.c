@@ -419,25 +419,16 @@ int xhci_hint_read(int dirfd, unsigned long vmid, const char *stamp, struct xhci
 
 int xhci_hint_write(int dirfd, unsigned long vmid, const char *stamp, const struct xhci_set *set)
 {
-	char name[40], tmp[48], port[PORT_STRLEN];
+	char name[40], port[PORT_STRLEN];
+	char *text = NULL;
+	size_t len = 0;
 	FILE *f;
-	int fd, ok;
+	int r;
 
 	hint_name(vmid, "", name, sizeof(name));
-	hint_name(vmid, ".new", tmp, sizeof(tmp));
-	/* whatever is there (a leftover, anything) goes; a new file is made */
-	if (unlinkat(dirfd, tmp, 0) < 0 && errno != ENOENT)
-		return -errno;
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
-		    0600);
-	if (fd < 0)
-		return -errno;
-	f = fdopen(fd, "w");
-	if (!f) {
-		close(fd);
-		unlinkat(dirfd, tmp, 0);
+	f = open_memstream(&text, &len);
+	if (!f)
 		return -ENOMEM;
-	}
 	fprintf(f, "stamp %s\n", stamp);
 	for (size_t i = 0; i < set->n; i++)
 		fprintf(f, "ctrl %s %u %u %x\n", set->c[i].id, set->c[i].p2, set->c[i].p3,
@@ -452,14 +443,13 @@ int xhci_hint_write(int dirfd, unsigned long vmid, const char *stamp, const stru
 			fprintf(f, "dev %s %u %u %04x %04x\n", port, d->ctrl, d->guest_port, d->vid,
 				d->pid);
 	}
-	ok = !ferror(f);
-	if (fclose(f) != 0 || !ok || renameat(dirfd, tmp, dirfd, name) < 0) {
-		int r = errno ? -errno : -EIO;
-
-		unlinkat(dirfd, tmp, 0);
-		return r;
-	}
-	return 0;
+	r = ferror(f) ? -ENOMEM : 0;
+	if (fclose(f) != 0 || !text)
+		r = -ENOMEM;
+	if (r == 0)
+		r = util_write_file_at(dirfd, name, text, len);
+	free(text);
+	return r;
 }
 
 int xhci_hint_remove(int dirfd, unsigned long vmid)

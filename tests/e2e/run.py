@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -36,8 +37,8 @@ class Case(unittest.TestCase):
             g.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def guest(self, vmid, **kw):
-        g = Guest(vmid, self.tool.qmp_dir, **kw)
+    def guest(self, vmid, qmp_dir=None, **kw):
+        g = Guest(vmid, qmp_dir or self.tool.qmp_dir, **kw)
         self.guests.append(g)
         return g
 
@@ -1413,6 +1414,91 @@ class Proxmox(Case):
         r = self.failed(self.tool.run(["100", "post-start"], host=self.host))
         self.assertIn("VM 100: cannot pass 3-14.10.11.12.13.1 (0001:0002): its port path '14.10.11.12.13.1' is longer than the 15 characters QEMU compares", r.stderr)
         self.assertEqual(g.ports(), ["3-14.10.2"])
+
+    def migrate(self, src, vmid):
+        """Migrates src to a new QEMU started from the Proxmox layout only;
+        returns (the source's final migration status, the target)."""
+        tdir = os.path.join(self.dir, "target-%d" % vmid)
+        os.makedirs(tdir, exist_ok=True)
+        sock = os.path.join(tdir, "migrate.sock")
+        tgt = self.guest(vmid, qmp_dir=tdir, incoming="unix:" + sock)
+        deadline = time.monotonic() + 20
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        src.qmp("migrate", uri="unix:" + sock)
+        deadline = time.monotonic() + 60
+        while True:
+            status = src.qmp("query-migrate").get("status")
+            if status in ("completed", "failed", "cancelled") or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        return status, tgt
+
+    def release(self, g, vmid):
+        """pve-usb-hotplug release, with the guest's part played: a bootless
+        test guest never acknowledges a PCI unplug, and a system_reset
+        completes it as a guest OS would (the tool keeps no QMP connection
+        open while it waits)."""
+        argv, env = self.tool.cmd(["release", str(vmid)], host=self.host)
+        p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.5)
+        g.qmp("system_reset")
+        out, err = p.communicate(timeout=60)
+        r = subprocess.CompletedProcess(argv, p.returncode, out, err)
+        return self.ok(r)
+
+    def test_release_lets_a_migration_complete(self):
+        kept, rel = self.guest(100), self.guest(101)
+        self.tool.usb_conf(100, "3-4\n")
+        self.tool.usb_conf(101, "3-5\n")
+        for p in ("3-4", "3-5"):
+            self.host.hub(p)
+            for i in (1, 2):
+                self.host.plug("%s.%d" % (p, i), 0x1000, i)
+        self.ok(self.tool.run(["100", "post-start"], host=self.host))
+        self.ok(self.tool.run(["101", "post-start"], host=self.host))
+        self.assertEqual(len(rel.usb_hosts()), 2)
+        # without release, the target cannot take the state
+        status, tgt = self.migrate(kept, 100)
+        self.assertNotEqual(tgt.proc.wait(timeout=60), 0)
+        self.assertIn("Unknown savevm section", tgt.proc.stderr.read().decode())
+        # with it, the migration completes and the target runs on
+        r = self.release(rel, 101)
+        self.assertIn("VM 101: detached 3-5.1 (usbhost3-5.1): released", r.stdout)
+        self.assertIn("VM 101: released: it has only what its 101.conf describes", r.stdout)
+        names = {d["name"] for d in rel.qmp("qom-list", path="/machine/peripheral")}
+        self.assertFalse({n for n in names if n.startswith("usbhost") or n.startswith("usbhotplug")}, names)
+        self.assertIn("xhci", names)
+        status, tgt = self.migrate(rel, 101)
+        self.assertEqual(status, "completed")
+        self.assertIsNone(tgt.proc.poll())
+        self.assertIn(tgt.qmp("query-status")["status"], ("paused", "running", "postmigrate", "prelaunch"))
+
+    def test_a_released_vm_is_left_alone_until_sync(self):
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.hub("3-4")
+        self.host.plug("3-4.1")
+        self.ok(self.tool.run(["100", "post-start"], host=self.host))
+        self.ok(self.tool.run(["release", "100"], host=self.host))
+        self.assertEqual(g.ports(), [])
+        self.host.plug("3-4.2")
+        self.ok(self.tool.event(self.host, "add", "3-4.2"))
+        self.assertEqual(g.ports(), [])
+        r = self.ok(self.tool.run(["status"], host=self.host))
+        self.assertIn("VM 100: running, released, 1 rule(s)", r.stdout)
+        self.assertIn("  released: USB events leave it alone until 'pve-usb-hotplug sync 100' or its next start", r.stdout)
+        self.assertTrue(json.loads(self.ok(self.tool.run(["status", "--json"], host=self.host)).stdout)["vms"][0]["released"])
+        r = self.ok(self.tool.run(["sync", "100"], host=self.host))
+        self.assertIn("VM 100: no longer released; its devices come back", r.stdout)
+        self.assertEqual(g.ports(), ["3-4.1", "3-4.2"])
+        # a release lasts only as long as its QEMU: a restart is not held back
+        self.release(g, 100)
+        g.stop()
+        g = self.guest(100)
+        self.ok(self.tool.event(self.host, "add", "3-4.2"))
+        self.assertEqual(g.ports(), ["3-4.2"])
+        self.assertEqual(self.tool.run(["release"]).returncode, 2)
 
     def test_post_start_on_a_migration_target_attaches_nothing(self):
         g = self.guest(100)

@@ -178,9 +178,10 @@ class Qmp:
 class Guest:
     """A running QEMU laid out as Proxmox lays out a VM (i440fx)."""
 
-    def __init__(self, vmid, qmp_dir, xhci="p2=15,p3=15", bridge=True, extra=()):
+    def __init__(self, vmid, qmp_dir, xhci="p2=15,p3=15", bridge=True, extra=(), incoming=None):
         """xhci: the properties of Proxmox's controller "xhci", or None for a
-        VM without one; bridge: Proxmox's pci.1; extra: more -device values."""
+        VM without one; bridge: Proxmox's pci.1 and pci.2; extra: more -device
+        values; incoming: a migration URI to wait on (a migration target)."""
         self.vmid = vmid
         self.qmp_path = os.path.join(qmp_dir, "%d.qmp" % vmid)
         self.pid_path = os.path.join(qmp_dir, "%d.pid" % vmid)
@@ -195,6 +196,8 @@ class Guest:
         for d in extra:
             args += ["-device", d]
         args += ["-qmp", "unix:%s,server=on,wait=off" % self.qmp_path, "-pidfile", self.pid_path]
+        if incoming:
+            args += ["-incoming", incoming]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         deadline = time.monotonic() + 20
