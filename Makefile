@@ -2,6 +2,7 @@
 #
 #   make            build build/pve-usb-hotplug
 #   make check      install what the tests need (Debian), run every test
+#                   (the e2e suite against QEMU 7.2 and trixie's QEMU 10)
 #   make demo       run the whole thing on a simulated host against real QEMU
 #   make install    DESTDIR=... PREFIX=/usr
 #   SANITIZE=1      build and test with AddressSanitizer + UBSan (in build/asan)
@@ -50,7 +51,7 @@ BIN := $(BUILD)/pve-usb-hotplug
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check check-unit check-e2e check-valgrind check-deb deb demo deps install clean fuzz bench
+.PHONY: all check check-unit check-e2e check-e2e-qemu10 check-valgrind check-deb deb demo deps install clean fuzz bench
 all: $(BIN)
 
 $(BUILD)/obj/%.o: snippets-src/%.c $(wildcard snippets-src/*.h) Makefile
@@ -71,8 +72,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB) $(wildcard snippets-src/*.h)
 deps:
 	@tests/deps.sh
 
+# Unit tests, then the end-to-end suite against Debian 12's QEMU 7.2 and
+# against trixie's QEMU 10 (Proxmox VE 9's base; tests/trixie.sh makes it).
 check: deps
-	$(MAKE) check-unit check-e2e
+	$(MAKE) check-unit check-e2e check-e2e-qemu10
 
 check-unit: $(UNIT_BIN)
 	@fail=0; for t in $(UNIT_BIN); do $$t || fail=1; done; exit $$fail
@@ -93,6 +96,10 @@ check-valgrind: $(UNIT_BIN) $(BIN) $(BUILD)/tests/umockdev-plug
 
 check-e2e: $(BIN) $(BUILD)/tests/umockdev-plug
 	python3 tests/e2e/run.py --binary $(BIN) --plug $(BUILD)/tests/umockdev-plug
+
+check-e2e-qemu10: $(BIN) $(BUILD)/tests/umockdev-plug
+	@tests/trixie.sh
+	PUH_QEMU=$(CURDIR)/.trixie-qemu10 python3 tests/e2e/run.py --binary $(BIN) --plug $(BUILD)/tests/umockdev-plug
 
 demo: deps
 	$(MAKE) $(BIN)
@@ -153,7 +160,8 @@ deb:
 # metadata, lintian, an install into a scratch root.
 check-deb:
 	$(MAKE) deb DEB_FLAGS="--build-profiles=nocheck" DEB_BUILD_OPTIONS=nocheck
-	tests/deb/test-deb.sh build/deb/pve-usb-hotplug_$(VERSION)_*.deb
+	@tests/trixie.sh
+	TRIXIE_ROOT=$(CURDIR)/.trixie tests/deb/test-deb.sh build/deb/pve-usb-hotplug_$(VERSION)_*.deb
 
 install: $(BIN)
 	install -D -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/pve-usb-hotplug

@@ -4,7 +4,7 @@
 set -eu
 
 pkgs="pkg-config libjansson-dev libudev-dev libinih-dev libcmocka-dev umockdev libumockdev-dev
-      qemu-system-x86 python3 udev"
+      qemu-system-x86 python3 udev debootstrap"
 [ "${WITH_DEB_TOOLS:-0}" = 1 ] && pkgs="$pkgs debhelper dpkg-dev fakeroot lintian"
 [ "${WITH_FUZZ:-0}" = 1 ] && pkgs="$pkgs clang libclang-rt-14-dev"
 

@@ -126,5 +126,31 @@ check "remove keeps the conffile" test -e "$root/etc/pve-usb-hotplug.conf"
 check "purge works" dpkg_root -P pve-usb-hotplug
 check "purge takes the conffile" test ! -e "$root/etc/pve-usb-hotplug.conf"
 
+# --- the same .deb on Debian 13 (Proxmox VE 9's base), with apt and its
+# own dependencies, in a trixie root (tests/trixie.sh)
+if [ -n "${TRIXIE_ROOT:-}" ]; then
+	t=$TRIXIE_ROOT
+	cp "$deb" "$t/tmp/puh.deb"
+	chroot "$t" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends /tmp/puh.deb' \
+		>"$work/trixie-install.log" 2>&1
+	status=$(chroot "$t" dpkg-query -W -f='${Status}' pve-usb-hotplug 2>&1)
+	check "trixie: apt installs the .deb built on bookworm" has "$status" "install ok installed"
+	out=$(chroot "$t" /usr/sbin/pve-usb-hotplug --version 2>&1)
+	check "trixie: the installed binary runs" has "$out" "pve-usb-hotplug $version"
+	mkdir -p "$t/tmp/puh/vms"
+	echo 3-4 >"$t/tmp/puh/vms/100.usb.conf"
+	printf 'memory: 512\n' >"$t/tmp/puh/vms/100.conf"
+	{ cat "$t/etc/pve-usb-hotplug.conf"; printf '[paths]\nvm_config_dir = /tmp/puh/vms\nstate_dir = /tmp/puh/state\n[log]\nsyslog = no\n'; } >"$t/tmp/puh/settings.conf"
+	out=$(chroot "$t" env PVE_USB_HOTPLUG_CONFIG=/tmp/puh/settings.conf /usr/sbin/pve-usb-hotplug check 2>&1)
+	check "trixie: installed settings file and check command" has "$out" "/tmp/puh/vms/100.usb.conf: 1 rule(s), all valid"
+	check "trixie: the rule is in /usr/lib/udev/rules.d" test -f "$t/usr/lib/udev/rules.d/60-pve-usb-hotplug.rules"
+	out=$(chroot "$t" udevadm verify /usr/lib/udev/rules.d/60-pve-usb-hotplug.rules 2>&1)
+	check "trixie: udevadm verify (systemd 257) accepts the rule" has "$out" "Success: 1"
+	chroot "$t" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq pve-usb-hotplug' >>"$work/trixie-install.log" 2>&1
+	check "trixie: purge removes it" test ! -e "$t/usr/sbin/pve-usb-hotplug"
+	rm -rf "$t/tmp/puh" "$t/tmp/puh.deb"
+	[ "$failed" -eq 0 ] || tail -20 "$work/trixie-install.log"
+fi
+
 echo "deb: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -14,7 +14,9 @@ import socket
 import subprocess
 import time
 
-QEMU = "qemu-system-x86_64"
+# the QEMU to run guests with: Debian 12's by default, another (trixie's
+# QEMU 10 through tests/qemu10.sh) when PUH_QEMU names it
+QEMU = os.environ.get("PUH_QEMU") or "qemu-system-x86_64"
 
 
 class UsbDev:
