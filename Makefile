@@ -51,7 +51,7 @@ BIN := $(BUILD)/pve-usb-hotplug
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check check-unit check-e2e check-e2e-qemu10 check-valgrind check-deb deb demo deps install clean fuzz bench
+.PHONY: all check check-unit check-e2e check-e2e-qemu10 check-valgrind check-deb check-realhost bench-realhost deb demo deps install clean fuzz bench
 all: $(BIN)
 
 $(BUILD)/obj/%.o: snippets-src/%.c $(wildcard snippets-src/*.h) Makefile
@@ -162,6 +162,14 @@ check-deb:
 	$(MAKE) deb DEB_FLAGS="--build-profiles=nocheck" DEB_BUILD_OPTIONS=nocheck
 	@tests/trixie.sh
 	TRIXIE_ROOT=$(CURDIR)/.trixie tests/deb/test-deb.sh build/deb/pve-usb-hotplug_$(VERSION)_*.deb
+
+# The real-host suite (slow: it boots a VM under TCG): the .deb installed in a
+# VM with Debian's kernel and the stock systemd-udevd, devices plugged in
+# through the outer QEMU, inner VMs laid out as Proxmox lays them out.
+check-realhost:
+	@WITH_REALHOST=1 tests/deps.sh
+	$(MAKE) deb DEB_FLAGS="--build-profiles=nocheck" DEB_BUILD_OPTIONS=nocheck
+	python3 tests/realhost/run.py --deb build/deb/pve-usb-hotplug_$(VERSION)_amd64.deb
 
 install: $(BIN)
 	install -D -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/pve-usb-hotplug

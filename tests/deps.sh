@@ -7,6 +7,7 @@ pkgs="pkg-config libjansson-dev libudev-dev libinih-dev libcmocka-dev umockdev l
       qemu-system-x86 python3 udev debootstrap"
 [ "${WITH_DEB_TOOLS:-0}" = 1 ] && pkgs="$pkgs debhelper dpkg-dev fakeroot lintian"
 [ "${WITH_FUZZ:-0}" = 1 ] && pkgs="$pkgs clang libclang-rt-14-dev"
+[ "${WITH_REALHOST:-0}" = 1 ] && pkgs="$pkgs debhelper dpkg-dev fakeroot lintian kmod cpio systemd"
 
 missing=""
 for p in $pkgs; do

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "xhci.h"
 
@@ -125,6 +127,34 @@ static void test_hint(void **state)
 	assert_int_equal(xhci_hint_parse("stamp \n", 7, "", &(struct xhci_set){ 0 }), -EINVAL);
 }
 
+/* A reload that fails half way leaves what the caller had (issue: a
+ * half-filled list was used after a failed reload). */
+static void test_failed_load_keeps_the_old_set(void **state)
+{
+	static const char peer[] = "{\"QMP\": {\"version\": {}, \"capabilities\": []}}\n"
+				   "{\"return\": {}, \"id\": 1}\n"
+				   "{\"return\": [{\"name\": \"usbhotplug-xhci0\", \"type\": \"child<qemu-xhci>\"},"
+				   " {\"name\": \"xhci\", \"type\": \"child<qemu-xhci>\"}], \"id\": 2}\n"
+				   "{\"return\": 15, \"id\": 3}\n"; /* then QEMU goes away */
+	struct xhci_set set = { 0 };
+	struct qmp *q = NULL;
+	int sv[2];
+	(void)state;
+
+	set.n = 1;
+	set.c[0] = ctrl("xhci", 15, 15, PORTS(3));
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(write(sv[1], peer, sizeof(peer) - 1), (ssize_t)sizeof(peer) - 1);
+	shutdown(sv[1], SHUT_WR);
+	assert_int_equal(qmp_open_fd(sv[0], 500, 0, &q), 0);
+	assert_int_equal(xhci_load(q, &set), -ECONNRESET);
+	assert_int_equal(set.n, 1);
+	assert_string_equal(set.c[0].id, "xhci");
+	assert_int_equal(set.c[0].taken, PORTS(3));
+	qmp_close(q);
+	close(sv[1]);
+}
+
 static void test_speed(void **state)
 {
 	(void)state;
@@ -143,6 +173,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pick),
 		cmocka_unit_test(test_hint),
+		cmocka_unit_test(test_failed_load_keeps_the_old_set),
 		cmocka_unit_test(test_speed),
 	};
 	return cmocka_run_group_tests_name("xhci", tests, NULL, NULL);

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""The real-host suite: the installed package in a VM with a real kernel,
+the stock systemd-udevd and the shipped rule, USB devices plugged in and
+pulled out through the outer QEMU, inner VMs laid out as Proxmox lays them
+out. Every assertion reads the inner QEMU's own state (QOM "attached": the
+device is really open), never only the program's log.
+
+Outer topology: xhci port 1 a usb-hub (devices at 1-1.N), port 2 free for a
+SuperSpeed stick (on the USB 3 bus 2). QEMU's keyboard, mouse and tablet
+share one vendor:product (0627:0001)."""
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bed as bedmod  # noqa: E402
+
+BED = None
+DEB = None
+
+
+def open_ports(held):
+    return sorted(v["hostport"] for v in held.values() if v["attached"])
+
+
+class RealHost(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        global BED
+        if BED is None:
+            bedmod.prepare()
+            cls_dir = tempfile.mkdtemp(prefix="puh-realhost-")
+            BED = bedmod.Bed(cls_dir, deb=DEB)
+            r = BED.sh("dpkg -i /bed/pkg.deb >/tmp/dpkg.log 2>&1 && udevadm control --reload && "
+                       "test -d /run/pve-usb-hotplug")
+            assert r["rc"] == 0, BED.sh("cat /tmp/dpkg.log")
+        cls.bed = BED
+
+    def setUp(self):
+        self.vms = []
+        self.devs = []
+        self.bed.plug("hub", "usb-hub", "1")
+        self.settle()
+
+    def tearDown(self):
+        for d in reversed(self.devs):
+            try:
+                self.bed.unplug(d)
+            except Exception:       # noqa: BLE001 - gone already
+                pass
+        try:
+            self.bed.unplug("hub")
+        except Exception:           # noqa: BLE001
+            pass
+        self.settle()
+        for vmid in self.vms:
+            self.bed.stop_vm(vmid)
+        self.bed.sh("rm -rf /run/pve-usb-hotplug/*")
+
+    def settle(self):
+        self.bed.sh("udevadm settle -t 30")
+
+    def vm(self, vmid, rules):
+        self.bed.start_vm(vmid, rules)
+        self.vms.append(vmid)
+
+    def plug(self, dev_id, driver, port, **props):
+        self.bed.plug(dev_id, driver, port, **props)
+        self.devs.append(dev_id)
+
+    def unplug(self, dev_id):
+        self.bed.unplug(dev_id)
+        self.devs.remove(dev_id)
+
+    def tool(self, *args):
+        return self.bed.run(["pve-usb-hotplug"] + list(args))
+
+    def wait_open(self, vmid, ports, timeout=20):
+        held = self.bed.wait_for(lambda: self.bed.held(vmid), lambda h: open_ports(h) == sorted(ports), timeout)
+        self.assertEqual(open_ports(held), sorted(ports), held)
+        return held
+
+    def wait_gone(self, vmid, ports=(), timeout=20):
+        held = self.bed.wait_for(lambda: self.bed.held(vmid),
+                                 lambda h: sorted(v["hostport"] for v in h.values()) == sorted(ports), timeout)
+        self.assertEqual(sorted(v["hostport"] for v in held.values()), sorted(ports), held)
+
+    def test_post_start_attaches_what_is_plugged_behind_a_hub(self):
+        self.plug("kbd", "usb-kbd", "1.1")
+        self.plug("mouse", "usb-mouse", "1.2")
+        self.settle()
+        self.vm(100, "1-1\n")
+        r = self.tool("100", "post-start")
+        self.assertEqual(r["rc"], 0, r)
+        self.assertIn("VM 100: attached 1-1.1 (0627:0001", r["out"])
+        self.wait_open(100, ["1.1", "1.2"])
+
+    def test_plug_and_unplug_through_udev_and_a_hub_pulled_out(self):
+        self.vm(100, "1-1\n")
+        self.tool("100", "post-start")
+        self.plug("kbd", "usb-kbd", "1.3")
+        self.wait_open(100, ["1.3"])
+        self.unplug("kbd")
+        self.wait_gone(100)
+        # a hub with devices on it pulled out: every device goes
+        self.plug("kbd2", "usb-kbd", "1.4")
+        self.plug("tab", "usb-tablet", "1.5")
+        self.wait_open(100, ["1.4", "1.5"])
+        self.bed.unplug("hub")
+        self.devs = []
+        self.wait_gone(100)
+        self.bed.plug("hub", "usb-hub", "1")
+
+    def test_a_superspeed_stick_lands_on_a_usb3_port(self):
+        self.vm(100, "2-2\n")
+        self.tool("100", "post-start")
+        img = os.path.join(self.bed.share, "stick.img")
+        with open(img, "wb") as f:
+            f.truncate(16 * 1024 * 1024)
+        self.bed.qmp("blockdev-add", driver="raw", **{"node-name": "stick",
+                     "file": {"driver": "file", "filename": img}})
+        self.addCleanup(lambda: self.bed.qmp("blockdev-del", **{"node-name": "stick"}))
+        self.plug("stick", "usb-storage", "2", drive="stick")
+        speed = self.bed.wait_for(lambda: self.bed.sh("cat /sys/bus/usb/devices/2-2/speed")["out"].strip(),
+                                  lambda s: s != "", 20)
+        self.assertEqual(speed, "5000")
+        held = self.wait_open(100, ["2"])
+        self.assertIn(held["usbhost2-2"]["bus"], ("xhci.0", "usbhotplug-xhci0.0"))
+        self.unplug("stick")
+        self.wait_gone(100)
+
+    def test_rules_deny_id_serial_and_two_vms(self):
+        # two boards of one model told apart by serial; a keyboard denied
+        self.vm(100, "serial BOARD-A\n1-1\ndeny 1-1.6\n")
+        self.vm(101, "serial BOARD-B\n")
+        self.tool("100", "post-start")
+        self.tool("101", "post-start")
+        self.plug("a", "usb-kbd", "1.1", serial="BOARD-A")
+        self.plug("b", "usb-kbd", "1.2", serial="BOARD-B")
+        self.plug("c", "usb-kbd", "1.6")
+        self.wait_open(100, ["1.1"])
+        self.wait_open(101, ["1.2"])
+        r = self.tool("status", "--json")
+        st = {d["port"]: d for d in json.loads(r["out"])["devices"]}
+        self.assertEqual((st["1-1.1"]["state"], st["1-1.2"]["state"], st["1-1.6"]["state"]),
+                         ("attached", "attached", "denied"))
+
+    def test_sync_repairs_and_identify_names_a_real_device(self):
+        self.vm(100, "1-1\n")
+        self.tool("100", "post-start")
+        self.plug("kbd", "usb-kbd", "1.1")
+        self.wait_open(100, ["1.1"])
+        self.bed.sh("python3 -c \"import sys; sys.path.insert(0,'/bed/lib'); from pvesim import Qmp; "
+                    "q=Qmp('/var/run/qemu-server/100.qmp'); q.cmd('device_del', id='usbhost1-1.1')\"")
+        self.wait_gone(100)
+        r = self.tool("sync", "100")
+        self.assertIn("VM 100: attached 1-1.1", r["out"])
+        self.wait_open(100, ["1.1"])
+        self.bed.run(["sh", "-c", "pve-usb-hotplug identify --timeout 60 >/tmp/identify.out 2>&1"],
+                     background=True)
+        time.sleep(1.5)
+        self.plug("mouse", "usb-mouse", "1.7", serial="M7")
+        out = self.bed.wait_for(lambda: self.bed.sh("cat /tmp/identify.out")["out"], lambda o: "serial" in o, 30)
+        self.assertIn("1-1.7", out)
+        self.assertIn("serial M7", out)
+
+    def test_a_storm_of_plugs_across_hub_ports(self):
+        self.vm(100, "1-1\n")
+        self.tool("100", "post-start")
+        ports = ["1.%d" % i for i in range(1, 7)]
+        for i, p in enumerate(ports):
+            self.plug("s%d" % i, "usb-kbd" if i % 2 else "usb-mouse", p)
+        self.wait_open(100, ports, timeout=40)
+        for i in range(0, 6, 2):
+            self.unplug("s%d" % i)
+        self.wait_gone(100, ports[1::2], timeout=40)
+
+
+class Summary(unittest.TextTestResult):
+    pass
+
+
+def main():
+    global DEB
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--deb", required=True)
+    ap.add_argument("-k", dest="pattern")
+    a = ap.parse_args()
+    DEB = os.path.abspath(a.deb)
+    loader = unittest.TestLoader()
+    if a.pattern:
+        loader.testNamePatterns = ["*%s*" % a.pattern]
+    suite = loader.loadTestsFromTestCase(RealHost)
+    r = unittest.TextTestRunner(verbosity=2).run(suite)
+    if BED:
+        BED.stop()
+    failed = len(r.failures) + len(r.errors)
+    print("realhost: %d passed, %d failed" % (r.testsRun - failed, failed))
+    sys.exit(1 if failed else 0)
+
+
+main()
