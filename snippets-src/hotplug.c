@@ -295,6 +295,34 @@ int hotplug_attach_all(struct guest *g, unsigned long vmid, const struct usb_dev
 	return ret;
 }
 
+int hotplug_plugged(const struct settings *s, const char *name)
+{
+	struct uevent ev = { .action = UEVENT_ADD, .dev_class = -1 };
+	struct usb_device_info dev;
+	char shown[64];
+	int r;
+
+	if (port_parse(name, &ev.port) < 0)
+		return log_err(-EINVAL, "'%s' is not a USB device such as 3-4 or 3-4.1",
+			       log_escape(name, shown, sizeof(shown)));
+	r = usbtree_devpath(name, ev.devpath, sizeof(ev.devpath));
+	if (r == 0)
+		r = usbtree_get(ev.devpath, &dev);
+	if (r < 0) {
+		log_info("%s is gone again before it could be attached; nothing to do", name);
+		return 0;
+	}
+	ev.dev_class = dev.dev_class;
+	ev.have_ids = dev.have_ids;
+	ev.vid = dev.vid;
+	ev.pid = dev.pid;
+	if (dev.dev_class == USB_CLASS_HUB) {
+		log_debug("ignored: %s is a hub (hubs are never passed through)", name);
+		return 0;
+	}
+	return hotplug_event(s, &ev);
+}
+
 static int hook_post_start(const struct settings *s, unsigned long vmid, const char *migrated_from)
 {
 	struct usb_device_info *devs = NULL;

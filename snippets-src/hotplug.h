@@ -14,6 +14,11 @@
 /* One udev event for a USB device (already filtered by uevent_parse). */
 int hotplug_event(const struct settings *s, const struct uevent *ev);
 
+/* plugged PORT: the add of the USB device at PORT ("3-4.1"), read from
+ * sysfs, as pve-usb-hotplug@.service runs it once udev has announced the
+ * device (then QEMU's libusb knows it and opens it at once). */
+int hotplug_plugged(const struct settings *s, const char *name);
+
 /* Hookscript phase for a VM: post-start attaches every device the VM's
  * rules give it (nothing on the target of a live migration: migrated_from,
  * Proxmox's PVE_MIGRATED_FROM, names the source node); pre-start runs the

@@ -34,6 +34,8 @@ static void usage(FILE *out)
 	      "                                      whether they are attached\n"
 	      "  pve-usb-hotplug check [VMID]        check the settings and the .usb.conf files\n"
 	      "  pve-usb-hotplug sync [VMID]         attach what is missing, detach what is stale\n"
+	      "  pve-usb-hotplug plugged PORT        the add of the device at PORT (3-4.1), as\n"
+	      "                                      pve-usb-hotplug@.service runs it\n"
 	      "  pve-usb-hotplug release VMID        detach everything the tool added (before a\n"
 	      "                                      migration, a snapshot with RAM, hibernation);\n"
 	      "                                      'sync VMID' brings it back\n"
@@ -83,6 +85,17 @@ static int run_command(const struct settings *settings, int settings_r, const ch
 	bool json = false;
 	int timeout_s = 60;
 
+	if (!strcmp(cmd, "plugged")) {
+		if (argc != 3) {
+			usage(stderr);
+			return 2;
+		}
+		if (settings_r < 0) {
+			log_error("%s has errors (see above); %s not handled", config, "the plugged device");
+			return 2;
+		}
+		return exit_code(hotplug_plugged(settings, argv[2]));
+	}
 	for (int i = 2; i < argc; i++) {
 		unsigned long v;
 
@@ -138,7 +151,8 @@ static unsigned retry_attempt(const char *v)
 
 static bool is_command(const char *arg)
 {
-	static const char *const commands[] = { "check", "status", "sync", "identify", "release" };
+	static const char *const commands[] = { "check", "status", "sync", "identify", "release",
+						"plugged" };
 
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
 		if (!strcmp(arg, commands[i]))

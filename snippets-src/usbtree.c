@@ -151,3 +151,20 @@ int usbtree_get(const char *devpath, struct usb_device_info *ret)
 	udev_unref(udev);
 	return r;
 }
+
+int usbtree_devpath(const char *name, char *buf, size_t n)
+{
+	struct udev *udev = udev_new();
+	struct udev_device *d;
+	const char *p;
+	int r = -ENODEV;
+
+	if (!udev)
+		return -ENOMEM;
+	d = udev_device_new_from_subsystem_sysname(udev, "usb", name);
+	if (d && (p = udev_device_get_devpath(d)))
+		r = util_strlcpy(buf, p, n) < 0 ? -ENAMETOOLONG : 0;
+	udev_device_unref(d);
+	udev_unref(udev);
+	return r;
+}

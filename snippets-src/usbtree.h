@@ -36,3 +36,7 @@ int usbtree_scan(struct usb_device_info **ret, size_t *ret_n);
 
 /* The device at sysfs path /sys<devpath>. -ENODEV if it is not there. */
 int usbtree_get(const char *devpath, struct usb_device_info *ret);
+
+/* The sysfs DEVPATH ("/devices/.../3-4.1") of the USB device named name
+ * ("3-4.1"). 0, -ENODEV when there is none, -ENAMETOOLONG. */
+int usbtree_devpath(const char *name, char *buf, size_t n);

@@ -31,7 +31,7 @@ for dep in "libjansson4 (" "libudev1 (" "libinih1 (" "udev"; do
 done
 contents=$(dpkg-deb -c "$deb")
 for f in ./usr/sbin/pve-usb-hotplug ./usr/lib/udev/rules.d/60-pve-usb-hotplug.rules \
-	./usr/lib/tmpfiles.d/pve-usb-hotplug.conf \
+	./usr/lib/tmpfiles.d/pve-usb-hotplug.conf ./usr/lib/systemd/system/pve-usb-hotplug@.service \
 	./etc/pve-usb-hotplug.conf ./usr/share/man/man8/pve-usb-hotplug.8.gz \
 	./usr/share/doc/pve-usb-hotplug/examples/100.usb.conf \
 	./usr/share/doc/pve-usb-hotplug/examples/100.conf \
@@ -97,20 +97,29 @@ E: SUBSYSTEM=usb
 E: DEVTYPE=usb_interface
 A: bInterfaceClass=03
 TREE
-udev_runs() { # DEVICE-UNDER-usb3 ACTION -> prints the programs udev would run
+udev_test() { # DEVICE-UNDER-usb3 ACTION -> what udev decides for the event
 	unshare -m sh -c '
 		mount --bind "$1/usr/lib/udev/rules.d" /usr/lib/udev/rules.d &&
 		mount -t tmpfs none /etc/udev/rules.d &&
 		mkdir -p /run/udev && mount -t tmpfs none /run/udev &&
 		umockdev-run --device "$2" -- udevadm test --action="$4" "/sys/devices/pci0000:00/0000:00:14.0/usb3/$3"' \
-		sh "$root" "$work/tree.umockdev" "$1" "$2" 2>&1 | grep "^run: "
+		sh "$root" "$work/tree.umockdev" "$1" "$2" 2>&1
 }
+udev_runs() { udev_test "$@" | grep -E "^run: |^SYSTEMD_WANTS="; }
+# add: systemd starts the service once udev has announced the device;
+# remove: the program runs at once
+out=$(udev_test 3-4 add)
+check "a device add wants pve-usb-hotplug@3-4.service" has "$out" "SYSTEMD_WANTS=pve-usb-hotplug@3-4.service"
+check "a device add is tagged for systemd" has "$out" ":systemd:"
+check "a device add runs nothing itself" test -z "$(grep "^run: " <<<"$out")"
+check "rule runs the program for a device remove" has "$(udev_runs 3-4 remove)" "run: '/usr/sbin/pve-usb-hotplug'"
 for a in add remove; do
-	check "rule runs the program for a device $a" has "$(udev_runs 3-4 $a)" "run: '/usr/sbin/pve-usb-hotplug'"
-	check "rule does not run it for an interface $a" test -z "$(udev_runs 3-4/3-4:1.0 $a)"
+	check "rule does nothing for an interface $a" test -z "$(udev_runs 3-4/3-4:1.0 $a)"
 done
-check "rule does not run it for a device change" test -z "$(udev_runs 3-4 change)"
-check "rule does not run it for a device bind" test -z "$(udev_runs 3-4 bind)"
+check "rule does nothing for a device change" test -z "$(udev_runs 3-4 change)"
+check "rule does nothing for a device bind" test -z "$(udev_runs 3-4 bind)"
+unit=$(cat "$root/usr/lib/systemd/system/pve-usb-hotplug@.service")
+check "the service runs 'pve-usb-hotplug plugged %i'" has "$unit" "ExecStart=/usr/sbin/pve-usb-hotplug plugged %i"
 
 tmpfiles=$(cat "$root/usr/lib/tmpfiles.d/pve-usb-hotplug.conf")
 check "tmpfiles.d: /run/pve-usb-hotplug, 0700, root" has "$tmpfiles" "d /run/pve-usb-hotplug 0700 root root -"
@@ -146,6 +155,8 @@ if [ -n "${TRIXIE_ROOT:-}" ]; then
 	check "trixie: the rule is in /usr/lib/udev/rules.d" test -f "$t/usr/lib/udev/rules.d/60-pve-usb-hotplug.rules"
 	out=$(chroot "$t" udevadm verify /usr/lib/udev/rules.d/60-pve-usb-hotplug.rules 2>&1)
 	check "trixie: udevadm verify (systemd 257) accepts the rule" has "$out" "Success: 1"
+	out=$(chroot "$t" systemd-analyze verify --man=no /usr/lib/systemd/system/pve-usb-hotplug@3-4.service 2>&1)
+	check "trixie: systemd-analyze verify accepts the service" test -z "$(grep -i pve-usb-hotplug <<<"$out")"
 	chroot "$t" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq pve-usb-hotplug' >>"$work/trixie-install.log" 2>&1
 	check "trixie: purge removes it" test ! -e "$t/usr/sbin/pve-usb-hotplug"
 	rm -rf "$t/tmp/puh" "$t/tmp/puh.deb"

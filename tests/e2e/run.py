@@ -166,6 +166,23 @@ class Udev(Case):
         # a second remove (or one for a device never attached) is fine
         self.ok(self.tool.event(self.host, "remove", "3-4.3.1", dev=d))
 
+    def test_plugged_as_the_systemd_service_runs_it(self):
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.hub("3-4")
+        self.host.plug("3-4.2", 0x046D, 0xC52B)
+        r = self.ok(self.tool.run(["plugged", "3-4.2"], host=self.host))
+        self.assertIn("VM 100: attached 3-4.2 (046d:c52b) as usbhost3-4.2 on xhci.0 port 15", r.stdout)
+        self.assertEqual(g.ports(), ["3-4.2"])
+        # a hub, a device gone again, and a name that is no device
+        self.assertEqual(self.ok(self.tool.run(["plugged", "3-4"], host=self.host)).stdout, "")
+        r = self.ok(self.tool.run(["plugged", "3-4.7"], host=self.host))
+        self.assertIn("3-4.7 is gone again before it could be attached; nothing to do", r.stdout)
+        r = self.tool.run(["plugged", "3-4:1.0"], host=self.host)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("'3-4:1.0' is not a USB device such as 3-4 or 3-4.1", r.stderr)
+        self.assertEqual(self.tool.run(["plugged"]).returncode, 2)
+
     def test_hub_events_and_unclaimed_and_interfaces_touch_no_socket(self):
         # a listener that only counts connections stands in for the VM
         self.tool.usb_conf(100, "3-4\n")

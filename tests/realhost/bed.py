@@ -96,7 +96,7 @@ class Bed:
         self.dir = workdir
         self.share = os.path.join(workdir, "share")       # /bed in the guest
         os.makedirs(os.path.join(self.share, "units"), exist_ok=True)
-        for f in ("agent.py", "qmpq.py"):
+        for f in ("agent.py", "qmpq.py", "watch.py"):
             shutil.copy(os.path.join(HERE, f), self.share)
         for u in glob.glob(os.path.join(HERE, "units", "*")):
             shutil.copy(u, os.path.join(self.share, "units"))
@@ -191,7 +191,9 @@ class Bed:
              "-device pci-bridge,id=pci.2,chassis_nr=2,bus=pci.0,addr=0x1f "
              "-device qemu-xhci,p2=15,p3=15,id=xhci,bus=pci.1,addr=0x1b "
              "-qmp unix:/var/run/qemu-server/{vmid}.qmp,server=on,wait=off "
-             "-pidfile /var/run/qemu-server/{vmid}.pid")
+             "-pidfile /var/run/qemu-server/{vmid}.pid "
+             # when QEMU opens a host device, with the time (for bench.py)
+             "-msg timestamp=on -trace enable=usb_host_open_success")
 
     def start_vm(self, vmid, rules):
         """An inner VM laid out as Proxmox lays one out, running (QEMU's

@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""make bench-realhost: plug-to-open and unplug-to-gone in the real-host
+test bed, over N plugs of a keyboard behind a hub: from the kernel's add and
+from udev's announcement of the device to QEMU having it open, and from the
+kernel's remove to the usb-host being gone from the VM. Median and max."""
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bed as bedmod  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--deb", required=True)
+    ap.add_argument("--plugs", type=int, default=20)
+    ap.add_argument("--verbose", action="store_true")
+    a = ap.parse_args()
+    bedmod.prepare()
+    b = bedmod.Bed(tempfile.mkdtemp(prefix="puh-bench-"), deb=os.path.abspath(a.deb))
+    try:
+        r = b.sh("dpkg -i /bed/pkg.deb >/tmp/dpkg.log 2>&1 && udevadm control --reload")
+        assert r["rc"] == 0, r
+        b.plug("hub", "usb-hub", "1")
+        b.start_vm(100, "1-1\n")
+        b.run(["pve-usb-hotplug", "100", "post-start"])
+        b.sh("udevadm settle")
+        b.run(["sh", "-c", "python3 /bed/watch.py 100 >/tmp/watch.jsonl 2>/tmp/watch.err"], background=True)
+        b.wait_for(lambda: b.sh("cat /tmp/watch.jsonl")["out"], lambda o: "ready" in o, 20)
+        def opens():
+            return int(b.sh("grep -c usb_host_open_success /tmp/inner100.log")["out"] or 0)
+        for i in range(a.plugs):
+            port = "1.%d" % (i % 7 + 1)
+            n_open = opens()
+            b.plug("k", "usb-kbd", port)
+            b.wait_for(opens, lambda n: n > n_open, 15)      # QEMU has it open
+            time.sleep(0.2)
+            if a.verbose:
+                print(b.sh("systemctl show pve-usb-hotplug@1-%s.service -p ExecMainStartTimestampMonotonic "
+                           "-p ExecMainExitTimestampMonotonic -p InactiveExitTimestampMonotonic; tail -1 /tmp/watch.jsonl" % port)["out"])
+            n_before = len(b.sh("cat /tmp/watch.jsonl")["out"].splitlines())
+            b.unplug("k")
+            b.wait_for(lambda: b.sh("cat /tmp/watch.jsonl")["out"].splitlines(),
+                       lambda ls: len(ls) > n_before, 15)
+            time.sleep(0.3)
+        events = [json.loads(l) for l in b.sh("cat /tmp/watch.jsonl")["out"].splitlines()]
+        trace = b.sh("cat /tmp/inner100.log")["out"]
+    finally:
+        b.stop()
+    # QEMU's trace names the device by bus:address; plugs come one at a
+    # time, so the first open after a plug's add is that plug's
+    opened = [float(t) for t in re.findall(r"@(\d+\.\d+):usb_host_open_success", trace)]
+    plugs, fails = [], [e for e in events if e["ev"].endswith("timeout")]
+    for e in events:
+        if e["ev"] != "add-kernel":
+            continue
+        udev = [u for u in events if u["ev"] == "add-udev" and u["port"] == e["port"] and u["t"] >= e["t"]]
+        real = e["t"] + e["offset"]
+        opens = [t for t in opened if t >= real]
+        if not udev or not opens:
+            fails.append(e)
+            continue
+        plugs.append((opens[0] - real, opens[0] - (udev[0]["t"] + e["offset"])))
+    gones = [e for e in events if e["ev"] == "gone"]
+
+    def row(name, values):
+        ms = [v * 1000 for v in values]
+        print("| %s | %d | %.0f ms | %.0f ms |" % (name, len(ms), statistics.median(ms), max(ms)))
+    print("| measured in the real-host test bed (TCG) | plugs | median | max |")
+    print("|---|---:|---:|---:|")
+    row("udev announces the device -> QEMU has it open", [u for k, u in plugs])
+    row("kernel's add -> QEMU has it open", [k for k, u in plugs])
+    row("kernel's remove -> usb-host gone from the VM", [g["gone"] - g["kernel"] for g in gones])
+    if fails:
+        print("timeouts:", fails)
+    sys.exit(1 if fails or len(plugs) < a.plugs else 0)
+
+
+main()
