@@ -323,6 +323,22 @@ static int pinned_to(struct guest *g, const char *id, unsigned *vid, unsigned *p
 	return 0;
 }
 
+/* QOM "attached" of the usb-host id: 1 QEMU has the host device open, 0
+ * not (yet), -1 unknown. */
+static int is_open(struct guest *g, const char *id)
+{
+	char path[160];
+	json_t *v = NULL;
+	int r;
+
+	snprintf(path, sizeof(path), "/machine/peripheral/%s", id);
+	r = qmp_execute(g->qmp, "qom-get", json_pack("{s:s, s:s}", "path", path, "property", "attached"),
+			&v);
+	r = r == 0 && json_is_boolean(v) ? json_is_true(v) : -1;
+	json_decref(v);
+	return r;
+}
+
 /* device_add said the id exists: 0 when it is this device already, 1 when
  * it was pinned to another and has been taken out, or an error. */
 static int settle_duplicate(struct guest *g, const struct usb_device_info *dev, const char *id,
@@ -436,7 +452,13 @@ int guest_attach(struct guest *g, const struct usb_device_info *dev)
 		}
 		if (r < 0)
 			return qmp_failed(g, r, "attaching", desc);
-		log_info("VM %lu: attached %s as %s on %s port %u", g->vmid, desc, id, bus, port);
+		/* QEMU opens a device libusb knows during device_add; QOM
+		 * "attached" says whether it did */
+		if (is_open(g, id) == 1)
+			log_info("VM %lu: attached %s as %s on %s port %u", g->vmid, desc, id, bus, port);
+		else
+			log_info("VM %lu: added %s as %s on %s port %u; QEMU opens it once it finds it",
+				 g->vmid, desc, id, bus, port);
 		xhci_note_attached(&g->xhci, ci, port, &dev->port, dev->have_ids ? dev->vid : 0,
 				   dev->have_ids ? dev->pid : 0);
 		g->hint_dirty = true;

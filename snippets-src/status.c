@@ -78,6 +78,7 @@ static json_t *device_json(struct vms *v, const struct usb_device_info *d)
 	char port[PORT_STRLEN], hostport[PORT_STRLEN], path[PORT_CONTROLLER_MAX + PORT_STRLEN + 8];
 	char vid[8], pid[8];
 	const char *state;
+	bool open_ = false;
 	json_t *j, *claim = json_null();
 	struct placement p;
 	int r;
@@ -98,9 +99,14 @@ static json_t *device_json(struct vms *v, const struct usb_device_info *d)
 		state = "hub";
 	} else if (p.kind == PLACE_VM) {
 		claim = rule_json(p.vm, p.rule);
-		state = p.vm->held_state != 0		  ? "unknown"
-			: vms_holds(v, p.vm, &d->port) ? "attached"
-							 : "not-attached";
+		const struct xhci_dev *h = p.vm->held_state == 0 ? vms_holds(v, p.vm, &d->port) : NULL;
+
+		/* held is not yet open: QEMU's QOM "attached" tells */
+		state = p.vm->held_state != 0 ? "unknown"
+			: !h		      ? "not-attached"
+			: h->open == 1	      ? "attached"
+					      : "waiting";
+		open_ = h && h->open == 1;
 	} else if (p.kind == PLACE_PROXMOX) {
 		claim = json_pack("{s:I, s:i, s:s?}", "vmid", (json_int_t)p.vm->vmid, "proxmox_usb",
 				  (int)p.pve->index, "proxmox_mapping",
@@ -123,12 +129,12 @@ static json_t *device_json(struct vms *v, const struct usb_device_info *d)
 		if (vm)
 			claim = rule_json(vm, rule);
 	}
-	j = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:b, s:s, s:o, s:o}",
+	j = json_pack("{s:s, s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:s, s:b, s:s, s:b, s:o, s:o}",
 		      "port", port, "bus", (json_int_t)d->port.bus, "hostport", hostport, "path",
 		      path, "vendor_id", vid, "product_id", pid, "product", device_string(d->product),
 		      "manufacturer", device_string(d->manufacturer), "serial",
 		      device_string(d->serial), "speed", d->speed, "hub",
-		      d->dev_class == USB_CLASS_HUB, "state", state, "claim", claim, "held_by",
+		      d->dev_class == USB_CLASS_HUB, "state", state, "open", open_, "claim", claim, "held_by",
 		      held_by(v, &d->port));
 	return j;
 }
@@ -184,6 +190,9 @@ static void print_device(json_t *d, unsigned indent)
 		snprintf(where, sizeof(where), "'%s', %s:%lld", rule, basename_of(file), line);
 	if (!strcmp(state, "attached"))
 		snprintf(what, sizeof(what), "VM %lld: attached (%s)", vmid, where);
+	else if (!strcmp(state, "waiting"))
+		snprintf(what, sizeof(what), "VM %lld: added, not open yet (%s); QEMU opens it once it finds it, unless it is busy or its speed does not fit",
+			 vmid, where);
 	else if (!strcmp(state, "not-attached"))
 		snprintf(what, sizeof(what), "VM %lld: NOT attached (%s); 'pve-usb-hotplug sync' attaches it",
 			 vmid, where);
@@ -227,7 +236,7 @@ static void print_device(json_t *d, unsigned indent)
 	json_t *h;
 
 	json_array_foreach(held, i, h) {
-		if (!strcmp(state, "attached") && json_integer_value(h) == vmid)
+		if ((!strcmp(state, "attached") || !strcmp(state, "waiting")) && json_integer_value(h) == vmid)
 			continue;
 		printf("%*s  also held by VM %lld; 'pve-usb-hotplug sync' sorts it out\n", (int)indent + 18,
 		       "", json_integer_value(h));

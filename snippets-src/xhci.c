@@ -90,9 +90,10 @@ struct seen {
 	struct usb_port port; /* host: the host port its id names */
 	char bus[128];
 	unsigned guest_port, vid, pid;
+	signed char open;
 };
 
-enum what { ASK_P2, ASK_P3, ASK_BUS, ASK_PORT, ASK_VID, ASK_PID };
+enum what { ASK_P2, ASK_P3, ASK_BUS, ASK_PORT, ASK_VID, ASK_PID, ASK_OPEN };
 
 /* One question of the batch: what it asks, about which controller or
  * device, and its id. */
@@ -147,6 +148,9 @@ static void take_answer(struct xhci_set *set, struct seen *seen, const struct as
 	case ASK_PID:
 		seen[a->index].pid = uint_answer(v, 0xffff, 0);
 		break;
+	case ASK_OPEN:
+		seen[a->index].open = json_is_boolean(v) ? json_is_true(v) : -1;
+		break;
 	}
 }
 
@@ -171,7 +175,7 @@ int xhci_load(struct qmp *q, struct xhci_set *ret)
 		return r;
 	total = json_array_size(list);
 	seen = calloc(total + 1, sizeof(*seen));
-	asks = calloc(4 * total + 1, sizeof(*asks));
+	asks = calloc(5 * total + 1, sizeof(*asks));
 	if (!seen || !asks) {
 		r = -ENOMEM;
 		goto out;
@@ -208,11 +212,13 @@ int xhci_load(struct qmp *q, struct xhci_set *ret)
 		if (!name || !type || !util_startswith(type, "child<usb-"))
 			continue;
 		d->host = strcmp(type, "child<usb-host>") == 0 && xhci_parse_dev_id(name, &d->port) == 0;
+		d->open = -1;
 		if ((r = ask(q, name, "parent_bus", ASK_BUS, n_seen, asks, &n)) < 0 ||
 		    (r = ask(q, name, "port", ASK_PORT, n_seen, asks, &n)) < 0)
 			goto out;
 		if (d->host && ((r = ask(q, name, "vendorid", ASK_VID, n_seen, asks, &n)) < 0 ||
-				(r = ask(q, name, "productid", ASK_PID, n_seen, asks, &n)) < 0))
+				(r = ask(q, name, "productid", ASK_PID, n_seen, asks, &n)) < 0 ||
+				(r = ask(q, name, "attached", ASK_OPEN, n_seen, asks, &n)) < 0))
 			goto out;
 		n_seen++;
 	}
@@ -232,10 +238,14 @@ int xhci_load(struct qmp *q, struct xhci_set *ret)
 
 		if (c >= 0 && seen[i].guest_port >= 1)
 			set.c[c].taken |= 1u << seen[i].guest_port;
-		if (seen[i].host)
+		if (seen[i].host) {
 			xhci_note_attached(&set, c >= 0 ? (size_t)c : XHCI_NO_CTRL,
 					   c >= 0 ? seen[i].guest_port : 0, &seen[i].port, seen[i].vid,
 					   seen[i].pid);
+			for (size_t k = 0; k < set.n_devs; k++)
+				if (port_equal(&set.devs[k].port, &seen[i].port))
+					set.devs[k].open = seen[i].open;
+		}
 	}
 	*ret = set;
 	r = 0;
@@ -293,6 +303,7 @@ void xhci_note_attached(struct xhci_set *set, size_t ctrl, unsigned guest_port,
 	d->guest_port = d->ctrl == XHCI_NO_CTRL ? 0 : (unsigned char)guest_port;
 	d->vid = vid;
 	d->pid = pid;
+	d->open = -1;
 	if (d->ctrl != XHCI_NO_CTRL && guest_port >= 1 && guest_port <= XHCI_MAX_PORTS)
 		set->c[ctrl].taken |= 1u << guest_port;
 }

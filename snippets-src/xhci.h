@@ -48,6 +48,7 @@ struct xhci_dev {
 	unsigned char ctrl; /* index in the set, or XHCI_NO_CTRL */
 	unsigned char guest_port;
 	unsigned vid, pid; /* what it was pinned to; 0:0 when not pinned */
+	signed char open;  /* QOM "attached": QEMU has the host device open; -1 unknown */
 };
 
 struct xhci_set {

@@ -52,6 +52,7 @@ def main():
     host = Host(work)
     guest = Guest(100, tool.qmp_dir)
     try:
+        tool.vm_conf(100, "memory: 2048\nhookscript: local:snippets/pve-usb-hotplug\n")
         conf = tool.usb_conf(100, "# the desk hub on the host's front port\n3-4\n"
                                   "# but never the backup stick on it\ndeny id 0781:*\n")
         host.hub("3-4")
