@@ -1,6 +1,7 @@
 #include "guest.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -323,22 +324,6 @@ static int pinned_to(struct guest *g, const char *id, unsigned *vid, unsigned *p
 	return 0;
 }
 
-/* QOM "attached" of the usb-host id: 1 QEMU has the host device open, 0
- * not (yet), -1 unknown. */
-static int is_open(struct guest *g, const char *id)
-{
-	char path[160];
-	json_t *v = NULL;
-	int r;
-
-	snprintf(path, sizeof(path), "/machine/peripheral/%s", id);
-	r = qmp_execute(g->qmp, "qom-get", json_pack("{s:s, s:s}", "path", path, "property", "attached"),
-			&v);
-	r = r == 0 && json_is_boolean(v) ? json_is_true(v) : -1;
-	json_decref(v);
-	return r;
-}
-
 /* device_add said the id exists: 0 when it is this device already, 1 when
  * it was pinned to another and has been taken out, or an error. */
 static int settle_duplicate(struct guest *g, const struct usb_device_info *dev, const char *id,
@@ -452,13 +437,10 @@ int guest_attach(struct guest *g, const struct usb_device_info *dev)
 		}
 		if (r < 0)
 			return qmp_failed(g, r, "attaching", desc);
-		/* QEMU opens a device libusb knows during device_add; QOM
-		 * "attached" says whether it did */
-		if (is_open(g, id) == 1)
-			log_info("VM %lu: attached %s as %s on %s port %u", g->vmid, desc, id, bus, port);
-		else
-			log_info("VM %lu: added %s as %s on %s port %u; QEMU opens it once it finds it",
-				 g->vmid, desc, id, bus, port);
+		/* "added": QEMU took it; whether it has the host device open
+		 * is QOM's "attached", which status shows (asking here would
+		 * cost QEMU a command per device) */
+		log_info("VM %lu: added %s as %s on %s port %u", g->vmid, desc, id, bus, port);
 		xhci_note_attached(&g->xhci, ci, port, &dev->port, dev->have_ids ? dev->vid : 0,
 				   dev->have_ids ? dev->pid : 0);
 		g->hint_dirty = true;
@@ -594,10 +576,16 @@ static int state_of(const struct settings *s, unsigned long vmid, char *st, size
 
 bool guest_is_released(const struct settings *s, unsigned long vmid)
 {
-	char st[64];
-	int fd = state_of(s, vmid, st, sizeof(st));
+	char st[64], path[SETTINGS_PATH_MAX + 32];
 	bool released;
+	int fd;
 
+	/* the common case, cheaply: no marker at all (every event asks this
+	 * of every VM it considers) */
+	snprintf(path, sizeof(path), "%s/%lu.released", s->state_dir, vmid);
+	if (faccessat(AT_FDCWD, path, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+		return false;
+	fd = state_of(s, vmid, st, sizeof(st));
 	if (fd < 0)
 		return false;
 	released = state_is_released(fd, vmid, st);

@@ -97,7 +97,7 @@ class RealHost(unittest.TestCase):
         self.vm(100, "1-1\n")
         r = self.tool("100", "post-start")
         self.assertEqual(r["rc"], 0, r)
-        self.assertIn("VM 100: attached 1-1.1 (0627:0001", r["out"])
+        self.assertIn("VM 100: added 1-1.1 (0627:0001", r["out"])
         self.wait_open(100, ["1.1", "1.2"])
 
     def test_plug_and_unplug_through_udev_and_a_hub_pulled_out(self):
@@ -159,7 +159,7 @@ class RealHost(unittest.TestCase):
                     "q=Qmp('/var/run/qemu-server/100.qmp'); q.cmd('device_del', id='usbhost1-1.1')\"")
         self.wait_gone(100)
         r = self.tool("sync", "100")
-        self.assertIn("VM 100: attached 1-1.1", r["out"])
+        self.assertIn("VM 100: added 1-1.1", r["out"])
         self.wait_open(100, ["1.1"])
         self.bed.run(["sh", "-c", "pve-usb-hotplug identify --timeout 60 >/tmp/identify.out 2>&1"],
                      background=True)
