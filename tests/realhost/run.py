@@ -169,6 +169,24 @@ class RealHost(unittest.TestCase):
         self.assertIn("1-1.7", out)
         self.assertIn("serial M7", out)
 
+    def test_without_the_shipped_rule_nothing_follows(self):
+        # what the other scenarios rely on: with the rule gone, a plug
+        # reaches no VM (the suite would catch a broken rule)
+        rule = "/usr/lib/udev/rules.d/60-pve-usb-hotplug.rules"
+        self.bed.sh("mv %s /tmp/rule.off && udevadm control --reload" % rule)
+        try:
+            self.vm(100, "1-1\n")
+            self.tool("100", "post-start")
+            self.plug("kbd", "usb-kbd", "1.1")
+            self.settle()
+            time.sleep(3)
+            self.assertEqual(self.bed.held(100), {})
+        finally:
+            self.bed.sh("mv /tmp/rule.off %s && udevadm control --reload" % rule)
+        # and with it back, the next plug is followed
+        self.plug("kbd2", "usb-kbd", "1.2")
+        self.wait_open(100, ["1.2"])
+
     def test_a_storm_of_plugs_across_hub_ports(self):
         self.vm(100, "1-1\n")
         self.tool("100", "post-start")
