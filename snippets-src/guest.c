@@ -47,6 +47,14 @@ static bool run_is_over(const struct settings *s)
 	return s->run_deadline_ms && util_remaining_ms(s->run_deadline_ms) == 0;
 }
 
+/* ms from now, or the end of the run if that comes first */
+static int64_t deadline_in(const struct settings *s, int ms)
+{
+	int64_t d = util_now_ms() + ms;
+
+	return s->run_deadline_ms && s->run_deadline_ms < d ? s->run_deadline_ms : d;
+}
+
 static void explain_qmp_failure(const struct settings *s, unsigned long vmid, const char *path,
 				int r)
 {
@@ -92,12 +100,9 @@ static int open_state(const struct settings *s, unsigned long vmid, int *ret_fd)
 static int take_lock(struct guest *g)
 {
 	const struct settings *s = g->s;
-	int64_t deadline = util_now_ms() + s->lock_timeout_ms;
 	int r;
 
-	if (s->run_deadline_ms && s->run_deadline_ms < deadline)
-		deadline = s->run_deadline_ms;
-	r = lock_vm(g->state_fd, g->vmid, deadline, &g->lock_fd);
+	r = lock_vm(g->state_fd, g->vmid, deadline_in(s, s->lock_timeout_ms), &g->lock_fd);
 	if (r == -ETIMEDOUT && run_is_over(s))
 		log_error("VM %lu: another pve-usb-hotplug still works on this VM, and this run's time limit of %d ms ([run] timeout_ms) is up; giving up",
 			  g->vmid, s->run_timeout_ms);
@@ -259,16 +264,28 @@ int guest_held(struct guest *g, bool ask_qemu, const struct xhci_set **ret)
 	return 0;
 }
 
-int guest_peek_held(const struct settings *s, unsigned long vmid, struct xhci_set *ret)
+/* The checked state directory's fd, and the VM's QEMU stamp in st. */
+static int state_of(const struct settings *s, unsigned long vmid, char *st, size_t n)
 {
-	_cleanup_close_ int fd = -1;
-	char why[128], st[64];
-	int r;
+	char why[128];
+	int fd, r;
 
 	r = state_open(s->state_dir, &fd, why, sizeof(why));
 	if (r < 0)
+		return r;
+	vmproc_stamp(s->qmp_socket_dir, vmid, st, n);
+	return fd;
+}
+
+int guest_peek_held(const struct settings *s, unsigned long vmid, struct xhci_set *ret)
+{
+	_cleanup_close_ int fd = -1;
+	char st[64];
+	int r;
+
+	fd = state_of(s, vmid, st, sizeof(st));
+	if (fd < 0)
 		return -ESTALE; /* told when a guest is opened */
-	vmproc_stamp(s->qmp_socket_dir, vmid, st, sizeof(st));
 	r = xhci_hint_read(fd, vmid, st, ret);
 	return r == -ENOENT ? r : r < 0 ? -ESTALE : 0;
 }
@@ -280,6 +297,16 @@ static bool is_duplicate(struct guest *g)
 	return strstr(desc, "Duplicate device ID") || strstr(desc, "Duplicate ID");
 }
 
+/* device_del of id; 1 when there was no such device (the wanted state too). */
+static int device_del(struct guest *g, const char *id)
+{
+	int r = qmp_execute(g->qmp, "device_del", json_pack("{s:s}", "id", id), NULL);
+
+	if (r == -EREMOTEIO && strcmp(qmp_error_class(g->qmp), "DeviceNotFound") == 0)
+		return 1;
+	return r;
+}
+
 /* device_del; 1 when the device was not there. Keeps the hint in step. */
 static int del_device(struct guest *g, const struct usb_port *port)
 {
@@ -287,10 +314,8 @@ static int del_device(struct guest *g, const struct usb_port *port)
 	int r;
 
 	xhci_dev_id(port, id, sizeof(id));
-	r = qmp_execute(g->qmp, "device_del", json_pack("{s:s}", "id", id), NULL);
-	if (r == -EREMOTEIO && strcmp(qmp_error_class(g->qmp), "DeviceNotFound") == 0)
-		r = 1;
-	else if (r < 0)
+	r = device_del(g, id);
+	if (r < 0)
 		return r;
 	if (load_xhci(g, LOAD_HINT_ONLY) == 0) {
 		xhci_note_detached(&g->xhci, port);
@@ -499,12 +524,10 @@ int guest_release(struct guest *g)
 	char ids[XHCI_MAX_DEVS + XHCI_MAX_CTRLS][64], desc[PORT_STRLEN];
 	struct xhci_set before;
 	const char *left = NULL;
-	int64_t deadline = util_now_ms() + RELEASE_WAIT_MS;
+	int64_t deadline = deadline_in(g->s, RELEASE_WAIT_MS);
 	size_t n = 0;
 	int r, ret = 0;
 
-	if (g->s->run_deadline_ms && g->s->run_deadline_ms < deadline)
-		deadline = g->s->run_deadline_ms;
 	/* held back first: an event queued behind this lock must not bring
 	 * anything back */
 	r = stamp(g)[0] ? state_mark_released(g->state_fd, g->vmid, stamp(g)) : -ESRCH;
@@ -526,8 +549,8 @@ int guest_release(struct guest *g)
 	for (size_t i = 0; i < before.n && guest_usable(g); i++) {
 		if (!before.c[i].ours)
 			continue;
-		r = qmp_execute(g->qmp, "device_del", json_pack("{s:s}", "id", before.c[i].id), NULL);
-		if (r < 0 && !(r == -EREMOTEIO && strcmp(qmp_error_class(g->qmp), "DeviceNotFound") == 0)) {
+		r = device_del(g, before.c[i].id);
+		if (r < 0) {
 			ret = qmp_failed(g, r, "unplugging its USB controller", before.c[i].id);
 			continue;
 		}
@@ -560,18 +583,6 @@ int guest_release(struct guest *g)
 			g->xhci.c[i].taken &= ~(1u << XHCI_PROXMOX_FREE_PORT);
 	g->hint_dirty = true;
 	return ret;
-}
-
-static int state_of(const struct settings *s, unsigned long vmid, char *st, size_t n)
-{
-	char why[128];
-	int fd, r;
-
-	r = state_open(s->state_dir, &fd, why, sizeof(why));
-	if (r < 0)
-		return r;
-	vmproc_stamp(s->qmp_socket_dir, vmid, st, n);
-	return fd;
 }
 
 bool guest_is_released(const struct settings *s, unsigned long vmid)

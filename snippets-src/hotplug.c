@@ -63,13 +63,6 @@ static void dev_from_event(const struct uevent *ev, struct usb_device_info *dev)
 	dev->serial_known = false;
 }
 
-/* Running VMs that may hold host ports through the tool: those with rules
- * and those with a port hint. */
-static int list_holders(struct vms *v)
-{
-	return vms_list_hinted(v);
-}
-
 /* Whether anything about dev concerns any VM: a rule claims it, a deny
  * rule keeps it out (worth a line), or a running VM holds its port. */
 static bool concerns_anyone(struct vms *v, const struct usb_device_info *dev)
@@ -78,19 +71,12 @@ static bool concerns_anyone(struct vms *v, const struct usb_device_info *dev)
 		if (v->list[i]->rules && (usbconf_match(v->list[i]->rules, dev, NULL) ||
 					  usbconf_kept_out(v->list[i]->rules, dev)))
 			return true;
-	if (list_holders(v) < 0)
+	if (vms_list_hinted(v) < 0)
 		return true; /* cannot tell cheaply: take the long way */
 	for (size_t i = 0; i < v->n; i++)
 		if (vms_running(v, v->list[i]) && vms_holds(v, v->list[i], &dev->port))
 			return true;
 	return false;
-}
-
-/* QEMU was not reached (the lock, a timeout, a broken connection), as
- * opposed to QEMU refusing or the VM being gone. */
-static bool worth_retry(int r)
-{
-	return r < 0 && r != -EREMOTEIO && r != -ENOENT && r != -ECONNREFUSED && r != -ENOMEM;
 }
 
 /* Detaches port from vm; when QEMU could not be reached, tries again later
@@ -109,7 +95,7 @@ static int detach_from(const struct settings *s, struct vm *vm, const struct usb
 		r = guest_detach(g, port, desc, why);
 		guest_close(g);
 	}
-	if (worth_retry(r))
+	if (retry_worth(r))
 		retry_schedule(s, vm->vmid);
 	return r;
 }
@@ -124,7 +110,7 @@ static int clear_holders(const struct settings *s, struct vms *v,
 	char why[160];
 	int ret = 0;
 
-	if (list_holders(v) < 0)
+	if (vms_list_hinted(v) < 0)
 		return -ENOMEM;
 	for (size_t i = 0; i < v->n; i++) {
 		struct vm *vm = v->list[i];
@@ -223,7 +209,7 @@ static int event_remove(const struct settings *s, struct vms *v,
 	int ret = 0;
 
 	guest_describe(dev, desc, sizeof(desc));
-	if (list_holders(v) < 0)
+	if (vms_list_hinted(v) < 0)
 		return -ENOMEM;
 	/* Detached from every running VM that holds it, and from every one
 	 * whose rules claim it (its record may be behind); rules may have

@@ -34,6 +34,15 @@ static bool parse_hex4(const char *s, size_t len, unsigned *ret)
 	return true;
 }
 
+/* "046d:c52b" */
+static bool parse_id(const char *s, size_t len, unsigned *vid, unsigned *pid)
+{
+	const char *colon = memchr(s, ':', len);
+
+	return colon && parse_hex4(s, (size_t)(colon - s), vid) &&
+	       parse_hex4(colon + 1, len - (size_t)(colon - s) - 1, pid);
+}
+
 /* The value of a usbN line: "host=046d:c52b,usb3=1", "046d:c52b",
  * "spice", "mapping=name". */
 static void parse_value(const char *v, size_t len, struct pve_usb *u)
@@ -69,10 +78,7 @@ static void parse_value(const char *v, size_t len, struct pve_usb *u)
 	}
 	if (!host)
 		return;
-	const char *colon = memchr(host, ':', host_len);
-
-	if (colon && parse_hex4(host, (size_t)(colon - host), &u->vid) &&
-	    parse_hex4(colon + 1, host_len - (size_t)(colon - host) - 1, &u->pid))
+	if (parse_id(host, host_len, &u->vid, &u->pid))
 		u->kind = PVE_USB_ID;
 	else if (port_parse_n(host, host_len, &u->port) == 0)
 		u->kind = PVE_USB_PORT;
@@ -128,15 +134,6 @@ int pveconf_load(const char *dir, unsigned long vmid, struct pve_vm *ret)
 		return log_read_error(r, path, "VM config", PVECONF_MAX_SIZE);
 	pveconf_parse_text(buf, len, ret);
 	return 0;
-}
-
-/* "046d:c52b" */
-static bool parse_id(const char *s, size_t len, unsigned *vid, unsigned *pid)
-{
-	const char *colon = memchr(s, ':', len);
-
-	return colon && parse_hex4(s, (size_t)(colon - s), vid) &&
-	       parse_hex4(colon + 1, len - (size_t)(colon - s) - 1, pid);
 }
 
 /* "node=pve1,id=046d:c52b,path=1-2": 1 for a map line of node, 0 for

@@ -8,9 +8,20 @@
  * try, up to RETRY_MAX in all. */
 #pragma once
 
+#include <errno.h>
+#include <stdbool.h>
+
 #include "settings.h"
 
 #define RETRY_MAX 5
+
+/* Whether a failure r means QEMU was not reached (the lock, a timeout, a
+ * broken connection), as opposed to QEMU refusing, the VM being gone or
+ * memory: only the first is worth trying again. */
+static inline bool retry_worth(int r)
+{
+	return r < 0 && r != -EREMOTEIO && r != -ENOENT && r != -ECONNREFUSED && r != -ENOMEM;
+}
 
 /* Schedules the retry for vmid and logs what it did; 0 or -errno. */
 int retry_schedule(const struct settings *s, unsigned long vmid);

@@ -190,7 +190,7 @@ int hotplug_sync(const struct settings *s, unsigned long vmid)
 	for (size_t i = 0; i < n_plans; i++) {
 		if ((r = vms_fetch_held(&v, plans[i].vm)) < 0) {
 			ret = r;
-			if (s->retry_attempt && r != -ENOENT && r != -ECONNREFUSED)
+			if (s->retry_attempt && retry_worth(r))
 				retry_schedule(s, plans[i].vm->vmid);
 			plans[i].vm = NULL;
 			continue;
@@ -206,7 +206,7 @@ int hotplug_sync(const struct settings *s, unsigned long vmid)
 			continue;
 		ret = r;
 		/* a retry that failed again: the next try (retry.h) */
-		if (s->retry_attempt && r != -EREMOTEIO && r != -ENOENT && r != -ECONNREFUSED)
+		if (s->retry_attempt && retry_worth(r))
 			retry_schedule(s, plans[i].vm->vmid);
 	}
 out:

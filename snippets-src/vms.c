@@ -149,10 +149,13 @@ static int add_from_dir(struct vms *v, const char *dir, const char *suffix, int 
 		if (usbconf_vmid_of_file(de->d_name, suffix, &vmid) < 0 || vms_find(v, vmid) ||
 		    (running == 1 && !vmproc_running(v->s->qmp_socket_dir, vmid)))
 			continue;
-		if (add_vm(v, vmid, running == 1 && guest_is_released(v->s, vmid) ? -1 : running) < 0) {
+		if (add_vm(v, vmid, running) < 0) {
 			closedir(d);
 			return -ENOMEM;
 		}
+		/* running is known: so is whether it is held back */
+		if (running == 1)
+			v->list[v->n - 1]->released = guest_is_released(v->s, vmid);
 	}
 	closedir(d);
 	if (v->n > 1)

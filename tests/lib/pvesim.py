@@ -177,6 +177,15 @@ class Qmp:
         self.sock.close()
 
 
+def qmp_once(socket_path, execute, **args):
+    """One command on its own connection (QMP serves one client at a time)."""
+    q = Qmp(socket_path)
+    try:
+        return q.cmd(execute, **args)
+    finally:
+        q.close()
+
+
 class Guest:
     """A running QEMU laid out as Proxmox lays out a VM (i440fx)."""
 
@@ -209,11 +218,7 @@ class Guest:
             time.sleep(0.01)
 
     def qmp(self, execute, **args):
-        q = Qmp(self.qmp_path)
-        try:
-            return q.cmd(execute, **args)
-        finally:
-            q.close()
+        return qmp_once(self.qmp_path, execute, **args)
 
     def usb_hosts(self, with_port=False):
         """{id: {"hostbus", "hostport", "bus"[, "port"]}} of every usb-host device the guest has."""

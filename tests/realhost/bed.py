@@ -19,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
 CACHE = os.path.join(TOP, ".realhost")
 sys.path.insert(0, os.path.join(TOP, "tests", "lib"))
-from pvesim import Qmp  # noqa: E402
+from pvesim import qmp_once  # noqa: E402
 
 EARLY_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "overlay"]
 
@@ -178,11 +178,7 @@ class Bed:
         return self.run(["sh", "-c", script], timeout=timeout)
 
     def qmp(self, execute, **args):
-        q = Qmp(self.qmp_path)
-        try:
-            return q.cmd(execute, **args)
-        finally:
-            q.close()
+        return qmp_once(self.qmp_path, execute, **args)
 
     INNER = ("qemu-system-x86_64 -machine pc -accel kvm -accel tcg -m 64 -nodefaults -display none "
              "-device piix3-usb-uhci,id=uhci,bus=pci.0,addr=0x1.0x2 "

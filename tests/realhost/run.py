@@ -199,10 +199,6 @@ class RealHost(unittest.TestCase):
         self.wait_gone(100, ports[1::2], timeout=40)
 
 
-class Summary(unittest.TextTestResult):
-    pass
-
-
 def main():
     global DEB
     ap = argparse.ArgumentParser()
