@@ -1270,7 +1270,40 @@ class Hardening(Case):
         self.ok(self.tool.run(["sync", "100"], host=self.host, env={"PVE_USB_HOTPLUG_RETRY": "1"}))
         self.assertEqual(g.ports(), [])
 
+    def test_a_retry_that_fails_again_schedules_the_next_until_five(self):
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.plug("3-4", 0x1, 0x2)
+        self.ok(self.tool.event(self.host, "add", "3-4"))
+        self.tool.write_settings(extra="[lock]\ntimeout_ms = 200\n")
+        import fcntl
+        lock = open(os.path.join(self.tool.state_dir, "100.lock"))
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        self.addCleanup(lock.close)
+        r = self.failed(self.tool.run(["sync", "100"], host=self.host, env={"PVE_USB_HOTPLUG_RETRY": "1"}))
+        self.assertIn("VM 100: will try again in 10000 ms", r.stdout)
+        self.assertIn("--setenv PVE_USB_HOTPLUG_RETRY=2 ", self.tool.retry_calls()[-1])
+        # a sync run by hand that fails schedules nothing; the fifth try is the last
+        self.failed(self.tool.run(["sync", "100"], host=self.host))
+        r = self.failed(self.tool.run(["sync", "100"], host=self.host, env={"PVE_USB_HOTPLUG_RETRY": "5"}))
+        self.assertIn("VM 100: still failing after 5 tries; run 'pve-usb-hotplug sync 100' once it answers", r.stderr)
+        self.assertEqual(len(self.tool.retry_calls()), 1)
+        self.assertEqual(g.ports(), ["3-4"])
+
     # 4. running means running
+
+    def test_a_pid_file_named_by_another_path_is_the_same_vm(self):
+        # QEMU started with -pidfile through a link to the directory (as
+        # /var/run is /run): the same file, so the VM runs
+        link = os.path.join(self.dir, "run-link")
+        os.symlink(self.tool.qmp_dir, link)
+        g = self.guest(100, qmp_dir=link)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.hub("3-4")
+        self.host.plug("3-4.1")
+        r = self.ok(self.tool.event(self.host, "add", "3-4.1"))
+        self.assertIn("VM 100: added 3-4.1", r.stdout)
+        self.assertEqual(g.ports(), ["3-4.1"])
 
     def test_a_pid_file_of_another_process_is_not_a_running_vm(self):
         a = self.guest(100)

@@ -45,7 +45,7 @@ class RealHost(unittest.TestCase):
         self.vms = []
         self.devs = []
         self.bed.plug("hub", "usb-hub", "1")
-        self.settle()
+        self.present("1-1")
 
     def tearDown(self):
         for d in reversed(self.devs):
@@ -64,6 +64,15 @@ class RealHost(unittest.TestCase):
 
     def settle(self):
         self.bed.sh("udevadm settle -t 30")
+
+    def present(self, *ports):
+        """Waits until the kernel has the devices at ports (settle alone only
+        waits for events already queued: a hub's devices come later), then
+        until udev has handled them."""
+        test = " && ".join("test -e /sys/bus/usb/devices/%s" % p for p in ports)
+        r = self.bed.wait_for(lambda: self.bed.sh(test)["rc"], lambda rc: rc == 0, 30)
+        self.assertEqual(r, 0, "%s not there" % (ports,))
+        self.settle()
 
     def vm(self, vmid, rules):
         self.bed.start_vm(vmid, rules)
@@ -93,7 +102,7 @@ class RealHost(unittest.TestCase):
     def test_post_start_attaches_what_is_plugged_behind_a_hub(self):
         self.plug("kbd", "usb-kbd", "1.1")
         self.plug("mouse", "usb-mouse", "1.2")
-        self.settle()
+        self.present("1-1.1", "1-1.2")
         self.vm(100, "1-1\n")
         r = self.tool("100", "post-start")
         self.assertEqual(r["rc"], 0, r)
@@ -178,7 +187,7 @@ class RealHost(unittest.TestCase):
             self.vm(100, "1-1\n")
             self.tool("100", "post-start")
             self.plug("kbd", "usb-kbd", "1.1")
-            self.settle()
+            self.present("1-1.1")
             time.sleep(3)
             self.assertEqual(self.bed.held(100), {})
         finally:
