@@ -39,6 +39,12 @@ ifeq ($(SANITIZE),1)
 BUILD ?= build/asan
 ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=address,undefined
+# ASan wraps the XDR calls and looks for the real ones when it starts; libvirt
+# (loaded later, for libvirt domains) takes them from libtirpc, so that must
+# be there from the start, or a wrapper calls NULL (measured: libvirt 9).
+TIRPC := $(firstword $(wildcard /usr/lib/*/libtirpc.so.3 /lib/*/libtirpc.so.3))
+TIRPC_LINK := -Wl,--no-as-needed $(TIRPC) -Wl,--as-needed
+LDFLAGS += $(if $(TIRPC),$(TIRPC_LINK))
 else
 BUILD ?= build
 ALL_CFLAGS += -D_FORTIFY_SOURCE=2 -fstack-protector-strong

@@ -1,4 +1,4 @@
-/* check [VMID], also run at pre-start. */
+/* check [NAME], also run at pre-start. */
 #include <errno.h>
 #include <string.h>
 
@@ -6,6 +6,7 @@
 #include "log.h"
 #include "pveconf.h"
 #include "usbconf.h"
+#include "vms.h"
 
 /* Two allow rules that claim exactly the same devices equally. */
 static bool same_claim(const struct usb_rule *a, const struct usb_rule *b)
@@ -26,25 +27,22 @@ static bool same_claim(const struct usb_rule *a, const struct usb_rule *b)
 	return false;
 }
 
-/* Equal claims in two VMs' files are fine while only one of them runs;
+/* Equal claims in two guests' files are fine while only one of them runs;
  * worth a warning all the same. */
-static void warn_overlaps(const struct vm_rules *mine, struct vm_rules *const *all, size_t n)
+static void warn_overlaps(const struct vm_rules *mine, const char *mine_label,
+			  const struct vm *other)
 {
 	char text[USB_STRING_MAX * 4 + 32];
 
-	for (size_t i = 0; i < n; i++) {
-		if (all[i]->vmid == mine->vmid)
-			continue;
-		for (size_t a = 0; a < mine->n_rules; a++)
-			for (size_t b = 0; b < all[i]->n_rules; b++) {
-				if (!same_claim(&mine->rules[a], &all[i]->rules[b]))
-					continue;
-				usbconf_format_rule(&mine->rules[a], text, sizeof(text));
-				log_warning("%s:%u: '%s' is also in %s:%u; while VM %lu and VM %lu both run, what it matches goes to neither",
-					    mine->path, mine->rules[a].line, text, all[i]->path,
-					    all[i]->rules[b].line, mine->vmid, all[i]->vmid);
-			}
-	}
+	for (size_t a = 0; a < mine->n_rules; a++)
+		for (size_t b = 0; b < other->rules->n_rules; b++) {
+			if (!same_claim(&mine->rules[a], &other->rules->rules[b]))
+				continue;
+			usbconf_format_rule(&mine->rules[a], text, sizeof(text));
+			log_warning("%s:%u: '%s' is also in %s:%u; while %s and %s both run, what it matches goes to neither",
+				    mine->path, mine->rules[a].line, text, other->rules->path,
+				    other->rules->rules[b].line, mine_label, other->t.label);
+		}
 }
 
 /* What Proxmox's side says about the VM: is there a <vmid>.conf beside the
@@ -94,46 +92,76 @@ static int check_one(const struct vm_rules *r, bool pre_start)
 	return 0;
 }
 
-int hotplug_check(const struct settings *s, unsigned long vmid, bool pre_start)
+/* One guest's rules (read again, so that its bad lines are told), and how
+ * they meet everyone else's. */
+static int check_named(const struct settings *s, const char *name, bool pre_start,
+		       struct pve_mappings *maps, int *maps_state)
 {
-	struct vm_rules **all = NULL, *one = NULL;
+	struct vm_rules *one = NULL;
+	struct target t;
+	struct vms v;
+	int r, ret;
+
+	r = target_by_name(s, name, &t);
+	if (r < 0)
+		return r;
+	r = usbconf_load_file(t.rules, t.vmid, LOG_LVL_WARNING, &one);
+	if (r == -ENOENT && pre_start)
+		return 0;
+	if (r == -ENOENT)
+		return log_err(r, "%s has no %s; write one rule a line into it (see pve-usb-hotplug(8))",
+			       t.label, t.rules);
+	if (r < 0)
+		return r;
+	ret = check_one(one, pre_start);
+	if (t.kind == TARGET_PVE)
+		check_pve(s, one, pre_start, maps, maps_state);
+	if (vms_load(s, LOG_LVL_DEBUG, 0, &v) == 0) {
+		for (size_t i = 0; i < v.n; i++)
+			if (v.list[i]->rules && strcmp(v.list[i]->t.name, t.name) != 0)
+				warn_overlaps(one, t.label, v.list[i]);
+		vms_free(&v);
+	}
+	usbconf_free(one);
+	return ret;
+}
+
+int hotplug_check(const struct settings *s, const char *name, bool pre_start)
+{
 	struct pve_mappings maps = { 0 };
 	int maps_state = 1;
-	size_t n = 0;
+	struct vms v;
 	int r, ret = 0;
 
-	if (vmid) {
-		r = usbconf_load(s->vm_config_dir, vmid, LOG_LVL_WARNING, &one);
-		if (r == -ENOENT && pre_start)
-			return 0;
-		if (r == -ENOENT)
-			return log_err(r, "VM %lu has no %s/%lu.usb.conf; write one rule a line into it (see pve-usb-hotplug(8))",
-				       vmid, s->vm_config_dir, vmid);
-		if (r < 0)
-			return r;
-		ret = check_one(one, pre_start);
-		check_pve(s, one, pre_start, &maps, &maps_state);
-		if (usbconf_load_all(s->vm_config_dir, LOG_LVL_DEBUG, false, &all, &n) == 0)
-			warn_overlaps(one, all, n);
-		usbconf_free(one);
-		usbconf_free_all(all, n);
+	if (name) {
+		ret = check_named(s, name, pre_start, &maps, &maps_state);
 		pveconf_mappings_free(&maps);
 		return ret;
 	}
-	r = usbconf_load_all(s->vm_config_dir, LOG_LVL_WARNING, false, &all, &n);
+	r = vms_load(s, LOG_LVL_WARNING, 0, &v);
 	if (r < 0)
 		return r;
-	if (n == 0)
+	if (v.n == 0)
 		log_info("%s has no <vmid>.usb.conf; no VM gets USB devices from pve-usb-hotplug",
 			 s->vm_config_dir);
-	for (size_t i = 0; i < n; i++) {
-		if (check_one(all[i], false) < 0)
+	for (size_t i = 0; i < v.n; i++) {
+		const struct vm *vm = v.list[i];
+
+		if (!vm->rules) {
+			log_warning("%s (%s): there is no %s; it gets no devices until there is",
+				    vm->t.label, vm->t.origin, vm->t.rules);
+			continue;
+		}
+		if (check_one(vm->rules, false) < 0)
 			ret = -EINVAL;
-		check_pve(s, all[i], false, &maps, &maps_state);
+		if (vm->t.kind == TARGET_PVE)
+			check_pve(s, vm->rules, false, &maps, &maps_state);
 		/* each pair once */
-		warn_overlaps(all[i], all + i + 1, n - i - 1);
+		for (size_t k = i + 1; k < v.n; k++)
+			if (v.list[k]->rules)
+				warn_overlaps(vm->rules, vm->t.label, v.list[k]);
 	}
-	usbconf_free_all(all, n);
+	vms_free(&v);
 	pveconf_mappings_free(&maps);
 	return ret;
 }

@@ -8,23 +8,25 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "libvirt.h"
 #include "lock.h"
 #include "log.h"
 #include "qmp.h"
 #include "state.h"
 #include "util.h"
-#include "vmproc.h"
+#include "target.h"
 
 struct guest {
 	const struct settings *s;
-	unsigned long vmid;
+	struct target *t;
 	int state_fd;
 	int lock_fd;
 	struct qmp *qmp;
+	struct lv *lv; /* a libvirt domain: everything through libvirt */
 	bool xhci_loaded;    /* on the first attach (or detach, from the hint) */
 	bool xhci_from_hint; /* a guess: a refusal means asking QEMU */
 	bool hint_dirty;     /* written once, when the guest is closed */
-	char stamp[64];	     /* vmproc_stamp(), read once ("" if not yet or unknown) */
+	char stamp[96];	     /* target_stamp(), read once ("" if not yet or unknown) */
 	struct xhci_set xhci;
 };
 
@@ -55,44 +57,46 @@ static int64_t deadline_in(const struct settings *s, int ms)
 	return s->run_deadline_ms && s->run_deadline_ms < d ? s->run_deadline_ms : d;
 }
 
-static void explain_qmp_failure(const struct settings *s, unsigned long vmid, const char *path,
-				int r)
+static void explain_qmp_failure(const struct settings *s, const struct target *t,
+				const char *path, int r)
 {
+	const char *vm = t->label;
+
 	switch (r) {
 	case -ETIMEDOUT:
 		if (run_is_over(s))
-			log_error("VM %lu: no answer on %s before this run's time limit of %d ms ([run] timeout_ms); giving up",
-				  vmid, path, s->run_timeout_ms);
+			log_error("%s: no answer on %s before this run's time limit of %d ms ([run] timeout_ms); giving up",
+				  vm, path, s->run_timeout_ms);
 		else
-			log_error("VM %lu: no answer on %s within %d ms: another client (qm, pvestatd, a backup) holds the QMP socket, or QEMU hangs; try again, or raise [qmp] timeout_ms",
-				  vmid, path, s->qmp_timeout_ms);
+			log_error("%s: no answer on %s within %d ms: another client (qm, pvestatd, a backup) holds the QMP socket, or QEMU hangs; try again, or raise [qmp] timeout_ms",
+				  vm, path, s->qmp_timeout_ms);
 		break;
 	case -ECONNRESET:
-		log_error("VM %lu: QEMU closed the QMP connection on %s (is the VM stopping?)", vmid, path);
+		log_error("%s: QEMU closed the QMP connection on %s (is the VM stopping?)", vm, path);
 		break;
 	case -EPROTO:
 	case -EMSGSIZE:
-		log_error("VM %lu: %s does not speak QMP as expected (%s)", vmid, path, strerror(-r));
+		log_error("%s: %s does not speak QMP as expected (%s)", vm, path, strerror(-r));
 		break;
 	default:
-		log_error("VM %lu: QMP on %s failed: %s", vmid, path, strerror(-r));
+		log_error("%s: QMP on %s failed: %s", vm, path, strerror(-r));
 	}
 }
 
 /* The state directory, checked; logs why it cannot be used. */
-static int open_state(const struct settings *s, unsigned long vmid, int *ret_fd)
+static int open_state(const struct settings *s, const char *vm, int *ret_fd)
 {
 	char why[128];
 	int r = state_open(s->state_dir, ret_fd, why, sizeof(why));
 
 	if (r == -EPERM)
-		log_error("VM %lu: %s is refused as the state directory: %s; remove it (it is made again, mode 0700) or set [paths] state_dir",
-			  vmid, s->state_dir, why);
+		log_error("%s: %s is refused as the state directory: %s; remove it (it is made again, mode 0700) or set [paths] state_dir",
+			  vm, s->state_dir, why);
 	else if (r == -ELOOP)
-		log_error("VM %lu: %s is a symbolic link and is refused as the state directory; remove it (it is made again, mode 0700) or set [paths] state_dir",
-			  vmid, s->state_dir);
+		log_error("%s: %s is a symbolic link and is refused as the state directory; remove it (it is made again, mode 0700) or set [paths] state_dir",
+			  vm, s->state_dir);
 	else if (r < 0)
-		log_error("VM %lu: cannot use the state directory %s: %s (check [paths] state_dir)", vmid,
+		log_error("%s: cannot use the state directory %s: %s (check [paths] state_dir)", vm,
 			  s->state_dir, strerror(-r));
 	return r;
 }
@@ -102,57 +106,46 @@ static int take_lock(struct guest *g)
 	const struct settings *s = g->s;
 	int r;
 
-	r = lock_vm(g->state_fd, g->vmid, deadline_in(s, s->lock_timeout_ms), &g->lock_fd);
+	r = lock_vm(g->state_fd, g->t->key, deadline_in(s, s->lock_timeout_ms), &g->lock_fd);
 	if (r == -ETIMEDOUT && run_is_over(s))
-		log_error("VM %lu: another pve-usb-hotplug still works on this VM, and this run's time limit of %d ms ([run] timeout_ms) is up; giving up",
-			  g->vmid, s->run_timeout_ms);
+		log_error("%s: another pve-usb-hotplug still works on this VM, and this run's time limit of %d ms ([run] timeout_ms) is up; giving up",
+			  g->t->label, s->run_timeout_ms);
 	else if (r == -ETIMEDOUT)
-		log_error("VM %lu: another pve-usb-hotplug still works on this VM after %d ms ([lock] timeout_ms); giving up",
-			  g->vmid, s->lock_timeout_ms);
+		log_error("%s: another pve-usb-hotplug still works on this VM after %d ms ([lock] timeout_ms); giving up",
+			  g->t->label, s->lock_timeout_ms);
 	else if (r == -EINVAL)
-		log_error("VM %lu: %s/%lu.lock is not a regular file; remove it", g->vmid, s->state_dir,
-			  g->vmid);
+		log_error("%s: %s/%s.lock is not a regular file; remove it", g->t->label, s->state_dir,
+			  g->t->key);
 	else if (r < 0)
-		log_error("VM %lu: cannot take the lock in %s: %s (check [paths] state_dir)", g->vmid,
+		log_error("%s: cannot take the lock in %s: %s (check [paths] state_dir)", g->t->label,
 			  s->state_dir, strerror(-r));
 	return r;
-}
-
-static int qmp_path(const struct settings *s, unsigned long vmid, char *buf, size_t n)
-{
-	return snprintf(buf, n, "%s/%lu.qmp", s->qmp_socket_dir, vmid) >= (int)n ? -ENAMETOOLONG : 0;
 }
 
 /* A new QMP connection for g (the lock stays held). Logs failures. */
 static int reconnect(struct guest *g)
 {
-	char path[SETTINGS_PATH_MAX + 32];
-	int r;
+	int r = qmp_open(g->t->sock, g->s->qmp_timeout_ms, g->s->run_deadline_ms, &g->qmp);
 
-	qmp_path(g->s, g->vmid, path, sizeof(path));
-	r = qmp_open(path, g->s->qmp_timeout_ms, g->s->run_deadline_ms, &g->qmp);
 	if (r < 0)
-		explain_qmp_failure(g->s, g->vmid, path, r);
+		explain_qmp_failure(g->s, g->t, g->t->sock, r);
 	return r;
 }
 
-int guest_open(const struct settings *s, unsigned long vmid, struct guest **ret)
+int guest_open(const struct settings *s, struct target *t, struct guest **ret)
 {
-	char path[SETTINGS_PATH_MAX + 32];
 	struct guest *g;
 	int r;
-
-	qmp_path(s, vmid, path, sizeof(path));
 
 	g = calloc(1, sizeof(*g));
 	if (!g)
 		return -ENOMEM;
 	g->s = s;
-	g->vmid = vmid;
+	g->t = t;
 	g->state_fd = -1;
 	g->lock_fd = -1;
 
-	r = open_state(s, vmid, &g->state_fd);
+	r = open_state(s, t->label, &g->state_fd);
 	if (r == 0)
 		r = take_lock(g);
 	if (r < 0) {
@@ -160,13 +153,28 @@ int guest_open(const struct settings *s, unsigned long vmid, struct guest **ret)
 		return r;
 	}
 
-	r = qmp_open(path, s->qmp_timeout_ms, s->run_deadline_ms, &g->qmp);
+	if (t->kind == TARGET_LIBVIRT) {
+		r = lv_open(t, &g->lv);
+		if (r < 0) {
+			guest_close(g);
+			return r;
+		}
+		*ret = g;
+		return 0;
+	}
+	r = target_socket(t, s);
+	if (r == -ENOTUNIQ) {
+		target_explain_ambiguous(t, LOG_LVL_ERROR);
+		guest_close(g);
+		return r;
+	}
+	r = r < 0 ? r : qmp_open(t->sock, s->qmp_timeout_ms, s->run_deadline_ms, &g->qmp);
 	if (r < 0) {
 		if (r == -ENOENT || r == -ECONNREFUSED)
-			log_warning("VM %lu is not running (%s at %s); nothing to do", vmid,
-				    r == -ENOENT ? "no QMP socket" : "nobody listening", path);
+			log_warning("%s is not running (%s at %s); nothing to do", t->label,
+				    r == -ENOENT ? "no QMP socket" : "nobody listening", t->qmp);
 		else
-			explain_qmp_failure(s, vmid, path, r);
+			explain_qmp_failure(s, t, t->sock, r);
 		guest_close(g);
 		return r;
 	}
@@ -176,41 +184,50 @@ int guest_open(const struct settings *s, unsigned long vmid, struct guest **ret)
 
 bool guest_usable(const struct guest *g)
 {
-	return g->qmp && qmp_broken(g->qmp) == 0;
+	return g->lv || (g->qmp && qmp_broken(g->qmp) == 0);
 }
 
 static int qmp_failed(struct guest *g, int r, const char *what, const char *desc)
 {
 	char said[512];
 
+	if (g->lv)
+		return log_err(r, "%s: %s %s: %s", g->t->label, what, desc, lv_error());
 	switch (r) {
 	case -EREMOTEIO:
-		return log_err(r, "VM %lu: %s %s: QEMU says: %s", g->vmid, what, desc,
+		return log_err(r, "%s: %s %s: QEMU says: %s", g->t->label, what, desc,
 			       log_escape(qmp_error_desc(g->qmp), said, sizeof(said)));
 	case -ECONNRESET:
 	case -EPIPE:
-		return log_err(r, "VM %lu: %s %s: QEMU closed the QMP connection (is the VM stopping?)",
-			       g->vmid, what, desc);
+		return log_err(r, "%s: %s %s: QEMU closed the QMP connection (is the VM stopping?)",
+			       g->t->label, what, desc);
 	case -ETIMEDOUT:
 		if (run_is_over(g->s))
-			return log_err(r, "VM %lu: %s %s: this run's time limit of %d ms ([run] timeout_ms) is up",
-				       g->vmid, what, desc, g->s->run_timeout_ms);
-		return log_err(r, "VM %lu: %s %s: QEMU did not answer within %d ms ([qmp] timeout_ms)",
-			       g->vmid, what, desc, g->s->qmp_timeout_ms);
+			return log_err(r, "%s: %s %s: this run's time limit of %d ms ([run] timeout_ms) is up",
+				       g->t->label, what, desc, g->s->run_timeout_ms);
+		return log_err(r, "%s: %s %s: QEMU did not answer within %d ms ([qmp] timeout_ms)",
+			       g->t->label, what, desc, g->s->qmp_timeout_ms);
 	case -EPROTO:
 	case -EMSGSIZE:
-		return log_err(r, "VM %lu: %s %s: QEMU does not speak QMP as expected (%s)", g->vmid,
+		return log_err(r, "%s: %s %s: QEMU does not speak QMP as expected (%s)", g->t->label,
 			       what, desc, strerror(-r));
 	default:
-		return log_err(r, "VM %lu: %s %s: %s", g->vmid, what, desc, strerror(-r));
+		return log_err(r, "%s: %s %s: %s", g->t->label, what, desc, strerror(-r));
 	}
+}
+
+/* Not a Proxmox VM: the guest's own xHCI controllers are the tool's to use
+ * (xhci.h). */
+static bool any_guest(const struct target *t)
+{
+	return t->kind != TARGET_PVE;
 }
 
 static const char *stamp(struct guest *g)
 {
 	/* the QEMU process does not change while we hold its connection */
 	if (!g->stamp[0])
-		vmproc_stamp(g->s->qmp_socket_dir, g->vmid, g->stamp, sizeof(g->stamp));
+		target_stamp(g->t, g->s, g->stamp, sizeof(g->stamp));
 	return g->stamp;
 }
 
@@ -221,9 +238,9 @@ static void save_hint(struct guest *g)
 {
 	const char *st = stamp(g);
 
-	if (!st[0] || xhci_hint_write(g->state_fd, g->vmid, st, &g->xhci) < 0) {
-		xhci_hint_remove(g->state_fd, g->vmid);
-		log_debug("VM %lu: no port hint kept in %s", g->vmid, g->s->state_dir);
+	if (!st[0] || xhci_hint_write(g->state_fd, g->t->key, st, &g->xhci) < 0) {
+		xhci_hint_remove(g->state_fd, g->t->key);
+		log_debug("%s: no port hint kept in %s", g->t->label, g->s->state_dir);
 	}
 }
 
@@ -240,12 +257,18 @@ static int load_xhci(struct guest *g, enum load_mode mode)
 
 	if (g->xhci_loaded && !(mode == LOAD_ASK && g->xhci_from_hint))
 		return 0;
+	if (g->lv) {
+		/* libvirt's live XML is the record; it keeps no hint */
+		r = lv_held(g->lv, &g->xhci);
+		g->xhci_loaded = r == 0;
+		return r;
+	}
 	g->xhci_from_hint = mode != LOAD_ASK && stamp(g)[0] &&
-			    xhci_hint_read(g->state_fd, g->vmid, stamp(g), &g->xhci) == 0;
+			    xhci_hint_read(g->state_fd, g->t->key, stamp(g), any_guest(g->t), &g->xhci) == 0;
 	if (!g->xhci_from_hint) {
 		if (mode == LOAD_HINT_ONLY)
 			return -ENOENT;
-		r = xhci_load(g->qmp, &g->xhci);
+		r = xhci_load(g->qmp, any_guest(g->t), &g->xhci);
 		if (r < 0)
 			return r;
 		g->hint_dirty = true; /* what QEMU said is worth keeping */
@@ -265,7 +288,7 @@ int guest_held(struct guest *g, bool ask_qemu, const struct xhci_set **ret)
 }
 
 /* The checked state directory's fd, and the VM's QEMU stamp in st. */
-static int state_of(const struct settings *s, unsigned long vmid, char *st, size_t n)
+static int state_of(const struct settings *s, struct target *t, char *st, size_t n)
 {
 	char why[128];
 	int fd, r;
@@ -273,20 +296,22 @@ static int state_of(const struct settings *s, unsigned long vmid, char *st, size
 	r = state_open(s->state_dir, &fd, why, sizeof(why));
 	if (r < 0)
 		return r;
-	vmproc_stamp(s->qmp_socket_dir, vmid, st, n);
+	target_stamp(t, s, st, n);
 	return fd;
 }
 
-int guest_peek_held(const struct settings *s, unsigned long vmid, struct xhci_set *ret)
+int guest_peek_held(const struct settings *s, struct target *t, struct xhci_set *ret)
 {
 	_cleanup_close_ int fd = -1;
-	char st[64];
+	char st[96];
 	int r;
 
-	fd = state_of(s, vmid, st, sizeof(st));
+	if (t->kind == TARGET_LIBVIRT)
+		return -ESTALE; /* no hint: libvirt's live XML is the record */
+	fd = state_of(s, t, st, sizeof(st));
 	if (fd < 0)
 		return -ESTALE; /* told when a guest is opened */
-	r = xhci_hint_read(fd, vmid, st, ret);
+	r = xhci_hint_read(fd, t->key, st, any_guest(t), ret);
 	return r == -ENOENT ? r : r < 0 ? -ESTALE : 0;
 }
 
@@ -313,6 +338,8 @@ static int del_device(struct guest *g, const struct usb_port *port)
 	char id[XHCI_DEV_ID_MAX];
 	int r;
 
+	if (g->lv)
+		return lv_detach(g->lv, port);
 	xhci_dev_id(port, id, sizeof(id));
 	r = device_del(g, id);
 	if (r < 0)
@@ -366,14 +393,14 @@ static int settle_duplicate(struct guest *g, const struct usb_device_info *dev, 
 		return qmp_failed(g, r, "reading what is attached as", id);
 	}
 	if (!dev->have_ids || (vid == dev->vid && pid == dev->pid)) {
-		log_info("VM %lu: %s already attached as %s", g->vmid, desc, id);
+		log_info("%s: %s already attached as %s", g->t->label, desc, id);
 		return 0;
 	}
 	r = del_device(g, &dev->port);
 	if (r < 0)
 		return qmp_failed(g, r, "detaching the old", id);
-	log_info("VM %lu: %s was left for %04x:%04x, and %s is plugged in there now: detached it first",
-		 g->vmid, id, vid, pid, desc);
+	log_info("%s: %s was left for %04x:%04x, and %s is plugged in there now: detached it first",
+		 g->t->label, id, vid, pid, desc);
 	return 1;
 }
 
@@ -388,13 +415,15 @@ int guest_attach(struct guest *g, const struct usb_device_info *dev)
 	int r;
 
 	guest_describe(dev, desc, sizeof(desc));
+	if (g->lv)
+		return lv_attach(g->lv, dev, desc);
 	xhci_dev_id(&dev->port, id, sizeof(id));
 	port_format_hostport(&dev->port, hostport, sizeof(hostport));
 	/* QEMU compares hostport in a 16-byte buffer: a longer one is
 	 * accepted and never attaches */
 	if (strlen(hostport) > QEMU_HOSTPORT_MAX)
-		return log_err(-ENAMETOOLONG, "VM %lu: cannot pass %s: its port path '%s' is longer than the %d characters QEMU compares, so QEMU would never open it; plug it in with fewer hubs between it and the computer",
-			       g->vmid, desc, hostport, QEMU_HOSTPORT_MAX);
+		return log_err(-ENAMETOOLONG, "%s: cannot pass %s: its port path '%s' is longer than the %d characters QEMU compares, so QEMU would never open it; plug it in with fewer hubs between it and the computer",
+			       g->t->label, desc, hostport, QEMU_HOSTPORT_MAX);
 	r = load_xhci(g, LOAD_ANY);
 	if (r < 0)
 		return qmp_failed(g, r, "listing USB controllers to attach", desc);
@@ -417,11 +446,11 @@ int guest_attach(struct guest *g, const struct usb_device_info *dev)
 		if (xhci_pick(&g->xhci, ss, &ci, &port) < 0) {
 			r = xhci_add_own(g->qmp, &g->xhci, msg, sizeof(msg));
 			if (r == -ENOSPC)
-				return log_err(r, "VM %lu: no free %s port for %s, and no room for another USB controller (%s); detach something, or give the VM a PCI bridge",
-					       g->vmid, kind, desc, msg);
+				return log_err(r, "%s: no free %s port for %s, and no room for another USB controller (%s); detach something, or give the VM a PCI bridge",
+					       g->t->label, kind, desc, msg);
 			if (r < 0)
 				return qmp_failed(g, r, "adding a USB controller for", desc);
-			log_info("VM %lu: added USB controller %s at %s for %s", g->vmid,
+			log_info("%s: added USB controller %s at %s for %s", g->t->label,
 				 g->xhci.c[g->xhci.n - 1].id, msg, desc);
 			g->hint_dirty = true;
 			continue;
@@ -465,13 +494,13 @@ int guest_attach(struct guest *g, const struct usb_device_info *dev)
 		/* "added": QEMU took it; whether it has the host device open
 		 * is QOM's "attached", which status shows (asking here would
 		 * cost QEMU a command per device) */
-		log_info("VM %lu: added %s as %s on %s port %u", g->vmid, desc, id, bus, port);
+		log_info("%s: added %s as %s on %s port %u", g->t->label, desc, id, bus, port);
 		xhci_note_attached(&g->xhci, ci, port, &dev->port, dev->have_ids ? dev->vid : 0,
 				   dev->have_ids ? dev->pid : 0);
 		g->hint_dirty = true;
 		return 0;
 	}
-	return log_err(-ENOSPC, "VM %lu: found no free %s port for %s", g->vmid, kind, desc);
+	return log_err(-ENOSPC, "%s: found no free %s port for %s", g->t->label, kind, desc);
 }
 
 int guest_detach(struct guest *g, const struct usb_port *port, const char *desc, const char *why)
@@ -481,12 +510,14 @@ int guest_detach(struct guest *g, const struct usb_port *port, const char *desc,
 
 	xhci_dev_id(port, id, sizeof(id));
 	r = del_device(g, port);
+	if (r < 0 && g->lv)
+		return log_err(r, "%s: libvirt did not detach %s: %s", g->t->label, desc, lv_error());
 	if (r < 0)
 		return qmp_failed(g, r, "detaching", desc);
 	if (r > 0)
-		log_info("VM %lu: %s was not attached; nothing to detach", g->vmid, desc);
+		log_info("%s: %s was not attached; nothing to detach", g->t->label, desc);
 	else
-		log_info("VM %lu: detached %s (%s)%s%s", g->vmid, desc, id, why ? ": " : "",
+		log_info("%s: detached %s (%s)%s%s", g->t->label, desc, id, why ? ": " : "",
 			 why ? why : "");
 	return 0;
 }
@@ -530,14 +561,23 @@ int guest_release(struct guest *g)
 
 	/* held back first: an event queued behind this lock must not bring
 	 * anything back */
-	r = stamp(g)[0] ? state_mark_released(g->state_fd, g->vmid, stamp(g)) : -ESRCH;
+	r = stamp(g)[0] ? state_mark_released(g->state_fd, g->t->key, stamp(g)) : -ESRCH;
 	if (r < 0)
-		return log_err(r, "VM %lu: cannot note it as released in %s: %s", g->vmid,
+		return log_err(r, "%s: cannot note it as released in %s: %s", g->t->label,
 			       g->s->state_dir, strerror(-r));
 	r = load_xhci(g, LOAD_ASK);
 	if (r < 0)
 		return qmp_failed(g, r, "listing the devices of", "the VM");
 	before = g->xhci;
+	if (g->lv) {
+		/* libvirt unplugs a USB device at once, and adds no controller */
+		for (size_t i = 0; i < before.n_devs; i++) {
+			port_format(&before.devs[i].port, desc, sizeof(desc));
+			if (guest_detach(g, &before.devs[i].port, desc, "released") < 0)
+				ret = -EIO;
+		}
+		return ret;
+	}
 	for (size_t i = 0; i < before.n_devs && guest_usable(g); i++) {
 		port_format(&before.devs[i].port, desc, sizeof(desc));
 		xhci_dev_id(&before.devs[i].port, ids[n], sizeof(ids[0]));
@@ -571,49 +611,50 @@ int guest_release(struct guest *g)
 	if (r < 0)
 		return qmp_failed(g, r, "waiting for the unplug of", "its devices");
 	if (left)
-		return log_err(-ETIMEDOUT, "VM %lu: %s is still there after %d ms: QEMU has not finished unplugging it (a guest may have to acknowledge a PCI unplug); a migration or snapshot would fail now; run 'pve-usb-hotplug release %lu' again later",
-			       g->vmid, left, RELEASE_WAIT_MS, g->vmid);
-	/* what is left: Proxmox's xhci, without the tool's devices */
+		return log_err(-ETIMEDOUT, "%s: %s is still there after %d ms: QEMU has not finished unplugging it (a guest may have to acknowledge a PCI unplug); a migration or snapshot would fail now; run 'pve-usb-hotplug release %s' again later",
+			       g->t->label, left, RELEASE_WAIT_MS, g->t->name);
+	/* what is left: the controllers not the tool's, without its devices */
 	memset(&g->xhci, 0, sizeof(g->xhci));
+	g->xhci.any = before.any;
+	for (size_t i = 0; i < before.n_devs; i++)
+		if (before.devs[i].ctrl < before.n)
+			before.c[before.devs[i].ctrl].taken &= ~(1u << before.devs[i].guest_port);
 	for (size_t i = 0; i < before.n; i++)
 		if (!before.c[i].ours)
 			g->xhci.c[g->xhci.n++] = before.c[i];
-	for (size_t i = 0; i < g->xhci.n; i++)
-		if (strcmp(g->xhci.c[i].id, XHCI_PROXMOX_ID) == 0)
-			g->xhci.c[i].taken &= ~(1u << XHCI_PROXMOX_FREE_PORT);
 	g->hint_dirty = true;
 	return ret;
 }
 
-bool guest_is_released(const struct settings *s, unsigned long vmid)
+bool guest_is_released(const struct settings *s, struct target *t)
 {
-	char st[64], path[SETTINGS_PATH_MAX + 32];
+	char st[96], path[SETTINGS_PATH_MAX + 96];
 	bool released;
 	int fd;
 
 	/* the common case, cheaply: no marker at all (every event asks this
 	 * of every VM it considers) */
-	snprintf(path, sizeof(path), "%s/%lu.released", s->state_dir, vmid);
+	snprintf(path, sizeof(path), "%s/%s.released", s->state_dir, t->key);
 	if (faccessat(AT_FDCWD, path, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
 		return false;
-	fd = state_of(s, vmid, st, sizeof(st));
+	fd = state_of(s, t, st, sizeof(st));
 	if (fd < 0)
 		return false;
-	released = state_is_released(fd, vmid, st);
+	released = state_is_released(fd, t->key, st);
 	close(fd);
 	return released;
 }
 
-int guest_unrelease(const struct settings *s, unsigned long vmid)
+int guest_unrelease(const struct settings *s, struct target *t)
 {
-	char st[64];
-	int fd = state_of(s, vmid, st, sizeof(st)), r;
+	char st[96];
+	int fd = state_of(s, t, st, sizeof(st)), r;
 
 	if (fd < 0)
 		return fd;
-	if (state_is_released(fd, vmid, st))
-		log_info("VM %lu: no longer released; its devices come back", vmid);
-	r = state_clear_released(fd, vmid);
+	if (state_is_released(fd, t->key, st))
+		log_info("%s: no longer released; its devices come back", t->label);
+	r = state_clear_released(fd, t->key);
 	close(fd);
 	return r;
 }
@@ -623,9 +664,10 @@ struct guest *guest_close(struct guest *g)
 	if (!g)
 		return NULL;
 	g->qmp = qmp_close(g->qmp);
+	g->lv = lv_close(g->lv);
 	/* the hint after QMP is closed (never keep QEMU's one client slot
 	 * for a file write), still under the lock */
-	if (g->hint_dirty && g->lock_fd >= 0)
+	if (g->hint_dirty && g->lock_fd >= 0 && g->t->kind != TARGET_LIBVIRT)
 		save_hint(g);
 	if (g->lock_fd >= 0)
 		close(g->lock_fd);

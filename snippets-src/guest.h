@@ -8,6 +8,7 @@
 
 #include "port.h"
 #include "settings.h"
+#include "target.h"
 #include "usbtree.h"
 #include "xhci.h"
 
@@ -17,11 +18,12 @@ struct guest;
  * port path is accepted by device_add and never attaches. */
 #define QEMU_HOSTPORT_MAX 15
 
-/* Opens the state directory (see state.h), takes the VM's lock and connects
- * to <qmp_socket_dir>/<vmid>.qmp. -ENOENT / -ECONNREFUSED: the VM is not
- * running (logged as a warning); other errors are logged as errors. Every
- * wait ends by the run's deadline. */
-int guest_open(const struct settings *s, unsigned long vmid, struct guest **ret);
+/* Opens the state directory (see state.h), takes the guest's lock and
+ * connects to its QMP socket (target_socket()). -ENOENT / -ECONNREFUSED:
+ * the guest is not running (logged as a warning); other errors are logged
+ * as errors. Every wait ends by the run's deadline. t must outlive the
+ * guest. */
+int guest_open(const struct settings *s, struct target *t, struct guest **ret);
 
 /* Attaches the host device at dev->port as usb-host usbhost<bus>-<port>,
  * pinned to the device's vendor and product (a usb-host left behind can
@@ -50,16 +52,16 @@ bool guest_usable(const struct guest *g);
  * snapshotted with RAM or hibernated. The VM is then held back: events
  * leave it alone until guest_unrelease() (sync VMID) or a new QEMU. */
 int guest_release(struct guest *g);
-bool guest_is_released(const struct settings *s, unsigned long vmid);
+bool guest_is_released(const struct settings *s, struct target *t);
 /* Lifts the hold (logs it when there was one). */
-int guest_unrelease(const struct settings *s, unsigned long vmid);
+int guest_unrelease(const struct settings *s, struct target *t);
 
 struct guest *guest_close(struct guest *g);
 
 /* Without any connection: what the port hint says the VM's running QEMU
  * holds. 0; -ENOENT when there is no hint at all; -ESTALE when there is
  * one, but not for this QEMU (or it is unreadable). Logs nothing. */
-int guest_peek_held(const struct settings *s, unsigned long vmid, struct xhci_set *ret);
+int guest_peek_held(const struct settings *s, struct target *t, struct xhci_set *ret);
 
 /* "3-4.1 (046d:c52b "Receiver")" for messages; product escaped. */
 void guest_describe(const struct usb_device_info *dev, char *buf, size_t n);

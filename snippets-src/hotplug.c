@@ -13,37 +13,40 @@
 #include "util.h"
 #include "vms.h"
 
-void hotplug_explain(const struct placement *p, unsigned long for_vmid, const char *desc)
+void hotplug_explain(const struct placement *p, const struct vm *for_vm, const char *desc)
 {
 	char rule[USB_STRING_MAX * 4 + 32];
 
 	switch (p->kind) {
 	case PLACE_NOBODY:
-		if (for_vmid)
-			log_info("VM %lu: %s is not claimed by it now", for_vmid, desc);
+		if (for_vm)
+			log_info("%s: %s is not claimed by it now", for_vm->t.label, desc);
 		else
 			log_info("%s: no running VM claims it; nothing to do", desc);
 		break;
 	case PLACE_PROXMOX:
-		if (p->pve->kind == PVE_USB_MAPPING)
+		if (!p->pve)
+			log_info("%s is passed by %s's own XML; left to libvirt", desc, p->vm->t.label);
+		else if (p->pve->kind == PVE_USB_MAPPING)
 			log_info("%s is passed by Proxmox itself (usb%u in VM %lu's config, mapping '%s'); left to Proxmox",
-				 desc, p->pve->index, p->vm->vmid, p->pve->mapping);
+				 desc, p->pve->index, p->vm->t.vmid, p->pve->mapping);
 		else
 			log_info("%s is passed by Proxmox itself (usb%u in VM %lu's config); left to Proxmox",
-				 desc, p->pve->index, p->vm->vmid);
+				 desc, p->pve->index, p->vm->t.vmid);
 		break;
 	case PLACE_CONFLICT:
-		log_error("%s is claimed equally by VM %lu (%s) and VM %lu (%s), both running: attached to neither; make one rule more specific",
-			  desc, p->vm->vmid, p->vm->rules->path, p->rival->vmid, p->rival->rules->path);
+		log_error("%s is claimed equally by %s (%s) and %s (%s), both running: attached to neither; make one rule more specific",
+			  desc, p->vm->t.label, p->vm->rules->path, p->rival->t.label, p->rival->rules->path);
 		break;
 	case PLACE_VM:
 		usbconf_format_rule(p->rule, rule, sizeof(rule));
-		if (p->held && p->vm->vmid != for_vmid)
-			log_info("%s stays with VM %lu, which has it now ('%s', %s:%u)", desc, p->vm->vmid,
+		if (p->held && p->vm != for_vm)
+			log_info("%s stays with %s, which has it now ('%s', %s:%u)", desc, p->vm->t.label,
 				 rule, p->vm->rules->path, p->rule->line);
-		else if (for_vmid && p->vm->vmid != for_vmid)
-			log_info("VM %lu: %s is left to VM %lu, whose rule is more specific ('%s', %s:%u)",
-				 for_vmid, desc, p->vm->vmid, rule, p->vm->rules->path, p->rule->line);
+		else if (for_vm && p->vm != for_vm)
+			log_info("%s: %s is left to %s, whose rule is more specific ('%s', %s:%u)",
+				 for_vm->t.label, desc, p->vm->t.label, rule, p->vm->rules->path,
+				 p->rule->line);
 		break;
 	}
 }
@@ -74,9 +77,24 @@ static bool concerns_anyone(struct vms *v, const struct usb_device_info *dev)
 	if (vms_list_hinted(v) < 0)
 		return true; /* cannot tell cheaply: take the long way */
 	for (size_t i = 0; i < v->n; i++)
-		if (vms_running(v, v->list[i]) && vms_holds(v, v->list[i], &dev->port))
+		if (target_cheap(&v->list[i]->t) && vms_running(v, v->list[i]) &&
+		    vms_holds(v, v->list[i], &dev->port))
 			return true;
 	return false;
+}
+
+void owner_passes(const struct placement *p, char *buf, size_t n)
+{
+	if (p->pve)
+		snprintf(buf, n, "Proxmox passes it itself (usb%u of VM %lu)", p->pve->index,
+			 p->vm->t.vmid);
+	else
+		snprintf(buf, n, "%s's own XML passes it", p->vm->t.label);
+}
+
+static bool claims_it(const struct vm *vm, const struct usb_device_info *dev)
+{
+	return vm->rules && usbconf_match(vm->rules, dev, NULL);
 }
 
 /* Detaches port from vm; when QEMU could not be reached, tries again later
@@ -88,7 +106,7 @@ static int detach_from(const struct settings *s, struct vm *vm, const struct usb
 	struct guest *g;
 	int r;
 
-	r = guest_open(s, vm->vmid, &g);
+	r = guest_open(s, &vm->t, &g);
 	if (r == -ENOENT || r == -ECONNREFUSED)
 		return 0; /* stopped: it holds nothing any more */
 	if (r == 0) {
@@ -96,7 +114,7 @@ static int detach_from(const struct settings *s, struct vm *vm, const struct usb
 		guest_close(g);
 	}
 	if (retry_worth(r))
-		retry_schedule(s, vm->vmid);
+		retry_schedule(s, &vm->t);
 	return r;
 }
 
@@ -116,13 +134,16 @@ static int clear_holders(const struct settings *s, struct vms *v,
 		struct vm *vm = v->list[i];
 		int r;
 
-		if (vm == keep || !vms_running(v, vm) || !vms_holds(v, vm, &dev->port))
+		/* a libvirt domain that does not claim it is not asked (libvirt
+		 * is loaded only for what concerns it): sync clears what such a
+		 * domain still holds after its rules changed */
+		if (vm == keep || (!target_cheap(&vm->t) && !claims_it(vm, dev)) ||
+		    !vms_running(v, vm) || !vms_holds(v, vm, &dev->port))
 			continue;
 		if (keep)
-			snprintf(why, sizeof(why), "it goes to VM %lu now", keep->vmid);
+			snprintf(why, sizeof(why), "it goes to %s now", keep->t.label);
 		else if (p->kind == PLACE_PROXMOX)
-			snprintf(why, sizeof(why), "Proxmox passes it itself (usb%u of VM %lu)",
-				 p->pve->index, p->vm->vmid);
+			owner_passes(p, why, sizeof(why));
 		else
 			snprintf(why, sizeof(why), "no running VM's rules give it to this VM now");
 		r = detach_from(s, vm, &dev->port, desc, why);
@@ -145,7 +166,7 @@ static void explain_denials(const struct vms *v, const struct usb_device_info *d
 		if (!v->list[i]->rules || !(deny = usbconf_kept_out(v->list[i]->rules, dev)))
 			continue;
 		usbconf_format_rule(deny, rule, sizeof(rule));
-		log_info("%s is kept out of VM %lu by '%s' (%s:%u)", desc, v->list[i]->vmid, rule,
+		log_info("%s is kept out of %s by '%s' (%s:%u)", desc, v->list[i]->t.label, rule,
 			 v->list[i]->rules->path, deny->line);
 	}
 }
@@ -179,7 +200,7 @@ static int event_add(const struct settings *s, const struct uevent *ev, struct v
 		r = vms_place(v, &dev, &p);
 		if (r < 0)
 			return r;
-		hotplug_explain(&p, 0, desc);
+		hotplug_explain(&p, NULL, desc);
 		if (p.kind == PLACE_NOBODY)
 			explain_denials(v, &dev, desc);
 		cleared = clear_holders(s, v, &dev, &p, desc);
@@ -187,11 +208,11 @@ static int event_add(const struct settings *s, const struct uevent *ev, struct v
 			return -EBUSY;
 		if (p.kind != PLACE_VM)
 			return cleared;
-		r = guest_open(s, p.vm->vmid, &g);
+		r = guest_open(s, &p.vm->t, &g);
 		if (r == -ENOENT || r == -ECONNREFUSED) {
 			/* it counted as running, but does not answer */
 			p.vm->running = 0;
-			log_info("%s: placing it again without VM %lu", desc, p.vm->vmid);
+			log_info("%s: placing it again without %s", desc, p.vm->t.label);
 			continue;
 		}
 		if (r < 0)
@@ -219,7 +240,8 @@ static int event_remove(const struct settings *s, struct vms *v,
 		bool claims = vm->rules && usbconf_match(vm->rules, dev, NULL);
 		int r;
 
-		if (!vms_running(v, vm) || (!claims && !vms_holds(v, vm, &dev->port)))
+		if ((!claims && !target_cheap(&vm->t)) || !vms_running(v, vm) ||
+		    (!claims && !vms_holds(v, vm, &dev->port)))
 			continue;
 		r = detach_from(s, vm, &dev->port, desc, NULL);
 		if (r < 0)
@@ -258,8 +280,8 @@ int hotplug_event(const struct settings *s, const struct uevent *ev)
 	return r;
 }
 
-int hotplug_attach_all(struct guest *g, unsigned long vmid, const struct usb_device_info *devs,
-		       const bool *take, size_t n)
+int hotplug_attach_all(struct guest *g, const struct target *t,
+		       const struct usb_device_info *devs, const bool *take, size_t n)
 {
 	int r, ret = 0;
 
@@ -271,8 +293,8 @@ int hotplug_attach_all(struct guest *g, unsigned long vmid, const struct usb_dev
 
 			for (size_t k = i; k < n; k++)
 				left += take[k];
-			return log_err(ret, "VM %lu: %zu more device(s) not attached: the QMP connection failed (see above); 'pve-usb-hotplug sync %lu' tries again",
-				       vmid, left, vmid);
+			return log_err(ret, "%s: %zu more device(s) not attached: the QMP connection failed (see above); 'pve-usb-hotplug sync %s' tries again",
+				       t->label, left, t->name);
 		}
 		r = guest_attach(g, &devs[i]);
 		if (r < 0)
@@ -315,10 +337,14 @@ static int hook_post_start(const struct settings *s, unsigned long vmid, const c
 	bool *take = NULL;
 	struct guest *g = NULL;
 	size_t n_devs = 0, n_take = 0;
+	struct target t;
 	struct vm *mine;
 	struct vms v;
 	int r, ret = 0;
 
+	r = target_pve(s, vmid, &t);
+	if (r < 0)
+		return r;
 	if (migrated_from) {
 		char node[128];
 
@@ -329,11 +355,11 @@ static int hook_post_start(const struct settings *s, unsigned long vmid, const c
 		return 0;
 	}
 	/* a new QEMU: a hold from 'release' ends with the old one */
-	(void)guest_unrelease(s, vmid);
+	(void)guest_unrelease(s, &t);
 	r = vms_load(s, LOG_LVL_WARNING, vmid, &v);
 	if (r < 0)
 		return r;
-	mine = vms_find(&v, vmid);
+	mine = vms_find(&v, t.name);
 	if (!mine || !mine->rules || mine->rules->n_rules == 0) {
 		if (mine && mine->rules)
 			log_info("VM %lu: %s has no valid rule; nothing to attach", vmid, mine->rules->path);
@@ -370,7 +396,7 @@ static int hook_post_start(const struct settings *s, unsigned long vmid, const c
 			continue;
 		}
 		guest_describe(&devs[i], desc, sizeof(desc));
-		hotplug_explain(&p, vmid, desc);
+		hotplug_explain(&p, mine, desc);
 		if (p.kind == PLACE_CONFLICT)
 			ret = -EBUSY;
 	}
@@ -378,7 +404,7 @@ static int hook_post_start(const struct settings *s, unsigned long vmid, const c
 		log_info("VM %lu: nothing plugged in under its rules now; devices will be attached when plugged in",
 			 vmid);
 
-	r = guest_open(s, vmid, &g);
+	r = guest_open(s, &mine->t, &g);
 	if (r < 0) {
 		ret = r;
 		goto out;
@@ -391,7 +417,7 @@ static int hook_post_start(const struct settings *s, unsigned long vmid, const c
 		(void)guest_held(g, true, &held);
 		goto out;
 	}
-	r = hotplug_attach_all(g, vmid, devs, take, n_devs);
+	r = hotplug_attach_all(g, &mine->t, devs, take, n_devs);
 	if (r < 0)
 		ret = r;
 out:
@@ -402,12 +428,16 @@ out:
 	return ret;
 }
 
-int hotplug_release(const struct settings *s, unsigned long vmid)
+int hotplug_release(const struct settings *s, const char *name)
 {
+	struct target t;
 	struct guest *g;
 	int r;
 
-	r = guest_open(s, vmid, &g);
+	r = target_by_name(s, name, &t);
+	if (r < 0)
+		return r;
+	r = guest_open(s, &t, &g);
 	if (r == -ENOENT || r == -ECONNREFUSED)
 		return 0; /* not running: nothing to release (logged) */
 	if (r < 0)
@@ -415,17 +445,24 @@ int hotplug_release(const struct settings *s, unsigned long vmid)
 	r = guest_release(g);
 	guest_close(g);
 	if (r < 0)
-		return log_err(r, "VM %lu: not fully released (see above); do not migrate or snapshot it yet",
-			       vmid);
-	log_info("VM %lu: released: it has only what its %lu.conf describes; migrate, snapshot or hibernate it now. USB events leave it alone until 'pve-usb-hotplug sync %lu' (or its next start)",
-		 vmid, vmid, vmid);
+		return log_err(r, "%s: not fully released (see above); do not migrate or snapshot it yet",
+			       t.label);
+	if (t.kind == TARGET_PVE)
+		log_info("VM %lu: released: it has only what its %lu.conf describes; migrate, snapshot or hibernate it now. USB events leave it alone until 'pve-usb-hotplug sync %lu' (or its next start)",
+			 t.vmid, t.vmid, t.vmid);
+	else
+		log_info("%s: released: everything pve-usb-hotplug added is gone; migrate, snapshot or save it now. USB events leave it alone until 'pve-usb-hotplug sync %s' (or its next start)",
+			 t.label, t.name);
 	return 0;
 }
 
 static int hook_pre_start(const struct settings *s, unsigned long vmid)
 {
 	/* the same as 'check VMID', but a VM must never be kept from starting */
-	if (hotplug_check(s, vmid, true) < 0)
+	char name[24];
+
+	snprintf(name, sizeof(name), "%lu", vmid);
+	if (hotplug_check(s, name, true) < 0)
 		log_warning("VM %lu: USB hot-plug rules have problems (see above); the VM starts anyway",
 			    vmid);
 	return 0;

@@ -30,27 +30,35 @@ int hotplug_hook(const struct settings *s, unsigned long vmid, const char *phase
 struct guest;
 /* Attaches devs[i] for each take[i], stopping (with one line) once the QMP
  * connection has failed: every further command would fail at once. */
-int hotplug_attach_all(struct guest *g, unsigned long vmid, const struct usb_device_info *devs,
-		       const bool *take, size_t n);
+int hotplug_attach_all(struct guest *g, const struct target *t,
+		       const struct usb_device_info *devs, const bool *take, size_t n);
 
-/* Logs why a device is not attached to for_vmid (0: to any VM), as p says. */
-void hotplug_explain(const struct placement *p, unsigned long for_vmid, const char *desc);
+/* Why a PLACE_PROXMOX device is its owner's: "Proxmox passes it itself
+ * (usb0 of VM 101)", or a libvirt domain's own XML. */
+void owner_passes(const struct placement *p, char *buf, size_t n);
 
-/* check [VMID]: every problem of the .usb.conf files (vmid 0: all) with
- * file and line. pre_start: a VM without a file is fine. -EINVAL if there
- * was any problem. */
-int hotplug_check(const struct settings *s, unsigned long vmid, bool pre_start);
+/* Logs why a device is not attached to for_vm (NULL: to any guest), as p
+ * says. */
+void hotplug_explain(const struct placement *p, const struct vm *for_vm, const char *desc);
 
-/* sync [VMID]: makes running VMs hold what their rules give them now. */
-int hotplug_sync(const struct settings *s, unsigned long vmid);
+/* The commands below take a guest's name: a VMID, or the name of a guest
+ * declared in the settings; NULL: every guest. */
 
-/* release VMID: everything the tool added to the VM goes (devices, its own
+/* check [NAME]: every problem of the rules files with file and line.
+ * pre_start: a VM without a file is fine. -EINVAL if there was any
+ * problem. */
+int hotplug_check(const struct settings *s, const char *name, bool pre_start);
+
+/* sync [NAME]: makes running guests hold what their rules give them now. */
+int hotplug_sync(const struct settings *s, const char *name);
+
+/* release NAME: everything the tool added to the VM goes (devices, its own
  * controllers), and USB events leave the VM alone until sync VMID or its
  * next start: for a migration, a snapshot with RAM, hibernation. */
-int hotplug_release(const struct settings *s, unsigned long vmid);
+int hotplug_release(const struct settings *s, const char *name);
 
-/* status [VMID] [--json]: the host's USB tree and who has what. */
-int hotplug_status(const struct settings *s, unsigned long vmid, bool json);
+/* status [NAME] [--json]: the host's USB tree and who has what. */
+int hotplug_status(const struct settings *s, const char *name, bool json);
 
 /* identify: waits up to timeout_ms for a USB device to be plugged in and
  * prints the lines that would select it. */

@@ -60,14 +60,14 @@ static int wait_lock(int fd, int64_t deadline_ms)
 	return r;
 }
 
-int lock_vm(int dirfd, unsigned long vmid, int64_t deadline_ms, int *ret_fd)
+int lock_vm(int dirfd, const char *key, int64_t deadline_ms, int *ret_fd)
 {
 	_cleanup_close_ int fd = -1;
 	struct stat st;
-	char name[32];
+	char name[96];
 	int r;
 
-	snprintf(name, sizeof(name), "%lu.lock", vmid);
+	snprintf(name, sizeof(name), "%s.lock", key);
 	fd = openat(dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY,
 		    0600);
 	if (fd < 0)

@@ -1,4 +1,4 @@
-/* Per-VM serialization: an flock() on <vmid>.lock in the state directory
+/* Per-VM serialization: an flock() on <key>.lock in the state directory
  * (see state.h). The kernel drops the lock when the holder exits, however it
  * exits, so a lock file left by a killed run never blocks the next. */
 #pragma once
@@ -6,8 +6,8 @@
 #include <stdint.h>
 
 /* Waits until deadline_ms (CLOCK_MONOTONIC, util_now_ms()) for the lock of
- * vmid in the directory dirfd. Waiters queue in the kernel, so a storm of
+ * the guest key (target.h) in the directory dirfd. Waiters queue in the kernel, so a storm of
  * events is served in order. Returns 0 with the held fd in *ret_fd (close
  * it to unlock), -ETIMEDOUT, -EINVAL when the lock file is not a regular
  * file, or another -errno. Logs nothing. */
-int lock_vm(int dirfd, unsigned long vmid, int64_t deadline_ms, int *ret_fd);
+int lock_vm(int dirfd, const char *key, int64_t deadline_ms, int *ret_fd);

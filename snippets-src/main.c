@@ -1,5 +1,5 @@
 /* pve-usb-hotplug: pass whatever is plugged into chosen host USB ports,
- * behind any hubs, into running Proxmox VE VMs.
+ * behind any hubs, into running Proxmox VE VMs and other QEMU guests.
  *
  * The only file that reads argv and the environment and picks exit codes:
  *   0  everything wanted is in place (or nothing was to be done)
@@ -29,16 +29,16 @@ static void usage(FILE *out)
 	      "                                      post-start, pre-stop, post-stop)\n"
 	      "  pve-usb-hotplug                     from the udev rule: the event is read from\n"
 	      "                                      the environment (ACTION, DEVPATH, ...)\n"
-	      "  pve-usb-hotplug status [VMID] [--json]\n"
+	      "  pve-usb-hotplug status [GUEST] [--json]\n"
 	      "                                      the host's USB devices, who claims them and\n"
 	      "                                      whether they are attached\n"
-	      "  pve-usb-hotplug check [VMID]        check the settings and the .usb.conf files\n"
-	      "  pve-usb-hotplug sync [VMID]         attach what is missing, detach what is stale\n"
+	      "  pve-usb-hotplug check [GUEST]       check the settings and the .usb.conf files\n"
+	      "  pve-usb-hotplug sync [GUEST]        attach what is missing, detach what is stale\n"
 	      "  pve-usb-hotplug plugged PORT        the add of the device at PORT (3-4.1), as\n"
 	      "                                      pve-usb-hotplug@.service runs it\n"
-	      "  pve-usb-hotplug release VMID        detach everything the tool added (before a\n"
+	      "  pve-usb-hotplug release GUEST       detach everything the tool added (before a\n"
 	      "                                      migration, a snapshot with RAM, hibernation);\n"
-	      "                                      'sync VMID' brings it back\n"
+	      "                                      'sync GUEST' brings it back\n"
 	      "  pve-usb-hotplug identify [--timeout SECONDS]\n"
 	      "                                      wait for a device to be plugged in and print\n"
 	      "                                      the .usb.conf lines that select it\n"
@@ -49,6 +49,9 @@ static void usage(FILE *out)
 	      "'serial SERIAL', or 'deny' before any of them. At post-start every device the\n"
 	      "rules give the VM is attached; udev events then attach and detach devices as\n"
 	      "they are plugged in and out.\n"
+	      "\n"
+	      "GUEST is a Proxmox VMID, or the NAME of a QEMU or Xen guest declared in the\n"
+	      "settings as [qemu NAME] or [xen NAME].\n"
 	      "\n"
 	      "Settings: /etc/pve-usb-hotplug.conf, or the file named by\n"
 	      "PVE_USB_HOTPLUG_CONFIG. See pve-usb-hotplug(8).\n",
@@ -76,12 +79,27 @@ static int parse_vmid_arg(const char *arg, unsigned long *ret)
 	return -EINVAL;
 }
 
-/* The operator's commands: NAME [VMID] [--json] / identify [--timeout S]. */
+/* A guest's name on the command line: a VMID or a declared guest's name. */
+static int parse_name_arg(const struct settings *s, const char *config, const char *arg)
+{
+	unsigned long vmid;
+	char shown[64];
+
+	if (usbconf_parse_vmid(arg, &vmid) == 0)
+		return 0;
+	for (size_t i = 0; i < s->n_guests; i++)
+		if (strcmp(s->guests[i].name, arg) == 0)
+			return 0;
+	log_error("'%s' is neither a VM id (100 to 999999999) nor a guest declared in %s ([qemu NAME], [xen NAME] or [libvirt NAME])",
+		  log_escape(arg, shown, sizeof(shown)), config);
+	return -EINVAL;
+}
+
+/* The operator's commands: CMD [NAME] [--json] / identify [--timeout S]. */
 static int run_command(const struct settings *settings, int settings_r, const char *config,
 		       int argc, char **argv)
 {
-	const char *cmd = argv[1];
-	unsigned long vmid = 0;
+	const char *cmd = argv[1], *name = NULL;
 	bool json = false;
 	int timeout_s = 60;
 
@@ -107,9 +125,10 @@ static int run_command(const struct settings *settings, int settings_r, const ch
 				return 2;
 			}
 			timeout_s = (int)v;
-		} else if (strcmp(cmd, "identify") && !vmid && argv[i][0] != '-') {
-			if (parse_vmid_arg(argv[i], &vmid) < 0)
+		} else if (strcmp(cmd, "identify") && !name && argv[i][0] != '-') {
+			if (parse_name_arg(settings, config, argv[i]) < 0)
 				return 2;
+			name = argv[i];
 		} else {
 			usage(stderr);
 			return 2;
@@ -121,7 +140,7 @@ static int run_command(const struct settings *settings, int settings_r, const ch
 			log_error("%s: has errors (see above)", config);
 		else
 			log_info("%s: valid", config);
-		return hotplug_check(settings, vmid, false) < 0 || settings_r < 0 ? 1 : 0;
+		return hotplug_check(settings, name, false) < 0 || settings_r < 0 ? 1 : 0;
 	}
 	if (!strcmp(cmd, "identify"))
 		return exit_code(hotplug_identify(timeout_s * 1000));
@@ -130,15 +149,15 @@ static int run_command(const struct settings *settings, int settings_r, const ch
 		return 2;
 	}
 	if (!strcmp(cmd, "status"))
-		return exit_code(hotplug_status(settings, vmid, json));
+		return exit_code(hotplug_status(settings, name, json));
 	if (!strcmp(cmd, "release")) {
-		if (!vmid) {
-			log_error("release needs the VM: pve-usb-hotplug release VMID");
+		if (!name) {
+			log_error("release needs the guest: pve-usb-hotplug release VMID|NAME");
 			return 2;
 		}
-		return exit_code(hotplug_release(settings, vmid));
+		return exit_code(hotplug_release(settings, name));
 	}
-	return exit_code(hotplug_sync(settings, vmid));
+	return exit_code(hotplug_sync(settings, name));
 }
 
 /* Which try a scheduled retry is (retry.h); 0 for anything else. */

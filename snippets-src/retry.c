@@ -36,9 +36,9 @@ static int wait_child(pid_t pid, int64_t deadline, int *ret_status)
 	}
 }
 
-int retry_schedule(const struct settings *s, unsigned long vmid)
+int retry_schedule(const struct settings *s, const struct target *t)
 {
-	char self[4096], unit[64], when[32], vm[24], attempt[64], config[SETTINGS_PATH_MAX + 40];
+	char self[4096], unit[128], when[32], vm[SETTINGS_NAME_MAX + 1], attempt[64], config[SETTINGS_PATH_MAX + 40];
 	posix_spawn_file_actions_t fa;
 	int64_t deadline = util_now_ms() + SPAWN_TIMEOUT_MS;
 	ssize_t len;
@@ -46,16 +46,16 @@ int retry_schedule(const struct settings *s, unsigned long vmid)
 	int r, status = 0;
 
 	if (s->retry_attempt >= RETRY_MAX)
-		return log_err(-EAGAIN, "VM %lu: still failing after %u tries; run 'pve-usb-hotplug sync %lu' once it answers",
-			       vmid, s->retry_attempt, vmid);
+		return log_err(-EAGAIN, "%s: still failing after %u tries; run 'pve-usb-hotplug sync %s' once it answers",
+			       t->label, s->retry_attempt, t->name);
 	len = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (len <= 0)
-		return log_err(-errno, "VM %lu: cannot schedule a retry (own path unknown); run 'pve-usb-hotplug sync %lu'",
-			       vmid, vmid);
+		return log_err(-errno, "%s: cannot schedule a retry (own path unknown); run 'pve-usb-hotplug sync %s'",
+			       t->label, t->name);
 	self[len] = '\0';
-	snprintf(unit, sizeof(unit), "pve-usb-hotplug-retry-%lu", vmid);
+	snprintf(unit, sizeof(unit), "pve-usb-hotplug-retry-%s", t->key);
 	snprintf(when, sizeof(when), "%dms", s->retry_delay_ms);
-	snprintf(vm, sizeof(vm), "%lu", vmid);
+	snprintf(vm, sizeof(vm), "%s", t->name);
 	snprintf(attempt, sizeof(attempt), "PVE_USB_HOTPLUG_RETRY=%u", s->retry_attempt + 1);
 	snprintf(config, sizeof(config), "PVE_USB_HOTPLUG_CONFIG=%s",
 		 s->path ? s->path : SETTINGS_DEFAULT_PATH);
@@ -76,15 +76,15 @@ int retry_schedule(const struct settings *s, unsigned long vmid)
 	r = posix_spawn(&pid, s->retry_command, &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	if (r != 0)
-		return log_err(-r, "VM %lu: cannot schedule a retry: %s: %s; run 'pve-usb-hotplug sync %lu'",
-			       vmid, s->retry_command, strerror(r), vmid);
+		return log_err(-r, "%s: cannot schedule a retry: %s: %s; run 'pve-usb-hotplug sync %s'",
+			       t->label, s->retry_command, strerror(r), t->name);
 	r = wait_child(pid, deadline, &status);
 	if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-		log_warning("VM %lu: %s could not schedule a retry (%s; one may be pending already); run 'pve-usb-hotplug sync %lu'",
-			    vmid, s->retry_command, r < 0 ? strerror(-r) : "it failed", vmid);
+		log_warning("%s: %s could not schedule a retry (%s; one may be pending already); run 'pve-usb-hotplug sync %s'",
+			    t->label, s->retry_command, r < 0 ? strerror(-r) : "it failed", t->name);
 		return r < 0 ? r : -EIO;
 	}
-	log_info("VM %lu: will try again in %d ms ('pve-usb-hotplug sync %lu', unit %s)", vmid,
-		 s->retry_delay_ms, vmid, unit);
+	log_info("%s: will try again in %d ms ('pve-usb-hotplug sync %s', unit %s)", t->label,
+		 s->retry_delay_ms, t->name, unit);
 	return 0;
 }

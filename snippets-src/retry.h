@@ -12,6 +12,7 @@
 #include <stdbool.h>
 
 #include "settings.h"
+#include "target.h"
 
 #define RETRY_MAX 5
 
@@ -23,5 +24,5 @@ static inline bool retry_worth(int r)
 	return r < 0 && r != -EREMOTEIO && r != -ENOENT && r != -ECONNREFUSED && r != -ENOMEM;
 }
 
-/* Schedules the retry for vmid and logs what it did; 0 or -errno. */
-int retry_schedule(const struct settings *s, unsigned long vmid);
+/* Schedules the retry for t (sync NAME) and logs what it did; 0 or -errno. */
+int retry_schedule(const struct settings *s, const struct target *t);

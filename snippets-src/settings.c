@@ -1,7 +1,9 @@
 #include "settings.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <ini.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -107,6 +109,8 @@ struct parse_state {
 	/* the reader's position: the line inih is handling */
 	const char *pos, *end;
 	unsigned line;
+	unsigned section_line; /* where the section being read begins */
+	unsigned refused_line; /* a guest section refused there: told once */
 	int errors;
 };
 
@@ -122,6 +126,8 @@ static void report(struct parse_state *st, const char *fmt, ...)
 	log_error("%s:%u: %s", st->name, st->line, msg);
 	st->errors++;
 }
+
+static void section_seen(struct parse_state *st, const char *text, size_t len);
 
 /* fgets() over the text, counting lines and checking each line's shape, so
  * that every message can name its line (inih r55 does not pass it on). */
@@ -144,6 +150,10 @@ static char *reader(char *str, int num, void *stream)
 
 	for (p = st->pos; p < st->pos + len && (*p == ' ' || *p == '\t' || *p == '\r'); p++)
 		;
+	if (p < st->pos + len && *p == '[') {
+		st->section_line = st->line;
+		section_seen(st, p + 1, (size_t)(st->pos + len - p - 1));
+	}
 	if (memchr(st->pos, '\0', len)) {
 		report(st, "the line contains a NUL byte");
 		str[0] = '\n';
@@ -162,13 +172,166 @@ static char *reader(char *str, int num, void *stream)
 	return str;
 }
 
-#define SECTIONS "[paths], [qmp], [lock], [run], [retry], [log]"
+#define SECTIONS "[paths], [qmp], [lock], [run], [retry], [log], [qemu NAME], [xen NAME], [libvirt NAME]"
+
+bool settings_guest_name_valid(const char *name)
+{
+	size_t len = strlen(name), digits = strspn(name, "0123456789");
+
+	if (len == 0 || len > SETTINGS_NAME_MAX || digits == len ||
+	    strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != len)
+		return false;
+	return name[0] != '.' && name[0] != '_' && name[0] != '-';
+}
+
+static const char *const kind_names[] = {
+	[GUEST_QEMU] = "qemu",
+	[GUEST_XEN] = "xen",
+	[GUEST_LIBVIRT] = "libvirt",
+};
+
+/* The declared guest a [KIND NAME] section is about, made when its header
+ * is read; NULL (reported once) when it cannot be one. */
+static struct guest_conf *guest_of(struct parse_state *st, enum guest_conf_kind kind,
+				   const char *name)
+{
+	struct settings *s = st->s;
+	struct guest_conf *g;
+	char shown[96];
+
+	if (st->refused_line && st->refused_line == st->section_line)
+		return NULL;
+	st->refused_line = st->section_line; /* unless it is taken below */
+	for (size_t i = 0; i < s->n_guests; i++) {
+		if (strcmp(s->guests[i].name, name) != 0)
+			continue;
+		if (s->guests[i].kind == kind) {
+			st->refused_line = 0;
+			return &s->guests[i];
+		}
+		report(st, "'%s' is declared as [%s %s] already (%s); a name names one guest",
+		       name, kind_names[s->guests[i].kind], name, s->guests[i].origin);
+		return NULL;
+	}
+	if (!settings_guest_name_valid(name)) {
+		report(st, "[%s %s]: a guest's name is 1 to %d letters, digits, '_', '.' or '-', starting with a letter or a digit, and not only digits (those are Proxmox VMIDs)",
+		       kind_names[kind], log_escape(name, shown, sizeof(shown)), SETTINGS_NAME_MAX);
+		return NULL;
+	}
+	if (s->n_guests == SETTINGS_MAX_GUESTS) {
+		report(st, "[%s %s]: more than %d guests are declared", kind_names[kind], name,
+		       SETTINGS_MAX_GUESTS);
+		return NULL;
+	}
+	st->refused_line = 0;
+	g = &s->guests[s->n_guests++];
+	memset(g, 0, sizeof(*g));
+	g->kind = kind;
+	snprintf(g->name, sizeof(g->name), "%s", name);
+	snprintf(g->origin, sizeof(g->origin), "%s:%u", st->name, st->section_line);
+	return g;
+}
+
+/* The name of a [KIND NAME] section, or NULL for any other section. A
+ * guest is declared by its header alone (a Xen guest needs no key), which
+ * inih does not pass on: the reader calls section_seen() for it. */
+static const char *guest_section(const char *section, enum guest_conf_kind *kind)
+{
+	for (size_t k = 0; k < ARRAY_SIZE(kind_names); k++) {
+		size_t len = strlen(kind_names[k]);
+
+		if (strncmp(section, kind_names[k], len) == 0 && section[len] == ' ') {
+			*kind = (enum guest_conf_kind)k;
+			section += len;
+			while (*section == ' ')
+				section++;
+			return section;
+		}
+	}
+	return NULL;
+}
+
+static void section_seen(struct parse_state *st, const char *text, size_t len)
+{
+	const char *end = memchr(text, ']', len), *name;
+	char section[SETTINGS_NAME_MAX + 16];
+	enum guest_conf_kind kind;
+
+	while (end && end > text && end[-1] == ' ')
+		end--;
+	while (end && text < end && *text == ' ')
+		text++;
+	if (!end || (size_t)(end - text) >= sizeof(section))
+		return; /* inih or the handler tell what is wrong */
+	memcpy(section, text, (size_t)(end - text));
+	section[end - text] = '\0';
+	if ((name = guest_section(section, &kind)))
+		(void)guest_of(st, kind, name);
+}
+
+/* A key of a [KIND NAME] section. */
+static void guest_key(struct parse_state *st, enum guest_conf_kind kind, const char *gname,
+		      const char *key, const char *value)
+{
+	static const char *const known[] = {
+		[GUEST_QEMU] = "qmp, qemu_name, pidfile, rules",
+		[GUEST_XEN] = "qmp, qemu_name, pidfile, rules",
+		[GUEST_LIBVIRT] = "uri, domain, rules",
+	};
+	struct guest_conf *g = guest_of(st, kind, gname);
+	char *dst = NULL, shown[96];
+	size_t size = SETTINGS_PATH_MAX;
+	bool path = true;
+
+	if (!g)
+		return;
+	if (kind != GUEST_LIBVIRT && strcmp(key, "qmp") == 0)
+		dst = g->qmp;
+	else if (kind != GUEST_LIBVIRT && strcmp(key, "pidfile") == 0)
+		dst = g->pidfile;
+	else if (strcmp(key, "rules") == 0)
+		dst = g->rules;
+	else if (kind != GUEST_LIBVIRT && strcmp(key, "qemu_name") == 0)
+		dst = g->qemu_name, size = sizeof(g->qemu_name), path = false;
+	else if (kind == GUEST_LIBVIRT && strcmp(key, "uri") == 0)
+		dst = g->uri, path = false;
+	else if (kind == GUEST_LIBVIRT && strcmp(key, "domain") == 0)
+		dst = g->domain, path = false;
+	if (!dst) {
+		report(st, "unknown key '%s' in section [%s %s]; known: %s",
+		       log_escape(key, shown, sizeof(shown)), kind_names[kind], gname, known[kind]);
+		return;
+	}
+	if (path && value[0] != '/') {
+		report(st, "%s must be an absolute path (got '%s')", key,
+		       log_escape(value, shown, sizeof(shown)));
+		return;
+	}
+	if (!path && (!value[0] || strpbrk(value, "\"'\\<>&"))) {
+		report(st, "%s must be %s (got '%s')", key,
+		       dst == g->qemu_name ? "QEMU's -name of the guest"
+		       : dst == g->uri	   ? "a libvirt connection URI such as " SETTINGS_LIBVIRT_URI
+					   : "the libvirt domain's name",
+		       log_escape(value, shown, sizeof(shown)));
+		return;
+	}
+	if (util_strlcpy(dst, value, size) < 0)
+		report(st, "%s is longer than %zu bytes", key, size - 1);
+}
 
 static int handler(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_state *st = user;
 	bool section_known = false;
 	char err[160], n[96], v[96], sec[96];
+
+	enum guest_conf_kind kind;
+	const char *gname = guest_section(section, &kind);
+
+	if (gname) {
+		guest_key(st, kind, gname, name, value);
+		return 1;
+	}
 
 	/* the older name of state_dir */
 	if (strcmp(section, "paths") == 0 && strcmp(name, "lock_dir") == 0)
@@ -194,7 +357,8 @@ static int handler(void *user, const char *section, const char *name, const char
 	return 1;
 }
 
-int settings_load_string(struct settings *s, const char *text, const char *name)
+/* One file's text, over what s holds already. */
+static int parse_text(struct settings *s, const char *text, const char *name)
 {
 	struct parse_state st = {
 		.s = s, .name = name, .pos = text, .end = text + strlen(text),
@@ -202,7 +366,6 @@ int settings_load_string(struct settings *s, const char *text, const char *name)
 
 	int r;
 
-	settings_defaults(s);
 	r = ini_parse_stream(reader, &st, handler, &st);
 	if (r == -2)
 		return log_err(-ENOMEM, "%s: out of memory while reading it", name);
@@ -215,19 +378,94 @@ int settings_load_string(struct settings *s, const char *text, const char *name)
 	return st.errors ? -EINVAL : 0;
 }
 
-int settings_load(struct settings *s, const char *path)
+/* The declared guests, once every file is read: what each needs, and the
+ * defaults of what it may leave out. */
+static int finish_guests(struct settings *s, const char *dropin_dir)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < s->n_guests; i++) {
+		struct guest_conf *g = &s->guests[i];
+
+		if (g->kind == GUEST_XEN && !g->qmp[0])
+			snprintf(g->qmp, sizeof(g->qmp), "%s", SETTINGS_XEN_QMP_GLOB);
+		if (g->kind == GUEST_XEN && !g->qemu_name[0])
+			snprintf(g->qemu_name, sizeof(g->qemu_name), "%s", g->name);
+		if (g->kind == GUEST_LIBVIRT && !g->uri[0])
+			snprintf(g->uri, sizeof(g->uri), "%s", SETTINGS_LIBVIRT_URI);
+		if (g->kind == GUEST_LIBVIRT && !g->domain[0])
+			snprintf(g->domain, sizeof(g->domain), "%s", g->name);
+		if (g->kind == GUEST_QEMU && !g->qmp[0])
+			r = log_err(-EINVAL, "%s: [qemu %s] needs 'qmp = PATH', its QMP socket (QEMU's -qmp unix:PATH,server=on,wait=off)",
+				    g->origin, g->name);
+		if (!g->rules[0] && snprintf(g->rules, sizeof(g->rules), "%s/%s.usb.conf", dropin_dir,
+					     g->name) >= (int)sizeof(g->rules))
+			r = log_err(-EINVAL, "%s: [%s %s]: the default rules file's path is too long; set 'rules = PATH'",
+				    g->origin, kind_names[g->kind], g->name);
+	}
+	return r;
+}
+
+int settings_load_string(struct settings *s, const char *text, const char *name)
+{
+	char dropin[SETTINGS_PATH_MAX + 8];
+	int r;
+
+	settings_defaults(s);
+	r = parse_text(s, text, name);
+	snprintf(dropin, sizeof(dropin), "%s" SETTINGS_DROPIN_SUFFIX, name);
+	return finish_guests(s, dropin) < 0 ? -EINVAL : r;
+}
+
+/* One file over what s holds: 0, -ENOENT (none), -EINVAL, other -errno. */
+static int load_file(struct settings *s, const char *path)
 {
 	_cleanup_free_ char *buf = NULL;
 	size_t len;
 	int r;
 
-	settings_defaults(s);
 	r = util_read_file(path, false, SETTINGS_MAX_SIZE, &buf, &len);
 	if (r == -ENOENT)
-		return 0;
+		return r;
 	if (r < 0)
 		return log_read_error(r, path, "settings file", SETTINGS_MAX_SIZE);
 	if (strlen(buf) != len)
 		return log_err(-EINVAL, "%s: contains a NUL byte; not a text file", path);
-	return settings_load_string(s, buf, path);
+	return parse_text(s, buf, path);
+}
+
+static int dropin_filter(const struct dirent *de)
+{
+	size_t len = strlen(de->d_name);
+
+	return de->d_name[0] != '.' && len > 5 && strcmp(de->d_name + len - 5, ".conf") == 0 &&
+	       !(len > 9 && strcmp(de->d_name + len - 9, ".usb.conf") == 0);
+}
+
+int settings_load(struct settings *s, const char *path)
+{
+	char dir[SETTINGS_PATH_MAX + 8], file[2 * SETTINGS_PATH_MAX + 8];
+	struct dirent **list = NULL;
+	int r, n, ret;
+
+	settings_defaults(s);
+	r = load_file(s, path);
+	ret = r == -ENOENT ? 0 : r;
+	if (ret < 0 && ret != -EINVAL)
+		return ret; /* could not be read at all */
+	snprintf(dir, sizeof(dir), "%s" SETTINGS_DROPIN_SUFFIX, path);
+	n = scandir(dir, &list, dropin_filter, alphasort);
+	if (n < 0 && errno != ENOENT && errno != ENOTDIR)
+		ret = log_err(-errno, "%s: cannot read the drop-in directory: %s", dir, strerror(errno));
+	for (int i = 0; i < n; i++) {
+		snprintf(file, sizeof(file), "%s/%s", dir, list[i]->d_name);
+		r = load_file(s, file);
+		if (r < 0 && r != -ENOENT && ret == 0)
+			ret = r;
+		free(list[i]);
+	}
+	free(list);
+	if (finish_guests(s, dir) < 0 && ret == 0)
+		ret = -EINVAL;
+	return ret;
 }

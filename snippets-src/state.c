@@ -41,38 +41,38 @@ int state_open(const char *path, int *ret_fd, char *why, size_t why_size)
 	return 0;
 }
 
-static void released_name(unsigned long vmid, const char *suffix, char *buf, size_t n)
+static void released_name(const char *key, const char *suffix, char *buf, size_t n)
 {
-	snprintf(buf, n, "%lu.released%s", vmid, suffix);
+	snprintf(buf, n, "%s.released%s", key, suffix);
 }
 
-int state_mark_released(int dirfd, unsigned long vmid, const char *stamp)
+int state_mark_released(int dirfd, const char *key, const char *stamp)
 {
-	char name[48], text[96];
+	char name[96], text[128];
 	int len;
 
-	released_name(vmid, "", name, sizeof(name));
+	released_name(key, "", name, sizeof(name));
 	len = snprintf(text, sizeof(text), "stamp %s\n", stamp);
 	return util_write_file_at(dirfd, name, text, (size_t)len);
 }
 
-bool state_is_released(int dirfd, unsigned long vmid, const char *stamp)
+bool state_is_released(int dirfd, const char *key, const char *stamp)
 {
 	_cleanup_free_ char *text = NULL;
-	char name[48];
+	char name[96];
 	size_t len;
 
-	released_name(vmid, "", name, sizeof(name));
+	released_name(key, "", name, sizeof(name));
 	if (!stamp[0] || util_read_file_at(dirfd, name, true, 256, &text, &len) < 0)
 		return false;
 	return len > 6 && strncmp(text, "stamp ", 6) == 0 && strlen(stamp) == len - 7 &&
 	       strncmp(text + 6, stamp, len - 7) == 0 && text[len - 1] == '\n';
 }
 
-int state_clear_released(int dirfd, unsigned long vmid)
+int state_clear_released(int dirfd, const char *key)
 {
-	char name[48];
+	char name[96];
 
-	released_name(vmid, "", name, sizeof(name));
+	released_name(key, "", name, sizeof(name));
 	return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
 }

@@ -1,5 +1,6 @@
-/* The tool's own state: per-VM lock files (<vmid>.lock) and port hints
- * (<vmid>.ports) in one directory that only root may write, by default
+/* The tool's own state: per-guest lock files (<key>.lock, the key of
+ * target.h: "100", "qemu-desktop") and port hints
+ * (<key>.ports) in one directory that only root may write, by default
  * /run/pve-usb-hotplug (mode 0700, made by systemd-tmpfiles at boot and by
  * the program when missing). Anyone who could write there could stall every
  * event or steer devices, so the directory is opened without following a
@@ -16,11 +17,11 @@
  * owner, the mode), -ELOOP for a symbolic link, -ENOTDIR, other -errno. */
 int state_open(const char *path, int *ret_fd, char *why, size_t why_size);
 
-/* A released VM (see "pve-usb-hotplug release"): <vmid>.released in the
+/* A released VM (see "pve-usb-hotplug release"): <key>.released in the
  * state directory, stamped with the QEMU process it was released in, so a
  * new QEMU (a restart, the migration target) is never held back by it.
  * mark: 0 or -errno; released: true when the marker names stamp; clear: 0
  * or -errno (none is fine). */
-int state_mark_released(int dirfd, unsigned long vmid, const char *stamp);
-bool state_is_released(int dirfd, unsigned long vmid, const char *stamp);
-int state_clear_released(int dirfd, unsigned long vmid);
+int state_mark_released(int dirfd, const char *key, const char *stamp);
+bool state_is_released(int dirfd, const char *key, const char *stamp);
+int state_clear_released(int dirfd, const char *key);

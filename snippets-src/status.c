@@ -1,5 +1,5 @@
-/* status [VMID] [--json]: the host's USB tree, and for each device which VM
- * claims it by which rule and whether that VM has it now. One model (JSON)
+/* status [NAME] [--json]: the host's USB tree, and for each device which
+ * guest claims it by which rule and whether that guest has it now. One model (JSON)
  * is built and then either printed as it is or drawn as a tree. */
 #include <errno.h>
 #include <jansson.h>
@@ -29,16 +29,36 @@ static const char *basename_of(const char *path)
 	return slash ? slash + 1 : path;
 }
 
+/* Who a claim or an entry is about: "guest" (its name), "kind", "label"
+ * for people, and a Proxmox VM's "vmid". NULL when out of memory. */
+static json_t *who(const struct vm *vm)
+{
+	json_t *j = json_pack("{s:s, s:s, s:s}", "guest", vm->t.name, "kind",
+			      target_kind_name(vm->t.kind), "label", vm->t.label);
+
+	if (j && vm->t.kind == TARGET_PVE &&
+	    json_object_set_new(j, "vmid", json_integer((json_int_t)vm->t.vmid)) < 0) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
 static json_t *rule_json(const struct vm *vm, const struct usb_rule *rule)
 {
 	char text[USB_STRING_MAX * 4 + 32];
+	json_t *j = who(vm);
 
 	usbconf_format_rule(rule, text, sizeof(text));
-	return json_pack("{s:I, s:s, s:s, s:i}", "vmid", (json_int_t)vm->vmid, "rule", text, "file",
-			 vm->rules->path, "line", (int)rule->line);
+	if (j && json_object_update_new(j, json_pack("{s:s, s:s, s:i}", "rule", text, "file",
+						     vm->rules->path, "line", (int)rule->line)) < 0) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
 }
 
-/* Which VMs hold port through the tool. */
+/* Which guests hold port through the tool: their names. */
 static json_t *held_by(const struct vms *v, const struct usb_port *port)
 {
 	json_t *a = json_array();
@@ -46,7 +66,7 @@ static json_t *held_by(const struct vms *v, const struct usb_port *port)
 	for (size_t i = 0; a && i < v->n; i++)
 		for (size_t k = 0; k < v->list[i]->n_held; k++)
 			if (port_equal(&v->list[i]->held[k].port, port))
-				json_array_append_new(a, json_integer((json_int_t)v->list[i]->vmid));
+				json_array_append_new(a, json_string(v->list[i]->t.name));
 	return a;
 }
 
@@ -101,20 +121,31 @@ static json_t *device_json(struct vms *v, const struct usb_device_info *d)
 		claim = rule_json(p.vm, p.rule);
 		const struct xhci_dev *h = p.vm->held_state == 0 ? vms_holds(v, p.vm, &d->port) : NULL;
 
-		/* held is not yet open: QEMU's QOM "attached" tells */
+		/* held is not yet open: QEMU's QOM "attached" tells; libvirt
+		 * is not asked that (only a monitor command would tell, and
+		 * that taints the domain): libvirt has it live, attached */
 		state = p.vm->held_state != 0 ? "unknown"
 			: !h		      ? "not-attached"
-			: h->open == 1	      ? "attached"
-					      : "waiting";
+			: h->open == 1 || (h->open < 0 && p.vm->t.kind == TARGET_LIBVIRT)
+				? "attached"
+				: "waiting";
 		open_ = h && h->open == 1;
+	} else if (p.kind == PLACE_PROXMOX && !p.pve) {
+		claim = who(p.vm);
+		state = "libvirt";
 	} else if (p.kind == PLACE_PROXMOX) {
-		claim = json_pack("{s:I, s:i, s:s?}", "vmid", (json_int_t)p.vm->vmid, "proxmox_usb",
-				  (int)p.pve->index, "proxmox_mapping",
-				  p.pve->kind == PVE_USB_MAPPING ? p.pve->mapping : NULL);
+		claim = who(p.vm);
+		if (claim && json_object_update_new(claim, json_pack("{s:i, s:s?}", "proxmox_usb",
+								     (int)p.pve->index, "proxmox_mapping",
+								     p.pve->kind == PVE_USB_MAPPING
+									     ? p.pve->mapping
+									     : NULL)) < 0)
+			claim = NULL;
 		state = "proxmox";
 	} else if (p.kind == PLACE_CONFLICT) {
 		claim = rule_json(p.vm, p.rule);
-		json_object_set_new(claim, "rival", json_integer((json_int_t)p.rival->vmid));
+		json_object_set_new(claim, "rival", json_string(p.rival->t.name));
+		json_object_set_new(claim, "rival_label", json_string(p.rival->t.label));
 		state = "conflict";
 	} else {
 		const struct usb_rule *rule = NULL;
@@ -166,13 +197,24 @@ static json_t *vm_json(struct vms *v, struct vm *vm, const struct usb_device_inf
 		if (!present)
 			json_array_append_new(stale, json_string(port));
 	}
-	return json_pack("{s:I, s:b, s:b, s:b, s:s?, s:I, s:I, s:b, s:o, s:o}", "vmid", (json_int_t)vm->vmid,
-			 "running", running || vm->released, "released", vm->released,
-			 "vm_config", vms_pve(v, vm) != NULL,
-			 "rules_file", vm->rules ? vm->rules->path : NULL,
-			 "rules", (json_int_t)(vm->rules ? vm->rules->n_rules : 0), "bad_lines",
-			 (json_int_t)(vm->rules ? vm->rules->n_errors : 0), "qemu_answered",
-			 !running || vm->held_state == 0, "holds", holds, "stale", stale);
+	json_t *j = who(vm);
+
+	if (j && json_object_update_new(
+			 j, json_pack("{s:b, s:b, s:s?, s:I, s:I, s:b, s:o, s:o}", "running",
+				      running || vm->released, "released", vm->released, "rules_file",
+				      vm->rules ? vm->rules->path : NULL, "rules",
+				      (json_int_t)(vm->rules ? vm->rules->n_rules : 0), "bad_lines",
+				      (json_int_t)(vm->rules ? vm->rules->n_errors : 0), "qemu_answered",
+				      !running || vm->held_state == 0, "holds", holds, "stale", stale)) < 0) {
+		json_decref(j);
+		return NULL;
+	}
+	/* a Proxmox VM's own config beside its rules (else they are left over) */
+	if (j && vm->t.kind == TARGET_PVE)
+		json_object_set_new(j, "vm_config", json_boolean(vms_pve(v, vm) != NULL));
+	if (j && vm->t.kind != TARGET_PVE)
+		json_object_set_new(j, "qmp", json_string(vm->t.qmp));
+	return j;
 }
 
 static void print_device(json_t *d, unsigned indent)
@@ -180,7 +222,8 @@ static void print_device(json_t *d, unsigned indent)
 	const char *state = json_string_value(json_object_get(d, "state"));
 	json_t *claim = json_object_get(d, "claim");
 	char product[200], what[400] = "", text[800];
-	long long vmid = json_integer_value(json_object_get(claim, "vmid"));
+	const char *vm = json_string_value(json_object_get(claim, "label"));
+	const char *guest = json_string_value(json_object_get(claim, "guest"));
 	const char *rule = json_string_value(json_object_get(claim, "rule"));
 	const char *file = json_string_value(json_object_get(claim, "file"));
 	long long line = json_integer_value(json_object_get(claim, "line"));
@@ -189,29 +232,31 @@ static void print_device(json_t *d, unsigned indent)
 	if (rule)
 		snprintf(where, sizeof(where), "'%s', %s:%lld", rule, basename_of(file), line);
 	if (!strcmp(state, "attached"))
-		snprintf(what, sizeof(what), "VM %lld: attached (%s)", vmid, where);
+		snprintf(what, sizeof(what), "%s: attached (%s)", vm, where);
 	else if (!strcmp(state, "waiting"))
-		snprintf(what, sizeof(what), "VM %lld: added, not open yet (%s); QEMU opens it once it finds it, unless it is busy or its speed does not fit",
-			 vmid, where);
+		snprintf(what, sizeof(what), "%s: added, not open yet (%s); QEMU opens it once it finds it, unless it is busy or its speed does not fit",
+			 vm, where);
 	else if (!strcmp(state, "not-attached"))
-		snprintf(what, sizeof(what), "VM %lld: NOT attached (%s); 'pve-usb-hotplug sync' attaches it",
-			 vmid, where);
+		snprintf(what, sizeof(what), "%s: NOT attached (%s); 'pve-usb-hotplug sync' attaches it",
+			 vm, where);
 	else if (!strcmp(state, "unknown"))
-		snprintf(what, sizeof(what), "VM %lld: claimed (%s); QEMU did not answer", vmid, where);
+		snprintf(what, sizeof(what), "%s: claimed (%s); QEMU did not answer", vm, where);
 	else if (!strcmp(state, "proxmox") && json_is_string(json_object_get(claim, "proxmox_mapping")))
-		snprintf(what, sizeof(what), "VM %lld: passed by Proxmox itself (usb%lld, mapping '%s')",
-			 vmid, json_integer_value(json_object_get(claim, "proxmox_usb")),
+		snprintf(what, sizeof(what), "%s: passed by Proxmox itself (usb%lld, mapping '%s')",
+			 vm, json_integer_value(json_object_get(claim, "proxmox_usb")),
 			 json_string_value(json_object_get(claim, "proxmox_mapping")));
 	else if (!strcmp(state, "proxmox"))
-		snprintf(what, sizeof(what), "VM %lld: passed by Proxmox itself (usb%lld)", vmid,
+		snprintf(what, sizeof(what), "%s: passed by Proxmox itself (usb%lld)", vm,
 			 json_integer_value(json_object_get(claim, "proxmox_usb")));
+	else if (!strcmp(state, "libvirt"))
+		snprintf(what, sizeof(what), "%s: passed by its own libvirt XML", vm);
 	else if (!strcmp(state, "conflict"))
-		snprintf(what, sizeof(what), "VM %lld and VM %lld claim it equally: attached to neither",
-			 vmid, json_integer_value(json_object_get(claim, "rival")));
+		snprintf(what, sizeof(what), "%s and %s claim it equally: attached to neither", vm,
+			 json_string_value(json_object_get(claim, "rival_label")));
 	else if (!strcmp(state, "not-running"))
-		snprintf(what, sizeof(what), "VM %lld when it runs (%s)", vmid, where);
+		snprintf(what, sizeof(what), "%s when it runs (%s)", vm, where);
 	else if (!strcmp(state, "denied"))
-		snprintf(what, sizeof(what), "denied to VM %lld (%s)", vmid, where);
+		snprintf(what, sizeof(what), "denied to %s (%s)", vm, where);
 	else if (!strcmp(state, "hub"))
 		snprintf(what, sizeof(what), "hub");
 
@@ -236,10 +281,12 @@ static void print_device(json_t *d, unsigned indent)
 	json_t *h;
 
 	json_array_foreach(held, i, h) {
-		if ((!strcmp(state, "attached") || !strcmp(state, "waiting")) && json_integer_value(h) == vmid)
+		if ((!strcmp(state, "attached") || !strcmp(state, "waiting")) && guest &&
+		    !strcmp(json_string_value(h), guest))
 			continue;
-		printf("%*s  also held by VM %lld; 'pve-usb-hotplug sync' sorts it out\n", (int)indent + 18,
-		       "", json_integer_value(h));
+		printf("%*s  also held by %s%s; 'pve-usb-hotplug sync' sorts it out\n", (int)indent + 18,
+		       "", strspn(json_string_value(h), "0123456789") == strlen(json_string_value(h)) ? "VM " : "",
+		       json_string_value(h));
 	}
 }
 
@@ -268,11 +315,12 @@ static void print_text(json_t *model)
 	}
 	json_array_foreach(vms, i, d) {
 		json_t *stale = json_object_get(d, "stale"), *p;
-		long long vmid = json_integer_value(json_object_get(d, "vmid"));
+		const char *vm = json_string_value(json_object_get(d, "label"));
+		const char *guest = json_string_value(json_object_get(d, "guest"));
 		const char *file = json_string_value(json_object_get(d, "rules_file"));
 		size_t k;
 
-		printf("VM %lld: %s, %lld rule(s)%s%s, holds %zu device(s)%s\n", vmid,
+		printf("%s: %s, %lld rule(s)%s%s, holds %zu device(s)%s\n", vm,
 		       json_is_true(json_object_get(d, "released"))  ? "running, released"
 		       : json_is_true(json_object_get(d, "running")) ? "running"
 								     : "not running",
@@ -280,21 +328,21 @@ static void print_text(json_t *model)
 		       file ? file : "", json_array_size(json_object_get(d, "holds")),
 		       json_is_true(json_object_get(d, "qemu_answered")) ? "" : " (QEMU did not answer)");
 		if (json_is_true(json_object_get(d, "released")))
-			printf("  released: USB events leave it alone until 'pve-usb-hotplug sync %lld' or its next start\n",
-			       vmid);
-		if (!json_is_true(json_object_get(d, "vm_config")))
-			printf("  no %lld.conf on this node (destroyed or migrated away?): a new VM %lld would inherit these rules\n",
-			       vmid, vmid);
+			printf("  released: USB events leave it alone until 'pve-usb-hotplug sync %s' or its next start\n",
+			       guest);
+		if (json_is_false(json_object_get(d, "vm_config")))
+			printf("  no %s.conf on this node (destroyed or migrated away?): a new VM %s would inherit these rules\n",
+			       guest, guest);
 		if (json_integer_value(json_object_get(d, "bad_lines")))
-			printf("  %lld bad line(s): run 'pve-usb-hotplug check %lld'\n",
-			       json_integer_value(json_object_get(d, "bad_lines")), vmid);
+			printf("  %lld bad line(s): run 'pve-usb-hotplug check %s'\n",
+			       json_integer_value(json_object_get(d, "bad_lines")), guest);
 		json_array_foreach(stale, k, p)
 			printf("  holds usbhost%s, but nothing is plugged in at %s; 'pve-usb-hotplug sync' detaches it\n",
 			       json_string_value(p), json_string_value(p));
 	}
 }
 
-int hotplug_status(const struct settings *s, unsigned long vmid, bool as_json)
+int hotplug_status(const struct settings *s, const char *name, bool as_json)
 {
 	struct usb_device_info *devs = NULL;
 	json_t *model = NULL, *devices, *vm_list;
@@ -307,9 +355,13 @@ int hotplug_status(const struct settings *s, unsigned long vmid, bool as_json)
 	r = vms_load_host(s, &v, &devs, &n_devs);
 	if (r < 0)
 		return r;
-	if (vmid && !(only = vms_find(&v, vmid))) {
-		ret = log_err(-ENOENT, "VM %lu has no %s/%lu.usb.conf and does not run", vmid,
-			      s->vm_config_dir, vmid);
+	if (name && !(only = vms_find(&v, name))) {
+		struct target t;
+
+		if (target_by_name(s, name, &t) == 0)
+			ret = log_err(-ENOENT, "%s has no %s and does not run", t.label, t.rules);
+		else
+			ret = -ENOENT;
 		goto out;
 	}
 	/* what QEMU says, not the record: of every VM with rules, and of the

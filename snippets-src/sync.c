@@ -1,4 +1,4 @@
-/* sync [VMID]: make running VMs hold what their rules give them now. */
+/* sync [NAME]: make running guests hold what their rules give them now. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,11 +55,11 @@ static int why_detach(struct vms *v, struct vm *vm, const struct usb_device_info
 		return 1;
 	}
 	if (p.kind == PLACE_PROXMOX) {
-		snprintf(why, n, "Proxmox passes it itself (usb%u of VM %lu)", p.pve->index, p.vm->vmid);
+		owner_passes(&p, why, n);
 		return 1;
 	}
 	if (p.kind == PLACE_VM && p.vm != vm) {
-		snprintf(why, n, "VM %lu has it as well and keeps it", p.vm->vmid);
+		snprintf(why, n, "%s has it as well and keeps it", p.vm->t.label);
 		return 1;
 	}
 	return 0;
@@ -103,7 +103,7 @@ static int plan_vm(struct vms *v, struct plan *pl, const struct usb_device_info 
 				pl->attach[pl->n_attach++] = i;
 		} else if (p.kind == PLACE_CONFLICT && p.vm == vm) {
 			guest_describe(&devs[i], desc, sizeof(desc));
-			hotplug_explain(&p, 0, desc);
+			hotplug_explain(&p, NULL, desc);
 		}
 	}
 	return 0;
@@ -117,8 +117,8 @@ static int carry_out(struct vms *v, const struct plan *pl, const struct usb_devi
 	int r, ret = 0;
 
 	if (pl->n_detach == 0 && pl->n_attach == 0) {
-		log_info("VM %lu: in sync; it holds %zu device(s) through pve-usb-hotplug",
-			 pl->vm->vmid, pl->vm->n_held);
+		log_info("%s: in sync; it holds %zu device(s) through pve-usb-hotplug",
+			 pl->vm->t.label, pl->vm->n_held);
 		return 0;
 	}
 	take = calloc(n_devs + 1, sizeof(*take));
@@ -126,7 +126,7 @@ static int carry_out(struct vms *v, const struct plan *pl, const struct usb_devi
 		return -ENOMEM;
 	for (size_t i = 0; i < pl->n_attach; i++)
 		take[pl->attach[i]] = true;
-	r = guest_open(v->s, pl->vm->vmid, &g);
+	r = guest_open(v->s, &pl->vm->t, &g);
 	if (r < 0) {
 		free(take);
 		return r;
@@ -138,7 +138,7 @@ static int carry_out(struct vms *v, const struct plan *pl, const struct usb_devi
 		if ((r = guest_detach(g, &pl->detach[i], port, pl->why[i])) < 0)
 			ret = r;
 	}
-	r = hotplug_attach_all(g, pl->vm->vmid, devs, take, n_devs);
+	r = hotplug_attach_all(g, &pl->vm->t, devs, take, n_devs);
 	if (r < 0)
 		ret = r;
 	guest_close(g);
@@ -146,17 +146,22 @@ static int carry_out(struct vms *v, const struct plan *pl, const struct usb_devi
 	return ret;
 }
 
-int hotplug_sync(const struct settings *s, unsigned long vmid)
+int hotplug_sync(const struct settings *s, const char *name)
 {
 	struct usb_device_info *devs = NULL;
 	struct plan *plans = NULL;
 	size_t n_devs = 0, n_plans = 0;
+	struct target t;
 	struct vms v;
 	int r, ret = 0;
 
-	/* sync VMID ends a release's hold */
-	if (vmid)
-		(void)guest_unrelease(s, vmid);
+	/* sync NAME ends a release's hold */
+	if (name) {
+		r = target_by_name(s, name, &t);
+		if (r < 0)
+			return r;
+		(void)guest_unrelease(s, &t);
+	}
 	r = vms_load_host(s, &v, &devs, &n_devs);
 	if (r < 0)
 		return r;
@@ -166,24 +171,31 @@ int hotplug_sync(const struct settings *s, unsigned long vmid)
 		goto out;
 	}
 
-	/* a VM without a .usb.conf is synced only when named: then whatever it
+	/* a guest without rules is synced only when named: then whatever it
 	 * still holds through the tool goes */
 	for (size_t i = 0; i < v.n; i++) {
 		struct vm *vm = v.list[i];
 
-		if (vmid ? vm->vmid != vmid : !vm->rules)
+		if (name ? strcmp(vm->t.name, name) != 0 : !vm->rules)
 			continue;
 		if (!vms_running(&v, vm))
 			continue;
 		plans[n_plans++].vm = vm;
 	}
-	if (vmid && n_plans == 0) {
-		ret = log_err(-ESRCH, "VM %lu is not running; nothing to sync (post-start attaches everything when it starts)",
-			      vmid);
+	if (name && n_plans == 0) {
+		if (t.kind == TARGET_PVE)
+			ret = log_err(-ESRCH, "VM %lu is not running; nothing to sync (post-start attaches everything when it starts)",
+				      t.vmid);
+		else
+			ret = log_err(-ESRCH, "%s is not running (nothing listens on %s); nothing to sync: run 'pve-usb-hotplug sync %s' once it runs",
+				      t.label, t.qmp, t.name);
 		goto out;
 	}
-	if (n_plans == 0)
+	if (n_plans == 0 && s->n_guests == 0)
 		log_info("no running VM has a .usb.conf in %s; nothing to sync", s->vm_config_dir);
+	else if (n_plans == 0)
+		log_info("no running guest has rules (a .usb.conf in %s, or a declared guest's); nothing to sync",
+			 s->vm_config_dir);
 
 	/* First learn everything (asking each VM what it holds), then change
 	 * one VM at a time: never two VMs' locks at once. */
@@ -191,7 +203,7 @@ int hotplug_sync(const struct settings *s, unsigned long vmid)
 		if ((r = vms_fetch_held(&v, plans[i].vm)) < 0) {
 			ret = r;
 			if (s->retry_attempt && retry_worth(r))
-				retry_schedule(s, plans[i].vm->vmid);
+				retry_schedule(s, &plans[i].vm->t);
 			plans[i].vm = NULL;
 			continue;
 		}
@@ -207,7 +219,7 @@ int hotplug_sync(const struct settings *s, unsigned long vmid)
 		ret = r;
 		/* a retry that failed again: the next try (retry.h) */
 		if (s->retry_attempt && retry_worth(r))
-			retry_schedule(s, plans[i].vm->vmid);
+			retry_schedule(s, &plans[i].vm->t);
 	}
 out:
 	for (size_t i = 0; plans && i < n_plans; i++) {

@@ -510,13 +510,19 @@ int usbconf_parse_text(const char *text, size_t len, const char *name, unsigned 
 int usbconf_load(const char *dir, unsigned long vmid, enum log_level line_level,
 		 struct vm_rules **ret)
 {
-	_cleanup_free_ char *buf = NULL;
 	char path[4096];
-	size_t len;
-	int r;
 
 	if (snprintf(path, sizeof(path), "%s/%lu.usb.conf", dir, vmid) >= (int)sizeof(path))
 		return log_err(-ENAMETOOLONG, "%s/%lu.usb.conf: path too long", dir, vmid);
+	return usbconf_load_file(path, vmid, line_level, ret);
+}
+
+int usbconf_load_file(const char *path, unsigned long vmid, enum log_level line_level,
+		      struct vm_rules **ret)
+{
+	_cleanup_free_ char *buf = NULL;
+	size_t len;
+	int r;
 
 	r = util_read_file(path, true, USBCONF_MAX_SIZE, &buf, &len);
 	switch (r) {

@@ -73,6 +73,9 @@ int usbconf_parse_text(const char *text, size_t len, const char *name, unsigned 
  * other errors are logged with the file name. A symlink, a directory or a
  * file over USBCONF_MAX_SIZE is refused. */
 int usbconf_load(const char *dir, unsigned long vmid, enum log_level line_level, struct vm_rules **ret);
+/* The same for a rules file at path (a declared guest's: vmid 0). */
+int usbconf_load_file(const char *path, unsigned long vmid, enum log_level line_level,
+		      struct vm_rules **ret);
 
 /* Every <vmid>.usb.conf in dir, sorted by vmid. Files that cannot be read
  * are logged and left out. A dir that cannot be read is logged, except

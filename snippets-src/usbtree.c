@@ -27,6 +27,15 @@ static unsigned hex_attr(struct udev_device *d, const char *name, int *ok)
 	return (unsigned)x;
 }
 
+/* The device's address on its bus (1 to 127), or 0. */
+static unsigned devnum_attr(struct udev_device *d)
+{
+	const char *v = udev_device_get_sysattr_value(d, "devnum");
+	unsigned long n;
+
+	return v && util_parse_uint(v, 127, &n) == 0 ? (unsigned)n : 0;
+}
+
 /* Copies a string attribute; one that does not fit is dropped whole. */
 static void copy_attr(struct udev_device *d, const char *name, char *dst, size_t n)
 {
@@ -53,6 +62,7 @@ static int read_device(struct udev_device *d, struct usb_device_info *ret)
 	info.vid = hex_attr(d, "idVendor", &ok);
 	info.pid = hex_attr(d, "idProduct", &ok);
 	info.have_ids = ok;
+	info.devnum = devnum_attr(d);
 	if (!devpath || port_controller(devpath, info.controller, sizeof(info.controller)) < 0)
 		info.controller[0] = '\0';
 	info.serial_known = true;

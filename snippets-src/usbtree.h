@@ -20,6 +20,7 @@ struct usb_device_info {
 	int dev_class;			      /* bDeviceClass, -1 if unreadable */
 	bool have_ids;			      /* vid and pid are known */
 	unsigned vid, pid;
+	unsigned devnum;		      /* its address on the bus; 0 if unknown */
 	/* serial: raw bytes from the device, exact. serial_known false: not
 	 * known (a remove event); serial "" with serial_known: it has none,
 	 * or one too long to be real. */

@@ -91,14 +91,13 @@ static const char *stat_fields(unsigned long pid, char *buf, size_t n)
 	return p + 1;
 }
 
-unsigned long vmproc_pid(const char *qmp_socket_dir, unsigned long vmid)
+unsigned long vmproc_pid(const char *path)
 {
-	char path[4096], buf[1024];
+	char buf[1024];
 	const char *fields;
 	unsigned long pid;
 
-	if (snprintf(path, sizeof(path), "%s/%lu.pid", qmp_socket_dir, vmid) >= (int)sizeof(path) ||
-	    read_small(path, buf, 32) < 0)
+	if (!path[0] || read_small(path, buf, 32) < 0)
 		return 0;
 	buf[strcspn(buf, "\n")] = '\0';
 	if (util_parse_uint(buf, INT32_MAX, &pid) < 0 || pid < 2)
@@ -110,9 +109,9 @@ unsigned long vmproc_pid(const char *qmp_socket_dir, unsigned long vmid)
 	return started_with(pid, path) ? pid : 0;
 }
 
-void vmproc_stamp(const char *qmp_socket_dir, unsigned long vmid, char *buf, size_t n)
+void vmproc_stamp(const char *pidfile, char *buf, size_t n)
 {
-	unsigned long pid = vmproc_pid(qmp_socket_dir, vmid), start;
+	unsigned long pid = vmproc_pid(pidfile), start;
 	char stat[1024];
 	const char *p;
 

@@ -1,6 +1,6 @@
-/* A VM's QEMU process, as Proxmox VE tells it: <qmp_socket_dir>/<vmid>.pid
- * names a pid, and that pid is a live process started with "-pidfile" naming
- * that same file (what qemu-server's vm_running_locally() checks). A pid
+/* A guest's QEMU process, as its pid file tells it (Proxmox VE:
+ * <qmp_socket_dir>/<vmid>.pid): the file names a pid, and that pid is a live
+ * process started with "-pidfile" naming that same file (what qemu-server's vm_running_locally() checks). A pid
  * file left by a killed QEMU whose pid now belongs to another process does
  * not count. Touches no socket: a connect() to a busy QMP socket would wait
  * in QEMU's backlog and get in Proxmox's way. Nothing here logs. */
@@ -9,18 +9,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* The pid of the VM's running QEMU, or 0. */
-unsigned long vmproc_pid(const char *qmp_socket_dir, unsigned long vmid);
-
-static inline bool vmproc_running(const char *qmp_socket_dir, unsigned long vmid)
-{
-	return vmproc_pid(qmp_socket_dir, vmid) != 0;
-}
+/* The pid of the running QEMU that pidfile names, or 0. */
+unsigned long vmproc_pid(const char *pidfile);
 
 /* "PID:STARTTIME" of the VM's running QEMU into buf (what a port hint is
  * stamped with: a pid can be reused, the pair cannot). "" when it does not
  * run. */
-void vmproc_stamp(const char *qmp_socket_dir, unsigned long vmid, char *buf, size_t n);
+void vmproc_stamp(const char *pidfile, char *buf, size_t n);
 
 /* Pure, for the tests: whether a NUL-separated command line (as
  * /proc/PID/cmdline holds it) has "-pidfile PATH" or "--pidfile PATH"

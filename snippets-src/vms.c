@@ -6,22 +6,25 @@
 #include <string.h>
 
 #include "guest.h"
+#include "libvirt.h"
 #include "log.h"
 #include "vmproc.h"
 
-static struct vm *vm_new(unsigned long vmid, struct vm_rules *rules)
+static struct vm *vm_new(const struct target *t, struct vm_rules *rules)
 {
 	struct vm *vm = calloc(1, sizeof(*vm));
 
 	if (!vm)
 		return NULL;
-	vm->vmid = vmid;
+	vm->t = *t;
 	vm->rules = rules;
 	vm->running = -1;
 	vm->pve_state = -1;
 	vm->held_state = HELD_UNKNOWN;
 	return vm;
 }
+
+static int add_declared(struct vms *v, enum log_level line_level);
 
 int vms_load(const struct settings *s, enum log_level line_level, unsigned long starting_vmid,
 	     struct vms *ret)
@@ -35,7 +38,10 @@ int vms_load(const struct settings *s, enum log_level line_level, unsigned long 
 	ret->starting_vmid = starting_vmid;
 	ret->maps_state = 1;
 	/* udev events (quiet about lines) are quiet about a missing directory */
-	r = usbconf_load_all(s->vm_config_dir, line_level, line_level == LOG_LVL_DEBUG, &rules, &n);
+	r = usbconf_load_all(s->vm_config_dir, line_level,
+			     line_level == LOG_LVL_DEBUG || s->n_guests > 0, &rules, &n);
+	if (r == -ENOENT && s->n_guests > 0)
+		r = 0; /* a host without Proxmox, or /etc/pve not there yet */
 	if (r < 0)
 		return r;
 	ret->list = calloc(n + 1, sizeof(*ret->list));
@@ -44,7 +50,9 @@ int vms_load(const struct settings *s, enum log_level line_level, unsigned long 
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++) {
-		ret->list[i] = vm_new(rules[i]->vmid, rules[i]);
+		struct target t;
+
+		ret->list[i] = target_pve(s, rules[i]->vmid, &t) == 0 ? vm_new(&t, rules[i]) : NULL;
 		if (!ret->list[i]) {
 			/* the first i are the list's now; the rest are not */
 			for (size_t k = i; k < n; k++)
@@ -56,7 +64,7 @@ int vms_load(const struct settings *s, enum log_level line_level, unsigned long 
 		ret->n++;
 	}
 	free(rules); /* the rules themselves now belong to the list */
-	return 0;
+	return add_declared(ret, line_level);
 }
 
 void vms_free(struct vms *v)
@@ -93,44 +101,77 @@ int vms_load_host(const struct settings *s, struct vms *v, struct usb_device_inf
 	return 0;
 }
 
-struct vm *vms_find(struct vms *v, unsigned long vmid)
+struct vm *vms_find(struct vms *v, const char *name)
 {
 	for (size_t i = 0; i < v->n; i++)
-		if (v->list[i]->vmid == vmid)
+		if (strcmp(v->list[i]->t.name, name) == 0)
 			return v->list[i];
 	return NULL;
+}
+
+/* Whether vm is the Proxmox VM whose post-start this run is. */
+static bool starting(const struct vms *v, const struct vm *vm)
+{
+	return vm->t.kind == TARGET_PVE && vm->t.vmid == v->starting_vmid;
 }
 
 bool vms_running(struct vms *v, struct vm *vm)
 {
 	if (vm->running < 0) {
-		vm->running = vm->vmid == v->starting_vmid || vmproc_running(v->s->qmp_socket_dir, vm->vmid);
-		vm->released = vm->running && vm->vmid != v->starting_vmid &&
-			       guest_is_released(v->s, vm->vmid);
+		vm->running = starting(v, vm) || target_running(&vm->t, v->s);
+		if (!vm->running && vm->t.sock_state == -ENOTUNIQ)
+			target_explain_ambiguous(&vm->t, LOG_LVL_WARNING);
+		vm->released = vm->running && !starting(v, vm) && guest_is_released(v->s, &vm->t);
 	}
 	return vm->running > 0 && !vm->released;
 }
 
-/* Appends a VM without rules; the list is sorted again by the caller. */
-static int add_vm(struct vms *v, unsigned long vmid, int running)
+/* Appends a guest; the list is sorted again by the caller. */
+static int add_vm(struct vms *v, const struct target *t, struct vm_rules *rules, int running)
 {
 	struct vm **nl = realloc(v->list, (v->n + 1) * sizeof(*nl));
 
 	if (!nl)
 		return -ENOMEM;
 	v->list = nl;
-	v->list[v->n] = vm_new(vmid, NULL);
+	v->list[v->n] = vm_new(t, rules);
 	if (!v->list[v->n])
 		return -ENOMEM;
 	v->list[v->n++]->running = running;
 	return 0;
 }
 
+/* Proxmox VMs by VMID first, then the declared guests by name. */
 static int cmp_vm(const void *a, const void *b)
 {
 	const struct vm *x = *(struct vm *const *)a, *y = *(struct vm *const *)b;
 
-	return (x->vmid > y->vmid) - (x->vmid < y->vmid);
+	if ((x->t.kind == TARGET_PVE) != (y->t.kind == TARGET_PVE))
+		return x->t.kind == TARGET_PVE ? -1 : 1;
+	if (x->t.kind == TARGET_PVE)
+		return (x->t.vmid > y->t.vmid) - (x->t.vmid < y->t.vmid);
+	return strcmp(x->t.name, y->t.name);
+}
+
+/* The guests declared in the settings, each with its rules (a missing or
+ * unreadable rules file: no rules, which check reports). */
+static int add_declared(struct vms *v, enum log_level line_level)
+{
+	for (size_t i = 0; i < v->s->n_guests; i++) {
+		struct vm_rules *rules = NULL;
+		struct target t;
+		int r;
+
+		target_from_conf(v->s, &v->s->guests[i], &t);
+		r = usbconf_load_file(t.rules, 0, line_level, &rules);
+		if (r == -ENOMEM)
+			return r;
+		if (add_vm(v, &t, rules, -1) < 0) {
+			usbconf_free(rules);
+			return -ENOMEM;
+		}
+	}
+	return 0;
 }
 
 /* Adds a VM for each "<vmid><suffix>" in dir not listed yet, running
@@ -145,17 +186,19 @@ static int add_from_dir(struct vms *v, const char *dir, const char *suffix, int 
 		return errno == ENOENT ? 0 : -errno; /* nothing there yet */
 	while ((de = readdir(d))) {
 		unsigned long vmid;
+		struct target t;
 
-		if (usbconf_vmid_of_file(de->d_name, suffix, &vmid) < 0 || vms_find(v, vmid) ||
-		    (running == 1 && !vmproc_running(v->s->qmp_socket_dir, vmid)))
+		if (usbconf_vmid_of_file(de->d_name, suffix, &vmid) < 0 ||
+		    target_pve(v->s, vmid, &t) < 0 || vms_find(v, t.name) ||
+		    (running == 1 && !vmproc_pid(t.pidfile)))
 			continue;
-		if (add_vm(v, vmid, running) < 0) {
+		if (add_vm(v, &t, NULL, running) < 0) {
 			closedir(d);
 			return -ENOMEM;
 		}
 		/* running is known: so is whether it is held back */
 		if (running == 1)
-			v->list[v->n - 1]->released = guest_is_released(v->s, vmid);
+			v->list[v->n - 1]->released = guest_is_released(v->s, &v->list[v->n - 1]->t);
 	}
 	closedir(d);
 	if (v->n > 1)
@@ -197,8 +240,10 @@ const struct pve_mappings *vms_mappings(struct vms *v)
 
 const struct pve_vm *vms_pve(struct vms *v, struct vm *vm)
 {
+	if (vm->t.kind != TARGET_PVE)
+		return NULL;
 	if (vm->pve_state == -1) {
-		vm->pve_state = pveconf_load(v->s->vm_config_dir, vm->vmid, &vm->pve);
+		vm->pve_state = pveconf_load(v->s->vm_config_dir, vm->t.vmid, &vm->pve);
 		for (size_t i = 0; vm->pve_state == 0 && i < vm->pve.n; i++)
 			if (vm->pve.usb[i].kind == PVE_USB_MAPPING) {
 				pveconf_resolve(&vm->pve, vms_mappings(v));
@@ -229,7 +274,7 @@ static int ask_held(struct vms *v, struct vm *vm, bool ask_qemu)
 	struct guest *g;
 	int r;
 
-	r = guest_open(v->s, vm->vmid, &g);
+	r = guest_open(v->s, &vm->t, &g);
 	if (r == 0) {
 		r = guest_held(g, ask_qemu, &set);
 		if (r == 0)
@@ -253,7 +298,7 @@ const struct xhci_dev *vms_holds(struct vms *v, struct vm *vm, const struct usb_
 {
 	if (vm->held_state == HELD_UNKNOWN) {
 		struct xhci_set *set = malloc(sizeof(*set));
-		int r = set ? guest_peek_held(v->s, vm->vmid, set) : -ENOMEM;
+		int r = set ? guest_peek_held(v->s, &vm->t, set) : -ENOMEM;
 
 		if (r == 0)
 			vm->held_state = keep_held(vm, set, false);
@@ -273,69 +318,72 @@ const struct xhci_dev *vms_holds(struct vms *v, struct vm *vm, const struct usb_
 
 int vms_place(struct vms *v, const struct usb_device_info *dev, struct placement *ret)
 {
-	struct placement p = { .kind = PLACE_NOBODY };
-	size_t n_claims = 0;
-	int r;
+	struct place_view *views = NULL;
+	const struct usb_rule **rules = NULL;
+	const struct pve_usb **pves = NULL;
+	struct place_decision d;
+	size_t claims = 0;
+	int r = 0;
 
-	*ret = p;
+	*ret = (struct placement){ .kind = PLACE_NOBODY };
 	if (dev->dev_class == USB_CLASS_HUB)
 		return 0;
-
-	for (size_t i = 0; i < v->n; i++) {
-		struct vm *vm = v->list[i];
-		const struct usb_rule *rule;
-		unsigned score;
-
-		if (!vm->rules || !(score = usbconf_match(vm->rules, dev, &rule)) || !vms_running(v, vm))
-			continue;
-		n_claims++;
-		if (score > p.score) {
-			p.kind = PLACE_VM;
-			p.vm = vm;
-			p.rule = rule;
-			p.score = score;
-			p.rival = NULL;
-		} else if (score == p.score && !p.rival) {
-			p.rival = vm;
-		}
-	}
-	if (n_claims == 0)
+	/* the cheap part first: most devices nobody running claims */
+	for (size_t i = 0; i < v->n; i++)
+		claims += v->list[i]->rules && usbconf_match(v->list[i]->rules, dev, NULL) &&
+			  vms_running(v, v->list[i]);
+	if (claims == 0)
 		return 0;
-
-	/* Proxmox's own passthrough comes first, in any running VM */
+	/* Proxmox may pass it to any running VM, rules or not */
 	r = vms_list_running(v);
 	if (r < 0)
 		return r;
+	views = calloc(v->n, sizeof(*views));
+	rules = calloc(v->n, sizeof(*rules));
+	pves = calloc(v->n, sizeof(*pves));
+	if (!views || !rules || !pves) {
+		r = -ENOMEM;
+		goto out;
+	}
 	for (size_t i = 0; i < v->n; i++) {
 		struct vm *vm = v->list[i];
 		const struct pve_vm *pve;
-		const struct pve_usb *u;
 
-		if (!vms_running(v, vm) || !(pve = vms_pve(v, vm)) || !(u = pveconf_passes(pve, dev)))
-			continue;
-		*ret = (struct placement){ .kind = PLACE_PROXMOX, .vm = vm, .pve = u };
-		return 0;
+		views[i].score = vm->rules ? usbconf_match(vm->rules, dev, &rules[i]) : 0;
+		/* a guest that neither claims it nor is Proxmox's cannot change
+		 * the decision: not asked (a libvirt domain would cost libvirt) */
+		views[i].running = (views[i].score || vm->t.kind == TARGET_PVE) && vms_running(v, vm);
+		views[i].starting = starting(v, vm);
+		if (views[i].running && (pve = vms_pve(v, vm)))
+			views[i].proxmox_passes = (pves[i] = pveconf_passes(pve, dev)) != NULL;
+		/* a libvirt domain's own XML is its owner's word, as Proxmox's
+		 * config is (asked of the claiming domains only) */
+		if (views[i].running && views[i].score && vm->t.kind == TARGET_LIBVIRT)
+			views[i].proxmox_passes = lv_passes(&vm->t, dev) > 0;
 	}
+	/* what each holds costs a file read or a question to QEMU: asked
+	 * only when rivals make it matter */
+	if (place_claims(views, v->n) > 1)
+		for (size_t i = 0; i < v->n; i++)
+			views[i].holds = views[i].running && views[i].score && !views[i].starting &&
+					 vms_holds(v, v->list[i], &dev->port);
 
-	/* with rivals, whoever holds it keeps it */
-	if (n_claims > 1)
-		for (size_t i = 0; i < v->n; i++) {
-			struct vm *vm = v->list[i];
-			const struct usb_rule *rule;
-			unsigned score;
-
-			if (!vm->rules || !(score = usbconf_match(vm->rules, dev, &rule)) ||
-			    !vms_running(v, vm) || vm->vmid == v->starting_vmid ||
-			    !vms_holds(v, vm, &dev->port))
-				continue;
-			*ret = (struct placement){
-				.kind = PLACE_VM, .vm = vm, .rule = rule, .score = score, .held = true
-			};
-			return 0;
-		}
-
-	if (p.rival)
-		p.kind = PLACE_CONFLICT;
-	*ret = p;
-	return 0;
+	d = place_decide(views, v->n);
+	ret->kind = d.kind;
+	if (d.kind != PLACE_NOBODY)
+		ret->vm = v->list[d.who];
+	if (d.kind == PLACE_VM || d.kind == PLACE_CONFLICT) {
+		ret->rule = rules[d.who];
+		ret->score = views[d.who].score;
+		ret->held = d.held;
+	}
+	if (d.kind == PLACE_CONFLICT)
+		ret->rival = v->list[d.rival];
+	if (d.kind == PLACE_PROXMOX)
+		ret->pve = pves[d.who];
+out:
+	free(views);
+	free(rules);
+	free(pves);
+	return r;
 }

@@ -1,4 +1,5 @@
-/* The VMs of this node as the tool sees them: their rules, whether they run,
+/* The guests of this host as the tool sees them (Proxmox VMs and the guests
+ * declared in the settings, target.h): their rules, whether they run,
  * what Proxmox itself passes them, which host ports they hold. Read lazily
  * and at most once per run, so a udev event for a device nobody claims
  * costs no more than reading the rules.
@@ -16,8 +17,10 @@
 #include <stddef.h>
 
 #include "log.h"
+#include "place.h"
 #include "pveconf.h"
 #include "settings.h"
+#include "target.h"
 #include "usbconf.h"
 #include "usbtree.h"
 #include "xhci.h"
@@ -25,8 +28,8 @@
 #define HELD_UNKNOWN 1
 
 struct vm {
-	unsigned long vmid;
-	struct vm_rules *rules; /* NULL: no .usb.conf */
+	struct target t;
+	struct vm_rules *rules; /* NULL: no rules file */
 	int running;		/* -1: not asked yet */
 	bool released;		/* running, but held back ("release"): competes for nothing */
 	int pve_state;		/* -1: not read; 0: read; -ENOENT...: none */
@@ -46,13 +49,6 @@ struct vms {
 	struct pve_mappings maps;    /* this node's USB resource mappings */
 	struct vm **list; /* each vm stays where it is while the list grows */
 	size_t n;
-};
-
-enum place_kind {
-	PLACE_NOBODY,	/* no running VM claims it */
-	PLACE_VM,	/* attach to (or keep in) vm */
-	PLACE_PROXMOX,	/* Proxmox passes it to vm itself (pve says how) */
-	PLACE_CONFLICT, /* vm and rival claim it equally: attach to neither */
 };
 
 struct placement {
@@ -78,7 +74,8 @@ void vms_free(struct vms *v);
 int vms_load_host(const struct settings *s, struct vms *v, struct usb_device_info **devs,
 		  size_t *n_devs);
 
-struct vm *vms_find(struct vms *v, unsigned long vmid);
+/* The guest named name: a VMID ("100") or a declared guest's name. */
+struct vm *vms_find(struct vms *v, const char *name);
 /* Whether vm runs and takes part: a released VM does not (vm->released). */
 bool vms_running(struct vms *v, struct vm *vm);
 
@@ -106,5 +103,6 @@ const struct xhci_dev *vms_holds(struct vms *v, struct vm *vm, const struct usb_
  * record). 0 or the error (logged). */
 int vms_fetch_held(struct vms *v, struct vm *vm);
 
-/* Where dev belongs now. Hubs are never placed (PLACE_NOBODY). */
+/* Where dev belongs now (place.h decides, from what this gathers). Hubs
+ * are never placed (PLACE_NOBODY). */
 int vms_place(struct vms *v, const struct usb_device_info *dev, struct placement *ret);

@@ -154,17 +154,22 @@ static void take_answer(struct xhci_set *set, struct seen *seen, const struct as
 	}
 }
 
-static bool usable_ctrl(const char *name, const char *type)
+static bool usable_ctrl(const char *name, const char *type, bool any)
 {
-	if (!name || !type || strcmp(type, "child<qemu-xhci>") != 0)
+	if (!name || !type)
 		return false;
-	return strcmp(name, XHCI_PROXMOX_ID) == 0 || util_startswith(name, XHCI_OWN_PREFIX);
+	/* an "any" guest's nec-usb-xhci too (what Xen's libxl adds for a
+	 * usbctrl of version 3): the same ports, the same p2/p3 */
+	if (any)
+		return strcmp(type, "child<qemu-xhci>") == 0 || strcmp(type, "child<nec-usb-xhci>") == 0;
+	return strcmp(type, "child<qemu-xhci>") == 0 &&
+	       (strcmp(name, XHCI_PROXMOX_ID) == 0 || util_startswith(name, XHCI_OWN_PREFIX));
 }
 
-int xhci_load(struct qmp *q, struct xhci_set *ret)
+int xhci_load(struct qmp *q, bool any, struct xhci_set *ret)
 {
 	json_t *list = NULL, *item;
-	struct xhci_set set = { 0 };
+	struct xhci_set set = { .any = any };
 	struct seen *seen = NULL;
 	struct ask *asks = NULL;
 	size_t i, n = 0, n_seen = 0, total;
@@ -190,12 +195,13 @@ int xhci_load(struct qmp *q, struct xhci_set *ret)
 		const char *type = json_string_value(json_object_get(item, "type"));
 		struct xhci_ctrl *c;
 
-		if (!usable_ctrl(name, type) || set.n == XHCI_MAX_CTRLS ||
+		if (!usable_ctrl(name, type, any) || set.n == XHCI_MAX_CTRLS ||
 		    strlen(name) >= sizeof(set.c[0].id))
 			continue;
 		c = &set.c[set.n];
 		snprintf(c->id, sizeof(c->id), "%s", name);
 		c->ours = util_startswith(name, XHCI_OWN_PREFIX);
+		c->whole = c->ours || any;
 		if (c->ours) {
 			c->p2 = c->p3 = XHCI_MAX_PORTS;
 		} else if ((r = ask(q, name, "p2", ASK_P2, set.n, asks, &n)) < 0 ||
@@ -272,15 +278,18 @@ int xhci_pick(const struct xhci_set *set, bool superspeed, size_t *ret_ctrl, uns
 {
 	const unsigned free_port = XHCI_PROXMOX_FREE_PORT;
 
-	for (size_t i = 0; i < set->n; i++)
-		if (set->c[i].ours && pick_in(&set->c[i], superspeed, ret_port)) {
-			*ret_ctrl = i;
-			return 0;
-		}
+	/* the guest's own, then the tool's */
+	for (int ours = 0; ours <= 1; ours++)
+		for (size_t i = 0; i < set->n; i++)
+			if (set->c[i].whole && set->c[i].ours == ours &&
+			    pick_in(&set->c[i], superspeed, ret_port)) {
+				*ret_ctrl = i;
+				return 0;
+			}
 	for (size_t i = 0; i < set->n; i++) {
 		const struct xhci_ctrl *c = &set->c[i];
 
-		if (c->ours || (superspeed ? c->p3 : c->p2) < free_port || (c->taken & (1u << free_port)))
+		if (c->whole || (superspeed ? c->p3 : c->p2) < free_port || (c->taken & (1u << free_port)))
 			continue;
 		*ret_ctrl = i;
 		*ret_port = free_port;
@@ -331,11 +340,16 @@ const struct xhci_dev *xhci_find(const struct xhci_set *set, const struct usb_po
 /* bits 1..15: the ports there are */
 #define PORT_BITS 0xfffeu
 
-/* "xhci" or "usbhotplug-xhciN": the only controllers a hint may name */
-static bool hint_ctrl_ok(const char *id)
+/* "xhci" or "usbhotplug-xhciN": the only controllers a Proxmox VM's hint
+ * may name; any guest's, any id QEMU would take */
+static bool hint_ctrl_ok(const char *id, bool any)
 {
 	unsigned long n;
 
+	if (any)
+		return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") ==
+			       strlen(id) &&
+		       id[0] && strchr("0123456789_.-", id[0]) == NULL;
 	if (strcmp(id, XHCI_PROXMOX_ID) == 0)
 		return true;
 	return util_startswith(id, XHCI_OWN_PREFIX) &&
@@ -357,7 +371,7 @@ static int hint_line(struct xhci_set *set, const char *line, const char *stamp, 
 	if (sscanf(line, "ctrl %63s %u %u %x%n", id, &a, &b, &c, &end) == 4 && !line[end]) {
 		struct xhci_ctrl *x;
 
-		if (set->n == XHCI_MAX_CTRLS || !hint_ctrl_ok(id) || a > XHCI_MAX_PORTS ||
+		if (set->n == XHCI_MAX_CTRLS || !hint_ctrl_ok(id, set->any) || a > XHCI_MAX_PORTS ||
 		    b > XHCI_MAX_PORTS || (c & ~PORT_BITS))
 			return -EINVAL;
 		x = &set->c[set->n++];
@@ -366,6 +380,7 @@ static int hint_line(struct xhci_set *set, const char *line, const char *stamp, 
 		x->p3 = b;
 		x->taken = c;
 		x->ours = util_startswith(id, XHCI_OWN_PREFIX);
+		x->whole = x->ours || set->any;
 		return 0;
 	}
 	if (sscanf(line, "dev %31s %7s %u %x %x%n", port_s, ctrl_s, &a, &vid, &pid, &end) == 5 &&
@@ -383,9 +398,10 @@ static int hint_line(struct xhci_set *set, const char *line, const char *stamp, 
 	return -EINVAL;
 }
 
-int xhci_hint_parse(const char *text, size_t len, const char *stamp, struct xhci_set *ret)
+int xhci_hint_parse(const char *text, size_t len, const char *stamp, bool any,
+		    struct xhci_set *ret)
 {
-	struct xhci_set set = { 0 };
+	struct xhci_set set = { .any = any };
 	bool stamped = false;
 
 	if (!stamp[0])
@@ -409,34 +425,35 @@ int xhci_hint_parse(const char *text, size_t len, const char *stamp, struct xhci
 	return 0;
 }
 
-static void hint_name(unsigned long vmid, const char *suffix, char *buf, size_t n)
+static void hint_name(const char *key, const char *suffix, char *buf, size_t n)
 {
-	snprintf(buf, n, "%lu.ports%s", vmid, suffix);
+	snprintf(buf, n, "%s.ports%s", key, suffix);
 }
 
-int xhci_hint_read(int dirfd, unsigned long vmid, const char *stamp, struct xhci_set *ret)
+int xhci_hint_read(int dirfd, const char *key, const char *stamp, bool any,
+		   struct xhci_set *ret)
 {
 	_cleanup_free_ char *text = NULL;
-	char name[40];
+	char name[96];
 	size_t len;
 	int r;
 
-	hint_name(vmid, "", name, sizeof(name));
+	hint_name(key, "", name, sizeof(name));
 	r = util_read_file_at(dirfd, name, true, HINT_MAX_SIZE, &text, &len);
 	if (r < 0)
 		return r == -ENOENT ? r : -EINVAL;
-	return xhci_hint_parse(text, len, stamp, ret);
+	return xhci_hint_parse(text, len, stamp, any, ret);
 }
 
-int xhci_hint_write(int dirfd, unsigned long vmid, const char *stamp, const struct xhci_set *set)
+int xhci_hint_write(int dirfd, const char *key, const char *stamp, const struct xhci_set *set)
 {
-	char name[40], port[PORT_STRLEN];
+	char name[96], port[PORT_STRLEN];
 	char *text = NULL;
 	size_t len = 0;
 	FILE *f;
 	int r;
 
-	hint_name(vmid, "", name, sizeof(name));
+	hint_name(key, "", name, sizeof(name));
 	f = open_memstream(&text, &len);
 	if (!f)
 		return -ENOMEM;
@@ -463,11 +480,11 @@ int xhci_hint_write(int dirfd, unsigned long vmid, const char *stamp, const stru
 	return r;
 }
 
-int xhci_hint_remove(int dirfd, unsigned long vmid)
+int xhci_hint_remove(int dirfd, const char *key)
 {
-	char name[40];
+	char name[96];
 
-	hint_name(vmid, "", name, sizeof(name));
+	hint_name(key, "", name, sizeof(name));
 	return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
 }
 
@@ -477,6 +494,14 @@ bool xhci_is_superspeed(const char *speed)
 
 	return util_parse_uint(speed, 1000000, &v) == 0 && v >= 5000;
 }
+
+/* Where the tool's own controller may go: a bus (the device_add "bus"),
+ * its QOM path (whose children tell the slots in use), and the slots. */
+struct spot {
+	char bus[64];
+	char qom[160];
+	unsigned first, last;
+};
 
 /* Slots of Proxmox's PCI bridges that its own address map leaves free
  * (qemu-server's PCI.pm: pci.1 uses 1-30, pci.2 1-24, pci.3 1-31, pci.4
@@ -495,23 +520,68 @@ static void note_slot(struct qmp *q, const char *path, void *ud)
 	uint32_t *used = ud;
 	unsigned a = qom_get_uint(q, path, "addr", 255, 256);
 
-	/* addr is the devfn: slot << 3 | function */
-	if (a < 256)
-		*used |= 1u << (a >> 3);
+	/* addr is the devfn: slot << 3 | function; a device without one
+	 * (behind a PCIe port) fills its bus */
+	*used |= a < 256 ? 1u << (a >> 3) : 0xffffffffu;
 }
 
-static int slots_used(struct qmp *q, const char *bridge, uint32_t *ret)
+static void add_spot(struct spot *spots, size_t *n, size_t max, const char *bus, const char *qom,
+		     unsigned first, unsigned last)
 {
-	char bus[64];
+	if (*n == max || strlen(bus) >= sizeof(spots[0].bus))
+		return;
+	snprintf(spots[*n].bus, sizeof(spots[0].bus), "%s", bus);
+	snprintf(spots[*n].qom, sizeof(spots[0].qom), "%s", qom);
+	spots[*n].first = first;
+	spots[*n].last = last;
+	(*n)++;
+}
 
-	*ret = 0;
-	snprintf(bus, sizeof(bus), "/machine/peripheral/%s/%s", bridge, bridge);
-	return for_each_child(q, bus, note_slot, ret);
+#define MAX_SPOTS 16
+
+/* An "any" guest's places: its PCI bridges (every slot), an i440fx root
+ * bus (hot-plug capable; Xen's HVM machine is one too), its
+ * pcie-root-ports (slot 0, when empty). */
+static int any_spots(struct qmp *q, struct spot *spots, size_t *n)
+{
+	struct spot ports[MAX_SPOTS];
+	json_t *list = NULL, *item, *root = NULL;
+	size_t i, n_ports = 0;
+	int r;
+
+	r = qmp_execute(q, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"), &list);
+	if (r < 0)
+		return r;
+	json_array_foreach(list, i, item) {
+		const char *name = json_string_value(json_object_get(item, "name"));
+		const char *type = json_string_value(json_object_get(item, "type"));
+		char qom[160];
+
+		if (!name || !type || strlen(name) > 60)
+			continue;
+		snprintf(qom, sizeof(qom), "/machine/peripheral/%s/%s", name, name);
+		if (strcmp(type, "child<pci-bridge>") == 0)
+			add_spot(spots, n, MAX_SPOTS, name, qom, 1, 31);
+		else if (strcmp(type, "child<pcie-root-port>") == 0)
+			add_spot(ports, &n_ports, MAX_SPOTS, name, qom, 0, 0);
+	}
+	json_decref(list);
+	r = qmp_execute(q, "qom-list", json_pack("{s:s}", "path", "/machine/i440fx/pci.0"), &root);
+	json_decref(root);
+	if (r < 0 && r != -EREMOTEIO)
+		return r;
+	if (r == 0)
+		add_spot(spots, n, MAX_SPOTS, "pci.0", "/machine/i440fx/pci.0", 1, 31);
+	for (i = 0; i < n_ports; i++)
+		add_spot(spots, n, MAX_SPOTS, ports[i].bus, ports[i].qom, 0, 0);
+	return 0;
 }
 
 int xhci_add_own(struct qmp *q, struct xhci_set *set, char *msg, size_t msg_size)
 {
-	char id[sizeof(set->c[0].id)], addr[8];
+	char id[sizeof(set->c[0].id)], addr[12];
+	struct spot spots[MAX_SPOTS];
+	size_t n_spots = 0;
 	unsigned n = 0;
 	int r;
 
@@ -525,25 +595,39 @@ int xhci_add_own(struct qmp *q, struct xhci_set *set, char *msg, size_t msg_size
 		for (size_t i = 0; i < set->n; i++)
 			taken |= strcmp(set->c[i].id, id) == 0;
 	}
-
-	/* The bridges' slots are read through QOM: query-pci lists what is
-	 * behind a bridge only once the guest firmware has numbered its bus
-	 * (measured: a guest paused before booting shows none). */
-	for (size_t b = 0; b < ARRAY_SIZE(free_slots); b++) {
-		uint32_t used;
-
-		r = slots_used(q, free_slots[b].bridge, &used);
-		if (r == -EREMOTEIO)
-			continue; /* no such bridge */
+	if (set->any) {
+		r = any_spots(q, spots, &n_spots);
 		if (r < 0)
 			return r;
-		for (unsigned slot = free_slots[b].last; slot >= free_slots[b].first; slot--) {
+	} else {
+		for (size_t b = 0; b < ARRAY_SIZE(free_slots); b++) {
+			char qom[160];
+
+			snprintf(qom, sizeof(qom), "/machine/peripheral/%s/%s", free_slots[b].bridge,
+				 free_slots[b].bridge);
+			add_spot(spots, &n_spots, MAX_SPOTS, free_slots[b].bridge, qom,
+				 free_slots[b].first, free_slots[b].last);
+		}
+	}
+
+	/* The slots are read through QOM: query-pci lists what is behind a
+	 * bridge only once the guest firmware has numbered its bus
+	 * (measured: a guest paused before booting shows none). */
+	for (size_t b = 0; b < n_spots; b++) {
+		uint32_t used = 0;
+
+		r = for_each_child(q, spots[b].qom, note_slot, &used);
+		if (r == -EREMOTEIO)
+			continue; /* no such bus */
+		if (r < 0)
+			return r;
+		for (unsigned slot = spots[b].last + 1; slot-- > spots[b].first;) {
 			if (used & (1u << slot))
 				continue;
 			snprintf(addr, sizeof(addr), "0x%x", slot);
 			r = qmp_execute(q, "device_add",
 					json_pack("{s:s, s:s, s:s, s:s, s:i, s:i}", "driver", "qemu-xhci",
-						  "id", id, "bus", free_slots[b].bridge, "addr", addr, "p2",
+						  "id", id, "bus", spots[b].bus, "addr", addr, "p2",
 						  XHCI_MAX_PORTS, "p3", XHCI_MAX_PORTS),
 					NULL);
 			if (r == -EREMOTEIO)
@@ -555,11 +639,14 @@ int xhci_add_own(struct qmp *q, struct xhci_set *set, char *msg, size_t msg_size
 			memset(c, 0, sizeof(*c));
 			snprintf(c->id, sizeof(c->id), "%s", id);
 			c->p2 = c->p3 = XHCI_MAX_PORTS;
-			c->ours = true;
-			snprintf(msg, msg_size, "%s.%s", free_slots[b].bridge, addr);
+			c->ours = c->whole = true;
+			snprintf(msg, msg_size, "%s.%s", spots[b].bus, addr);
 			return 0;
 		}
 	}
-	snprintf(msg, msg_size, "no free slot on its PCI bridges pci.1 (slot 31), pci.2 (25-31) or pci.4 (4-31)");
+	if (set->any)
+		snprintf(msg, msg_size, "no free slot on a PCI bridge, an i440fx root bus or an empty pcie-root-port");
+	else
+		snprintf(msg, msg_size, "no free slot on its PCI bridges pci.1 (slot 31), pci.2 (25-31) or pci.4 (4-31)");
 	return -ENOSPC;
 }

@@ -14,7 +14,13 @@
  * versions, 4 ports) and any other controller are left alone. Everything
  * else goes to the tool's own controllers (usbhotplug-xhciN, qemu-xhci
  * p2=15,p3=15), hot-added behind one of Proxmox's PCI bridges in a slot
- * Proxmox's own address map never uses. */
+ * Proxmox's own address map never uses.
+ *
+ * Any other QEMU guest (a set loaded with "any") is nobody else's to
+ * manage: every port of each of its qemu-xhci and nec-usb-xhci controllers
+ * that has an id may be used, those first; the tool's own controller goes behind any PCI
+ * bridge the guest has, else on an i440fx root bus (which takes hot-plugged
+ * devices), else on an empty pcie-root-port. */
 #pragma once
 
 #include <stdbool.h>
@@ -39,6 +45,7 @@ struct xhci_ctrl {
 	char id[64];
 	unsigned p2, p3;
 	bool ours;
+	bool whole; /* every port may be used: the tool's own, or an "any" guest's */
 	uint32_t taken; /* bit N: port N is in use (or was refused) */
 };
 
@@ -52,6 +59,7 @@ struct xhci_dev {
 };
 
 struct xhci_set {
+	bool any; /* not a Proxmox VM: the guest's own qemu-xhci are usable whole */
 	size_t n;
 	struct xhci_ctrl c[XHCI_MAX_CTRLS];
 	size_t n_devs;
@@ -59,19 +67,21 @@ struct xhci_set {
 };
 
 /* Reads the controllers the tool may use (its own, and Proxmox's "xhci"
- * when it is a qemu-xhci), which of their ports are taken, and every
- * usbhost* device with its host port and vendor/product, in one batch of
- * questions. On failure *ret is untouched. */
-int xhci_load(struct qmp *q, struct xhci_set *ret);
+ * when it is a qemu-xhci; with any, every qemu-xhci with an id), which of
+ * their ports are taken, and every usbhost* device with its host port and
+ * vendor/product, in one batch of questions. On failure *ret is
+ * untouched. */
+int xhci_load(struct qmp *q, bool any, struct xhci_set *ret);
 
-/* Pure: the port for a device. The tool's own controllers first (top
- * down), then port 15 of Proxmox's "xhci" when it has one. 0 with
- * *ret_ctrl and *ret_port, or -ENOSPC. */
+/* Pure: the port for a device, top down in each controller: an "any"
+ * guest's own controllers first, then the tool's, then port 15 of
+ * Proxmox's "xhci" when it has one. 0 with *ret_ctrl and *ret_port, or
+ * -ENOSPC. */
 int xhci_pick(const struct xhci_set *set, bool superspeed, size_t *ret_ctrl, unsigned *ret_port);
 
-/* Hot-adds a controller of the tool's own in a free slot of a PCI bridge
- * and appends it to set; msg says where ("pci.1.0x1f"). -ENOSPC when no
- * bridge has a slot to spare (msg says why); other errors from QMP. */
+/* Hot-adds a controller of the tool's own in a free PCI slot (see above)
+ * and appends it to set; msg says where ("pci.1.0x1f"). -ENOSPC when there
+ * is none to spare (msg says why); other errors from QMP. */
 int xhci_add_own(struct qmp *q, struct xhci_set *set, char *msg, size_t msg_size);
 
 /* Bookkeeping of the tool's own devices. */
@@ -82,18 +92,20 @@ void xhci_note_detached(struct xhci_set *set, const struct usb_port *port);
 const struct xhci_dev *xhci_find(const struct xhci_set *set, const struct usb_port *port);
 
 /* The hint: what the set looked like after the last change, kept in the
- * state directory as <vmid>.ports and stamped with the QEMU process it
+ * state directory as <key>.ports and stamped with the QEMU process it
  * describes. Asking QEMU costs about a millisecond a question; a hint
  * costs a file read. It is a guess for placement (a port it calls free
  * that is not makes device_add fail, and the caller asks QEMU after all)
- * and the record of what the tool holds where. It may name only "xhci" and
- * the tool's own controllers. Parse: 0, or -EINVAL (malformed, another
+ * and the record of what the tool holds where. A Proxmox VM's may name
+ * only "xhci" and the tool's own controllers. Parse: 0, or -EINVAL (malformed, another
  * QEMU). Read: 0, -ENOENT (none), -EINVAL. Write: atomic (a new file
  * renamed over the old), never following or blocking on what is there. */
-int xhci_hint_parse(const char *text, size_t len, const char *stamp, struct xhci_set *ret);
-int xhci_hint_read(int dirfd, unsigned long vmid, const char *stamp, struct xhci_set *ret);
-int xhci_hint_write(int dirfd, unsigned long vmid, const char *stamp, const struct xhci_set *set);
-int xhci_hint_remove(int dirfd, unsigned long vmid);
+int xhci_hint_parse(const char *text, size_t len, const char *stamp, bool any,
+		    struct xhci_set *ret);
+int xhci_hint_read(int dirfd, const char *key, const char *stamp, bool any,
+		   struct xhci_set *ret);
+int xhci_hint_write(int dirfd, const char *key, const char *stamp, const struct xhci_set *set);
+int xhci_hint_remove(int dirfd, const char *key);
 
 /* SuperSpeed and faster: sysfs speed 5000, 10000, 20000. */
 bool xhci_is_superspeed(const char *speed);

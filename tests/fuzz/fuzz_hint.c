@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t ci;
 	unsigned port;
 
-	if (xhci_hint_parse((const char *)data, size, "1:2", &set) < 0)
+	if (xhci_hint_parse((const char *)data, size, "1:2", false, &set) < 0)
 		return 0;
 	assert(set.n <= XHCI_MAX_CTRLS && set.n_devs <= XHCI_MAX_DEVS);
 	for (size_t i = 0; i < set.n_devs; i++)
@@ -45,7 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				set.devs[i].vid, set.devs[i].pid);
 	}
 	fclose(f);
-	assert(xhci_hint_parse(text, len, "1:2", &again) == 0);
+	assert(xhci_hint_parse(text, len, "1:2", false, &again) == 0);
 	assert(again.n == set.n && again.n_devs == set.n_devs);
 	free(text);
 	return 0;

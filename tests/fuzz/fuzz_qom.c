@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	shutdown(sv[1], SHUT_WR);
 	if (qmp_open_fd(sv[0], 1000, 0, &q) == 0) {
-		if (xhci_load(q, &set) == 0) {
+		if (xhci_load(q, false, &set) == 0) {
 			size_t ci;
 			unsigned port;
 

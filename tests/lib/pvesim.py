@@ -256,6 +256,33 @@ class Guest:
                 pass
 
 
+class PlainGuest(Guest):
+    """A QEMU started by hand, not by Proxmox: a QMP socket at qmp_path and
+    whatever args add (no pid file unless pidfile is given)."""
+
+    def __init__(self, qmp_path, args=(), machine="pc", name=None, pidfile=None):
+        self.vmid = None
+        self.qmp_path = qmp_path
+        self.pid_path = pidfile or os.path.join(os.path.dirname(qmp_path), ".no-pidfile")
+        argv = [QEMU, "-machine", machine, "-nodefaults", "-display", "none", "-S"] + list(args)
+        argv += ["-qmp", "unix:%s,server=on,wait=off" % qmp_path]
+        if name:
+            argv += ["-name", name]
+        if pidfile:
+            argv += ["-pidfile", pidfile]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while not (os.path.exists(qmp_path) and (not pidfile or os.path.exists(pidfile))):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("QEMU did not start: %s" % self.proc.stderr.read().decode())
+            time.sleep(0.01)
+
+    def parent_bus(self, dev_id):
+        """The QOM path of the bus a device sits on."""
+        return self.qmp("qom-get", path="/machine/peripheral/" + dev_id, property="parent_bus")
+
+
 class Tool:
     """The program under test, pointed at a temporary 'host'."""
 
@@ -293,6 +320,22 @@ class Tool:
     def vm_conf(self, vmid, text):
         """Proxmox's own <vmid>.conf."""
         path = os.path.join(self.vm_dir, "%d.conf" % vmid)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def declare(self, text):
+        """A drop-in settings file (<settings>.d/guests.conf): [qemu NAME]..."""
+        os.makedirs(self.config + ".d", exist_ok=True)
+        path = os.path.join(self.config + ".d", "guests.conf")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def guest_rules(self, name, text):
+        """A declared guest's rules at their default place."""
+        os.makedirs(self.config + ".d", exist_ok=True)
+        path = os.path.join(self.config + ".d", "%s.usb.conf" % name)
         with open(path, "w") as f:
             f.write(text)
         return path

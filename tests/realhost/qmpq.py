@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""In the test bed: asks an inner VM over QMP. qmpq.py VMID held -> JSON
-{id: {"hostport", "attached"}} of its usb-host devices."""
+"""In the test bed: asks an inner VM over QMP. qmpq.py VMID|SOCKET -> JSON
+{id: {"hostport", "attached", "bus"}} of its usb-host devices."""
 import json
 import sys
 
 sys.path.insert(0, "/bed/lib")
 from pvesim import Qmp  # noqa: E402
 
-q = Qmp("/var/run/qemu-server/%s.qmp" % sys.argv[1])
+arg = sys.argv[1]
+q = Qmp(arg if arg.startswith("/") else "/var/run/qemu-server/%s.qmp" % arg)
 out = {}
 for item in q.cmd("qom-list", path="/machine/peripheral"):
     if item["type"] != "child<usb-host>":

@@ -18,7 +18,9 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import bed as bedmod  # noqa: E402
+import libvirtsim  # noqa: E402
 
 BED = None
 DEB = None
@@ -206,6 +208,74 @@ class RealHost(unittest.TestCase):
         for i in range(0, 6, 2):
             self.unplug("s%d" % i)
         self.wait_gone(100, ports[1::2], timeout=40)
+
+    # Guests that Proxmox does not run: a QEMU started by hand, a libvirt
+    # domain of a libvirtd started here
+
+    def declare(self, text, name, rules):
+        self.bed.sh("mkdir -p /etc/pve-usb-hotplug.conf.d && printf '%%s' '%s' >/etc/pve-usb-hotplug.conf.d/guests.conf && "
+                    "printf '%%s' '%s' >/etc/pve-usb-hotplug.conf.d/%s.usb.conf" % (text, rules, name))
+        self.addCleanup(lambda: self.bed.sh("rm -rf /etc/pve-usb-hotplug.conf.d"))
+
+    def test_a_qemu_started_by_hand(self):
+        sock = "/run/desk.qmp"
+        pid = self.bed.run(("qemu-system-x86_64 -machine pc -accel kvm -accel tcg -m 64 -nodefaults -display none "
+                            "-device qemu-xhci,id=xhci,p2=8,p3=8 -qmp unix:%s,server=on,wait=off" % sock).split(),
+                           background=True, log="/tmp/desk.log")["pid"]
+        self.addCleanup(lambda: self.bed.sh("kill %d; rm -f %s" % (pid, sock)))
+        self.assertEqual(self.bed.wait_for(lambda: self.bed.sh("test -S %s" % sock)["rc"], lambda rc: rc == 0, 30), 0)
+        self.declare("[qemu desk]\nqmp = %s\n" % sock, "desk", "1-1\n")
+        self.plug("kbd", "usb-kbd", "1.2")
+        self.wait_open(sock, ["1.2"])
+        self.assertEqual(self.bed.held(sock)["usbhost1-1.2"]["bus"], "xhci.0")
+        self.unplug("kbd")
+        self.wait_gone(sock)
+
+    def test_a_libvirt_domain(self):
+        root = "/tmp/lv"
+        uri = "qemu:///system?socket=%s/run/libvirt-sock" % root
+        self.bed.run(["unshare", "-m", "--propagation", "private", "sh", "-c", libvirtsim.SCRIPT, "sh", root],
+                     background=True, log="/tmp/libvirtd.log")
+
+        def virsh(*args):
+            return self.bed.run(["virsh", "-c", uri] + list(args), timeout=120)
+        up = self.bed.wait_for(lambda: virsh("version")["rc"], lambda rc: rc == 0, 120)
+        self.assertEqual(up, 0, self.bed.sh("tail -20 /tmp/libvirtd.log")["out"])
+        self.addCleanup(lambda: self.bed.sh("virsh -c '%s' destroy lab; kill $(cat %s/run/test-libvirtd.pid)"
+                                            % (uri, root)))
+        with open(os.path.join(self.bed.share, "lab.xml"), "w") as f:
+            f.write(libvirtsim.DOMAIN.format(name="lab", qemu="/usr/bin/qemu-system-x86_64",
+                                             devices=libvirtsim.XHCI))
+        for args in (("define", "/bed/lab.xml"), ("start", "lab")):
+            r = virsh(*args)
+            self.assertEqual(r["rc"], 0, r)
+
+        def attached(alias):
+            r = virsh("qemu-monitor-command", "lab", json.dumps(
+                {"execute": "qom-get", "arguments": {"path": "/machine/peripheral/" + alias,
+                                                     "property": "attached"}}))
+            return r["rc"] == 0 and json.loads(r["out"]).get("return") is True
+        # plugged before the domain is declared: sync (as libvirt's
+        # "started" hook would run it) attaches it
+        self.plug("kbd", "usb-kbd", "1.1")
+        self.present("1-1.1")
+        self.declare("[libvirt lab]\nuri = %s\n" % uri, "lab", "1-1\n")
+        r = self.tool("sync", "lab")
+        self.assertIn("libvirt domain lab: added 1-1.1 (0627:0001", r["out"], r)
+        self.assertTrue(self.bed.wait_for(lambda: attached("ua-usbhost1-1_1"), bool, 20))
+        # plugged now: udev
+        self.plug("mouse", "usb-mouse", "1.2")
+        self.assertTrue(self.bed.wait_for(lambda: attached("ua-usbhost1-1_2"), bool, 20))
+        live = virsh("dumpxml", "lab")["out"]
+        self.assertIn("<alias name='ua-usbhost1-1_2'/>", live)
+        r = self.tool("status", "lab", "--json")
+        st = {d["port"]: d for d in json.loads(r["out"])["devices"]}
+        self.assertEqual((st["1-1.1"]["state"], st["1-1.2"]["held_by"]), ("attached", ["lab"]))
+        # pulled out: gone from the domain
+        self.unplug("mouse")
+        gone = self.bed.wait_for(lambda: virsh("dumpxml", "lab")["out"], lambda x: "ua-usbhost1-1_2" not in x, 20)
+        self.assertNotIn("ua-usbhost1-1_2", gone)
+        self.assertIn("ua-usbhost1-1_1", gone)
 
 
 def main():

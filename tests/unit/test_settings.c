@@ -1,4 +1,5 @@
 /* The tool's own INI: defaults, values, and messages naming the line. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -115,6 +116,69 @@ static void test_long_line(void **state)
 	assert_int_equal(s.qmp_timeout_ms, 77); /* and line 4 is still line 4 */
 }
 
+static void test_guests(void **state)
+{
+	struct settings s;
+	(void)state;
+
+	assert_int_equal(capture("[qemu desk]\nqmp = /run/desk.qmp\npidfile = /run/desk.pid\n"
+				 "[xen win-10]\n[qemu lab.2]\nqmp=/q/*.qmp\nqemu_name = lab\nrules = /r/lab\n",
+				 &s),
+			 0);
+	assert_int_equal(s.n_guests, 3);
+	assert_int_equal(s.guests[0].kind, GUEST_QEMU);
+	assert_string_equal(s.guests[0].name, "desk");
+	assert_string_equal(s.guests[0].qmp, "/run/desk.qmp");
+	assert_string_equal(s.guests[0].pidfile, "/run/desk.pid");
+	assert_string_equal(s.guests[0].rules, "test.conf.d/desk.usb.conf");
+	assert_string_equal(s.guests[0].origin, "test.conf:1");
+	/* Xen's defaults: libxl's sockets, the QEMU named as the domain */
+	assert_int_equal(s.guests[1].kind, GUEST_XEN);
+	assert_string_equal(s.guests[1].qmp, "/var/run/xen/qmp-libxl-*");
+	assert_string_equal(s.guests[1].qemu_name, "win-10");
+	assert_string_equal(s.guests[1].origin, "test.conf:4");
+	assert_string_equal(s.guests[2].qemu_name, "lab");
+	assert_string_equal(s.guests[2].rules, "/r/lab");
+
+	/* libvirt: the system instance, the domain of the same name */
+	assert_int_equal(capture("[libvirt win11]\n[libvirt lab]\nuri = qemu+ssh://h/system\ndomain = Lab VM\n"
+				 "[libvirt bad]\nqmp = /x\n",
+				 &s),
+			 -EINVAL);
+	assert_int_equal(s.guests[0].kind, GUEST_LIBVIRT);
+	assert_string_equal(s.guests[0].uri, "qemu:///system");
+	assert_string_equal(s.guests[0].domain, "win11");
+	assert_string_equal(s.guests[1].uri, "qemu+ssh://h/system");
+	assert_string_equal(s.guests[1].domain, "Lab VM");
+	assert_non_null(strstr(errors, "test.conf:6: unknown key 'qmp' in section [libvirt bad]; known: uri, domain, rules"));
+
+	static const struct {
+		const char *name;
+		bool ok;
+	} names[] = {
+		{ "a", true },	      { "9lives", true },  { "win10.lab_2-b", true },
+		{ "", false },	      { "100", false },	   { "-x", false },
+		{ ".x", false },      { "a b", false },	   { "a/b", false },
+		{ "a+b", false },
+		{ "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuv", true },
+		{ "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvw", false },
+	};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (settings_guest_name_valid(names[i].name) != names[i].ok)
+			fail_msg("'%s' should be %s", names[i].name, names[i].ok ? "valid" : "refused");
+
+	assert_int_equal(capture("[qemu a]\nqmp = /a\n[xen a]\nqmp = /b\n[qemu b]\nfoo = 1\n"
+				 "[qemu c]\nqemu_name = x\"y\n",
+				 &s),
+			 -EINVAL);
+	assert_non_null(strstr(errors, "test.conf:3: 'a' is declared as [qemu a] already (test.conf:1)"));
+	/* told once for the section, not once more for its key */
+	assert_null(strstr(errors, "test.conf:4:"));
+	assert_non_null(strstr(errors, "test.conf:6: unknown key 'foo' in section [qemu b]"));
+	assert_non_null(strstr(errors, "test.conf:8: qemu_name must be QEMU's -name of the guest"));
+	assert_non_null(strstr(errors, "test.conf:5: [qemu b] needs 'qmp = PATH'"));
+}
+
 static void test_files(void **state)
 {
 	struct settings s;
@@ -135,6 +199,7 @@ int main(void)
 		cmocka_unit_test(test_errors_name_lines),
 		cmocka_unit_test(test_bad_line_keeps_the_good_ones),
 		cmocka_unit_test(test_long_line),
+		cmocka_unit_test(test_guests),
 		cmocka_unit_test(test_files),
 	};
 	int r;

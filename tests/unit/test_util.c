@@ -101,8 +101,12 @@ static void test_cmdline(void **state)
 		f = fopen(path, "w");
 		fprintf(f, "%d\n", (int)getpid());
 		fclose(f);
-		assert_int_equal(vmproc_pid(dir, 100), 0);
-		assert_int_equal(vmproc_pid(dir, 101), 0);
+		/* a live pid, but not started with -pidfile naming the file */
+		assert_int_equal(vmproc_pid(path), 0);
+		assert_int_equal(vmproc_pid(""), 0);
+		strcat(path, ".none");
+		assert_int_equal(vmproc_pid(path), 0);
+		path[strlen(path) - 5] = '\0';
 		unlink(path);
 		rmdir(dir);
 	}

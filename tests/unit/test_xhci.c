@@ -17,6 +17,7 @@ static struct xhci_ctrl ctrl(const char *id, unsigned p2, unsigned p3, uint32_t 
 
 	strcpy(c.id, id);
 	c.ours = strncmp(id, XHCI_OWN_PREFIX, strlen(XHCI_OWN_PREFIX)) == 0;
+	c.whole = c.ours;
 	return c;
 }
 
@@ -99,7 +100,7 @@ static void test_hint(void **state)
 
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
 		struct xhci_set set = { .n = 99 };
-		int r = xhci_hint_parse(table[i].text, strlen(table[i].text), "1:2", &set);
+		int r = xhci_hint_parse(table[i].text, strlen(table[i].text), "1:2", false, &set);
 
 		if (r != table[i].r)
 			fail_msg("case %zu: %d, not %d", i, r, table[i].r);
@@ -114,7 +115,7 @@ static void test_hint(void **state)
 		struct xhci_set set;
 		struct usb_port p;
 
-		assert_int_equal(xhci_hint_parse(t, strlen(t), "1:2", &set), 0);
+		assert_int_equal(xhci_hint_parse(t, strlen(t), "1:2", false, &set), 0);
 		assert_true(set.c[0].taken & (1u << 7));
 		assert_int_equal(port_parse("3-4", &p), 0);
 		assert_non_null(xhci_find(&set, &p));
@@ -124,7 +125,7 @@ static void test_hint(void **state)
 		assert_null(xhci_find(&set, &p));
 	}
 	/* an empty stamp (QEMU's process unknown) never matches */
-	assert_int_equal(xhci_hint_parse("stamp \n", 7, "", &(struct xhci_set){ 0 }), -EINVAL);
+	assert_int_equal(xhci_hint_parse("stamp \n", 7, "", false, &(struct xhci_set){ 0 }), -EINVAL);
 }
 
 /* A reload that fails half way leaves what the caller had (issue: a
@@ -147,7 +148,7 @@ static void test_failed_load_keeps_the_old_set(void **state)
 	assert_int_equal(write(sv[1], peer, sizeof(peer) - 1), (ssize_t)sizeof(peer) - 1);
 	shutdown(sv[1], SHUT_WR);
 	assert_int_equal(qmp_open_fd(sv[0], 500, 0, &q), 0);
-	assert_int_equal(xhci_load(q, &set), -ECONNRESET);
+	assert_int_equal(xhci_load(q, false, &set), -ECONNRESET);
 	assert_int_equal(set.n, 1);
 	assert_string_equal(set.c[0].id, "xhci");
 	assert_int_equal(set.c[0].taken, PORTS(3));

@@ -1,0 +1,130 @@
+/* A libvirt domain's XML: the tool's hostdevs, and the next free xHCI port. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "libvirt.h"
+
+/* as libvirt 9 prints a live domain (trimmed) */
+static const char live[] =
+	"<domain type='qemu' id='1'>\n"
+	"  <name>lab</name>\n"
+	"  <devices>\n"
+	"    <controller type='usb' index='0' model='piix3-uhci'>\n"
+	"      <alias name='usb'/>\n"
+	"    </controller>\n"
+	"    <controller type='usb' index='1' model='qemu-xhci' ports='8'>\n"
+	"      <alias name='usb1'/>\n"
+	"      <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/>\n"
+	"    </controller>\n"
+	"    <input type='tablet' bus='usb'>\n"
+	"      <alias name='input0'/>\n"
+	"      <address type='usb' bus='1' port='8'/>\n"
+	"    </input>\n"
+	"    <hostdev mode='subsystem' type='usb' managed='no'>\n"
+	"      <source>\n"
+	"        <vendor id='0x046d'/>\n"
+	"        <product id='0xc52b'/>\n"
+	"        <address bus='3' device='5'/>\n"
+	"      </source>\n"
+	"      <alias name='ua-usbhost3-4_1'/>\n"
+	"      <address type='usb' bus='1' port='7'/>\n"
+	"    </hostdev>\n"
+	"    <hostdev mode='subsystem' type='usb' managed='no'>\n"
+	"      <source>\n"
+	"        <vendor id='0x0781'/>\n"
+	"        <product id='0x5581'/>\n"
+	"      </source>\n"
+	"      <alias name='hostdev0'/>\n"
+	"      <address type='usb' bus='1' port='6.2'/>\n"
+	"    </hostdev>\n"
+	"    <hostdev mode='subsystem' type='pci' managed='yes'>\n"
+	"      <source><address domain='0x0000' bus='0x05' slot='0x00' function='0x0'/></source>\n"
+	"      <alias name='ua-usbhost9-9'/>\n"
+	"    </hostdev>\n"
+	"  </devices>\n"
+	"</domain>\n";
+
+static void test_held(void **state)
+{
+	struct xhci_set set;
+	struct usb_port p;
+	const struct xhci_dev *d;
+
+	(void)state;
+	assert_int_equal(lv_parse_held(live, &set), 0);
+	/* the domain's own hostdev and a PCI one are not the tool's */
+	assert_int_equal(set.n_devs, 1);
+	assert_int_equal(port_parse("3-4.1", &p), 0);
+	d = xhci_find(&set, &p);
+	assert_non_null(d);
+	assert_int_equal(d->vid, 0x046d);
+	assert_int_equal(d->pid, 0xc52b);
+	assert_int_equal(lv_parse_held("<domain/>", &set), 0);
+	assert_int_equal(set.n_devs, 0);
+	/* cut short, or an alias that is no port: nothing, no crash */
+	assert_int_equal(lv_parse_held("<hostdev type='usb'><alias name='ua-usbhost3-4", &set), 0);
+	assert_int_equal(set.n_devs, 0);
+	assert_int_equal(lv_parse_held("<hostdev type='usb'><alias name='ua-usbhostx'/></hostdev>", &set), 0);
+	assert_int_equal(set.n_devs, 0);
+}
+
+static void test_pick(void **state)
+{
+	unsigned bus = 0, port = 0;
+
+	(void)state;
+	/* 8 is the tablet's, 7 the tool's, 6 a hub's: 5 is free */
+	assert_int_equal(lv_pick_port(live, false, &bus, &port), 0);
+	assert_int_equal(bus, 1);
+	assert_int_equal(port, 5);
+	/* QEMU's default of 4 ports */
+	assert_int_equal(lv_pick_port("<controller type='usb' index='2' model='nec-xhci'/>", true, &bus,
+				      &port),
+			 0);
+	assert_int_equal(bus, 2);
+	assert_int_equal(port, 4);
+	assert_int_equal(lv_pick_port("<controller type='usb' index='0' model='qemu-xhci' ports='1'/>"
+				      "<address type='usb' bus='0' port='1'/>",
+				      false, &bus, &port),
+			 -ENOSPC);
+	assert_int_equal(lv_pick_port("<controller type='usb' index='0' model='piix3-uhci'/>", false,
+				      &bus, &port),
+			 -ENOENT);
+}
+
+static void test_passes(void **state)
+{
+	struct usb_device_info dev = { .have_ids = true, .vid = 0x0781, .pid = 0x5581, .devnum = 9 };
+	static const char by_address[] = "<hostdev mode='subsystem' type='usb'><source>"
+					 "<address bus='3' device='9'/></source></hostdev>";
+
+	(void)state;
+	assert_int_equal(port_parse("3-2", &dev.port), 0);
+	/* the domain's own hostdev, by ids */
+	assert_true(lv_parse_passes(live, &dev));
+	/* the tool's own is no "own XML" */
+	dev.vid = 0x046d;
+	dev.pid = 0xc52b;
+	assert_false(lv_parse_passes(live, &dev));
+	/* by bus and device number: this very device, not its model */
+	assert_true(lv_parse_passes(by_address, &dev));
+	dev.devnum = 10;
+	assert_false(lv_parse_passes(by_address, &dev));
+	assert_false(lv_parse_passes("<hostdev type='usb'><source/>", &dev));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_held),
+		cmocka_unit_test(test_pick),
+		cmocka_unit_test(test_passes),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
