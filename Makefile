@@ -127,7 +127,7 @@ bench: deps $(BIN) $(BUILD)/bench/bare-qmp $(BUILD)/bench/maxrss
 # the QMP reader, each for FUZZ_SECONDS, from the seeds in tests/fuzz/corpus.
 # A crash fails the target and leaves its input in build/fuzz/.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := rules uevent qmp hint qom
+FUZZ_TARGETS := rules uevent qmp hint qom domxml
 FUZZ_CC ?= clang
 FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_OBJ := $(SRC:snippets-src/%.c=build/fuzz/obj/%.o)

@@ -271,19 +271,20 @@ static int attr(const char *tag, const char *name, char *buf, size_t n)
 
 static int attr_uint(const char *tag, const char *name, unsigned long max, unsigned long *ret)
 {
-	char v[32];
+	unsigned long x;
+	char v[32], *end;
 
 	if (attr(tag, name, v, sizeof(v)) < 0)
 		return -ENOENT;
-	/* ids are written 0x046d */
-	if (util_startswith(v, "0x")) {
-		char *end;
-
-		errno = 0;
-		*ret = strtoul(v + 2, &end, 16);
-		return errno || *end || !v[2] || *ret > max ? -EINVAL : 0;
-	}
-	return util_parse_uint(v, max, ret);
+	if (!util_startswith(v, "0x"))
+		return util_parse_uint(v, max, ret);
+	/* ids are written 0x046d; *ret is left alone unless it is one */
+	errno = 0;
+	x = strtoul(v + 2, &end, 16);
+	if (errno || *end || !v[2] || v[2] == '-' || v[2] == '+' || v[2] == ' ' || x > max)
+		return -EINVAL;
+	*ret = x;
+	return 0;
 }
 
 /* The span of the element starting at tag, up to its closing tag. */

@@ -71,6 +71,14 @@ static void test_held(void **state)
 	assert_int_equal(set.n_devs, 0);
 	assert_int_equal(lv_parse_held("<hostdev type='usb'><alias name='ua-usbhostx'/></hostdev>", &set), 0);
 	assert_int_equal(set.n_devs, 0);
+	/* an id out of range is no id (found by the fuzzer: it was kept) */
+	assert_int_equal(lv_parse_held("<hostdev type='usb'><source><vendor id='0x078fffffffffffffffffffff1'/>"
+				       "<product id='0x1ffff'/></source><alias name='ua-usbhost3-4'/></hostdev>",
+				       &set),
+			 0);
+	assert_int_equal(set.n_devs, 1);
+	assert_int_equal(set.devs[0].vid, 0);
+	assert_int_equal(set.devs[0].pid, 0);
 }
 
 static void test_pick(void **state)

@@ -1,0 +1,36 @@
+/* libFuzzer: a libvirt domain's XML as any bytes (libvirtd writes it, but a
+ * parser never trusts its input): the tool's hostdevs found in it, whether
+ * its own XML passes a device, and the xHCI port picked for the next one,
+ * each within bounds. */
+#include <assert.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "libvirt.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct usb_device_info dev = { .have_ids = true, .vid = 0x046d, .pid = 0xc52b, .devnum = 5 };
+	struct xhci_set set;
+	unsigned bus, port;
+	char *xml = malloc(size + 1);
+
+	if (!xml)
+		return 0;
+	memcpy(xml, data, size);
+	xml[size] = '\0';
+	assert(lv_parse_held(xml, &set) == 0);
+	assert(set.n == 0 && set.n_devs <= XHCI_MAX_DEVS);
+	for (size_t i = 0; i < set.n_devs; i++)
+		assert(set.devs[i].ctrl == XHCI_NO_CTRL && set.devs[i].vid <= 0xffff);
+	if (port_parse("3-4.1", &dev.port) == 0)
+		(void)lv_parse_passes(xml, &dev);
+	for (int ss = 0; ss < 2; ss++)
+		if (lv_pick_port(xml, ss, &bus, &port) == 0)
+			assert(bus <= 255 && port >= 1 && port <= XHCI_MAX_PORTS);
+	free(xml);
+	return 0;
+}
