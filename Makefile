@@ -179,17 +179,24 @@ check-realhost:
 	python3 tests/realhost/run.py --deb build/deb/pve-usb-hotplug_$(VERSION)_amd64.deb
 
 # Plug-to-open and unplug-to-gone latency in the real-host test bed (figures
-# for the README, not a test).
+# for the README, not a test): a keyboard (the bed's kernel binds usbhid to
+# it) and a smartcard reader (no host driver), with the listener; BENCH_ARGS
+# adds options (--no-listener, --kernel-args rcupdate.rcu_expedited=1).
+BENCH_DEVICES ?= usb-kbd usb-ccid
 bench-realhost:
 	@WITH_REALHOST=1 tests/deps.sh
 	$(MAKE) deb DEB_FLAGS="--build-profiles=nocheck" DEB_BUILD_OPTIONS=nocheck
-	python3 tests/realhost/bench.py --deb build/deb/pve-usb-hotplug_$(VERSION)_amd64.deb $(if $(PLUGS),--plugs $(PLUGS))
+	for d in $(BENCH_DEVICES); do \
+		python3 tests/realhost/bench.py --deb build/deb/pve-usb-hotplug_$(VERSION)_amd64.deb \
+			--device $$d $(if $(PLUGS),--plugs $(PLUGS)) $(BENCH_ARGS) || exit 1; \
+	done
 
 install: $(BIN)
 	install -D -m 0755 $(BIN) $(DESTDIR)$(SBINDIR)/pve-usb-hotplug
 	install -D -m 0644 doc/pve-usb-hotplug.8 $(DESTDIR)$(MANDIR)/man8/pve-usb-hotplug.8
 	install -D -m 0644 udev/60-pve-usb-hotplug.rules $(DESTDIR)$(UDEVDIR)/rules.d/60-pve-usb-hotplug.rules
 	install -D -m 0644 udev/pve-usb-hotplug@.service $(DESTDIR)$(SYSTEMDUNITDIR)/pve-usb-hotplug@.service
+	install -D -m 0644 udev/pve-usb-hotplug.service $(DESTDIR)$(SYSTEMDUNITDIR)/pve-usb-hotplug.service
 	install -D -m 0644 pve-conf-examples/pve-usb-hotplug.conf $(DESTDIR)$(SYSCONFDIR)/pve-usb-hotplug.conf
 	install -D -m 0644 debian/pve-usb-hotplug.tmpfiles $(DESTDIR)$(TMPFILESDIR)/pve-usb-hotplug.conf
 	install -d $(DESTDIR)$(SNIPPETSDIR)

@@ -60,6 +60,11 @@ int hotplug_release(const struct settings *s, const char *name);
 /* status [NAME] [--json]: the host's USB tree and who has what. */
 int hotplug_status(const struct settings *s, const char *name, bool json);
 
+/* listen [--events N]: follows plugs from udev's monitor, each handled as
+ * 'plugged PORT' in a child, until SIGTERM (or N adds were handled and
+ * their children ended). config: the settings file each child reads. */
+int hotplug_listen(const struct settings *s, const char *config, unsigned max_events);
+
 /* identify: waits up to timeout_ms for a USB device to be plugged in and
  * prints the lines that would select it. */
 int hotplug_identify(int timeout_ms);

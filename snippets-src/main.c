@@ -29,6 +29,9 @@ static void usage(FILE *out)
 	      "                                      post-start, pre-stop, post-stop)\n"
 	      "  pve-usb-hotplug                     from the udev rule: the event is read from\n"
 	      "                                      the environment (ACTION, DEVPATH, ...)\n"
+	      "  pve-usb-hotplug DOMAIN OP SUBOP X   as libvirt's hook /etc/libvirt/hooks/qemu:\n"
+	      "                                      at 'started', sync that domain in the\n"
+	      "                                      background\n"
 	      "  pve-usb-hotplug status [GUEST] [--json]\n"
 	      "                                      the host's USB devices, who claims them and\n"
 	      "                                      whether they are attached\n"
@@ -36,6 +39,8 @@ static void usage(FILE *out)
 	      "  pve-usb-hotplug sync [GUEST]        attach what is missing, detach what is stale\n"
 	      "  pve-usb-hotplug plugged PORT        the add of the device at PORT (3-4.1), as\n"
 	      "                                      pve-usb-hotplug@.service runs it\n"
+	      "  pve-usb-hotplug listen              follow plugs from udev's announcements, as\n"
+	      "                                      pve-usb-hotplug.service runs it\n"
 	      "  pve-usb-hotplug release GUEST       detach everything the tool added (before a\n"
 	      "                                      migration, a snapshot with RAM, hibernation);\n"
 	      "                                      'sync GUEST' brings it back\n"
@@ -103,6 +108,20 @@ static int run_command(const struct settings *settings, int settings_r, const ch
 	bool json = false;
 	int timeout_s = 60;
 
+	if (!strcmp(cmd, "listen")) {
+		unsigned long n = 0;
+
+		if (argc != 2 && !(argc == 4 && !strcmp(argv[2], "--events") &&
+				   util_parse_uint(argv[3], 1000000, &n) == 0 && n > 0)) {
+			usage(stderr);
+			return 2;
+		}
+		if (settings_r < 0) {
+			log_error("%s has errors (see above); fix them and start again", config);
+			return 2;
+		}
+		return exit_code(hotplug_listen(settings, config, (unsigned)n));
+	}
 	if (!strcmp(cmd, "plugged")) {
 		if (argc != 3) {
 			usage(stderr);
@@ -160,6 +179,33 @@ static int run_command(const struct settings *settings, int settings_r, const ch
 	return exit_code(hotplug_sync(settings, name));
 }
 
+/* As libvirt's hook /etc/libvirt/hooks/qemu (DOMAIN OPERATION SUB-OP
+ * EXTRA): at "started", 'sync' for the declared libvirt guest of that
+ * domain. libvirt waits for its hook, and its calls for the domain wait for
+ * the hook in turn, so the sync runs in a child of its own, its output to
+ * the system log only, once the hook has returned. Never fails the domain. */
+static int libvirt_hook(const struct settings *s, int settings_r, const char *domain,
+			const char *operation)
+{
+	const struct guest_conf *g = NULL;
+	pid_t pid;
+
+	for (size_t i = 0; i < s->n_guests && !g; i++)
+		if (s->guests[i].kind == GUEST_LIBVIRT && strcmp(s->guests[i].domain, domain) == 0)
+			g = &s->guests[i];
+	if (strcmp(operation, "started") != 0 || !g || settings_r < 0)
+		return 0;
+	pid = fork();
+	if (pid != 0)
+		return 0; /* the hook is done (a failed fork: nothing attached, as without it) */
+	setsid();
+	if (!freopen("/dev/null", "r", stdin) || !freopen("/dev/null", "w", stdout) ||
+	    !freopen("/dev/null", "w", stderr))
+		_exit(1);
+	log_setup(s->log_level, NULL, true);
+	_exit(exit_code(hotplug_sync(s, g->name)));
+}
+
 /* Which try a scheduled retry is (retry.h); 0 for anything else. */
 static unsigned retry_attempt(const char *v)
 {
@@ -171,7 +217,7 @@ static unsigned retry_attempt(const char *v)
 static bool is_command(const char *arg)
 {
 	static const char *const commands[] = { "check", "status", "sync", "identify", "release",
-						"plugged" };
+						"plugged", "listen" };
 
 	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
 		if (!strcmp(arg, commands[i]))
@@ -197,7 +243,7 @@ int main(int argc, char **argv)
 	}
 	bool command = argc >= 2 && is_command(argv[1]);
 
-	if (!command && argc != 1 && argc != 3) {
+	if (!command && argc != 1 && argc != 3 && argc != 5) {
 		usage(stderr);
 		return 2;
 	}
@@ -213,6 +259,9 @@ int main(int argc, char **argv)
 
 	if (command)
 		return run_command(&settings, r, config, argc, argv);
+
+	if (argc == 5)
+		return libvirt_hook(&settings, r, argv[1], argv[2]);
 
 	if (argc == 3) {
 		unsigned long vmid;

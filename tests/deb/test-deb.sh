@@ -32,6 +32,8 @@ done
 contents=$(dpkg-deb -c "$deb")
 for f in ./usr/sbin/pve-usb-hotplug ./usr/lib/udev/rules.d/60-pve-usb-hotplug.rules \
 	./usr/lib/tmpfiles.d/pve-usb-hotplug.conf ./usr/lib/systemd/system/pve-usb-hotplug@.service \
+	./usr/lib/systemd/system/pve-usb-hotplug.service \
+	./usr/share/doc/pve-usb-hotplug/examples/other-guests/guests.conf \
 	./etc/pve-usb-hotplug.conf ./usr/share/man/man8/pve-usb-hotplug.8.gz \
 	./usr/share/doc/pve-usb-hotplug/examples/100.usb.conf \
 	./usr/share/doc/pve-usb-hotplug/examples/100.conf \
@@ -120,6 +122,10 @@ check "rule does nothing for a device change" test -z "$(udev_runs 3-4 change)"
 check "rule does nothing for a device bind" test -z "$(udev_runs 3-4 bind)"
 unit=$(cat "$root/usr/lib/systemd/system/pve-usb-hotplug@.service")
 check "the service runs 'pve-usb-hotplug plugged %i'" has "$unit" "ExecStart=/usr/sbin/pve-usb-hotplug plugged %i"
+check "the service stands aside while the listener runs" has "$unit" "ConditionPathExists=!/run/pve-usb-hotplug/listening"
+unit=$(cat "$root/usr/lib/systemd/system/pve-usb-hotplug.service")
+check "the listener runs 'pve-usb-hotplug listen'" has "$unit" "ExecStart=/usr/sbin/pve-usb-hotplug listen"
+check "the listener is enabled on install" test -L "$root/etc/systemd/system/multi-user.target.wants/pve-usb-hotplug.service"
 
 tmpfiles=$(cat "$root/usr/lib/tmpfiles.d/pve-usb-hotplug.conf")
 check "tmpfiles.d: /run/pve-usb-hotplug, 0700, root" has "$tmpfiles" "d /run/pve-usb-hotplug 0700 root root -"
@@ -157,6 +163,8 @@ if [ -n "${TRIXIE_ROOT:-}" ]; then
 	check "trixie: udevadm verify (systemd 257) accepts the rule" has "$out" "Success: 1"
 	out=$(chroot "$t" systemd-analyze verify --man=no /usr/lib/systemd/system/pve-usb-hotplug@3-4.service 2>&1)
 	check "trixie: systemd-analyze verify accepts the service" test -z "$(grep -i pve-usb-hotplug <<<"$out")"
+	out=$(chroot "$t" systemd-analyze verify --man=no /usr/lib/systemd/system/pve-usb-hotplug.service 2>&1)
+	check "trixie: systemd-analyze verify accepts the listener" test -z "$(grep -i pve-usb-hotplug <<<"$out")"
 	chroot "$t" sh -c 'DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq pve-usb-hotplug' >>"$work/trixie-install.log" 2>&1
 	check "trixie: purge removes it" test ! -e "$t/usr/sbin/pve-usb-hotplug"
 	rm -rf "$t/tmp/puh" "$t/tmp/puh.deb"

@@ -55,6 +55,25 @@ class Case(unittest.TestCase):
         self.clean(r)
         return r
 
+    def storm(self, chains):
+        """Runs each device's chain of events in order, all devices at once,
+        as udev does; the runs that failed."""
+        tree, failures = self.host.write(), []
+
+        def run_chain(p):
+            for action in chains[p]:
+                argv, env = self.tool.cmd([], env=self.host.event_env(action, p))
+                r = subprocess.run(["umockdev-run", "--device", tree, "--"] + argv, env=env,
+                                   capture_output=True, text=True, timeout=120)
+                if r.returncode != 0 or "AddressSanitizer" in r.stderr:
+                    failures.append((p, action, r.stderr))
+        threads = [threading.Thread(target=run_chain, args=(p,)) for p in chains]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return failures
+
     def failed(self, r):
         self.assertNotEqual(r.returncode, 0, "stdout:\n%s\nstderr:\n%s" % (r.stdout, r.stderr))
         self.clean(r)
@@ -166,6 +185,22 @@ class Udev(Case):
         self.assertEqual(g.ports(), [])
         # a second remove (or one for a device never attached) is fine
         self.ok(self.tool.event(self.host, "remove", "3-4.3.1", dev=d))
+
+    def test_listen_attaches_what_udev_announces(self):
+        # pve-usb-hotplug.service: udev's announcement, a child per plug
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.hub("3-4")
+        new = Host(self.dir)
+        new.plug("3-4.2", 0x046D, 0xC52B)
+        marker = os.path.join(self.tool.state_dir, "listening")
+        r = self.ok(self.tool.run_while_plugging(["listen", "--events", "1"], self.host, new,
+                                                 marker="listening for USB devices plugged in"))
+        self.assertIn("VM 100: added 3-4.2 (046d:c52b) as usbhost3-4.2 on xhci.0 port 15", r.stdout)
+        self.assertEqual(g.ports(), ["3-4.2"])
+        # the marker that keeps the rule's service aside is gone with it
+        self.assertFalse(os.path.exists(marker))
+        self.assertEqual(self.tool.run(["listen", "--events", "0"]).returncode, 2)
 
     def test_plugged_as_the_systemd_service_runs_it(self):
         g = self.guest(100)
@@ -1053,7 +1088,6 @@ class Faults(Case):
 class Storm(Case):
     def test_200_events_for_20_devices_of_two_vms_in_parallel(self):
         import random
-        import subprocess
         a, b = self.guest(100), self.guest(101)
         self.tool.usb_conf(100, "3-4\n")
         self.tool.usb_conf(101, "3-5\n")
@@ -1062,7 +1096,6 @@ class Storm(Case):
         devices = ["3-4.%d" % i for i in range(1, 11)] + ["3-5.%d" % i for i in range(1, 11)]
         for i, p in enumerate(devices):
             self.host.plug(p, 0x1000, i)
-        tree = self.host.write()
         rng = random.Random(7)
         final = {}
         chains = {}
@@ -1074,21 +1107,7 @@ class Storm(Case):
             chains[p] = actions
             final[p] = actions[-1] == "add"
         self.assertEqual(sum(len(c) for c in chains.values()), 200)
-        failures = []
-
-        def run_chain(p):
-            for action in chains[p]:
-                argv, env = self.tool.cmd([], env=self.host.event_env(action, p))
-                r = subprocess.run(["umockdev-run", "--device", tree, "--"] + argv, env=env,
-                                   capture_output=True, text=True, timeout=120)
-                if r.returncode != 0 or "AddressSanitizer" in r.stderr:
-                    failures.append((p, action, r.stderr))
-        threads = [threading.Thread(target=run_chain, args=(p,)) for p in devices]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        self.assertEqual(failures, [])
+        self.assertEqual(self.storm(chains), [])
         want_a = sorted(p for p in devices if final[p] and p.startswith("3-4"))
         want_b = sorted(p for p in devices if final[p] and p.startswith("3-5"))
         self.assertEqual((sorted(a.ports()), sorted(b.ports())), (want_a, want_b))
@@ -1730,6 +1749,26 @@ class OtherGuests(Case):
         r = self.ok(self.tool.run(["check"]))
         self.assertIn("while VM 100 and QEMU guest desk both run, what it matches goes to neither", r.stderr)
 
+    def test_a_storm_for_a_guest_without_controller_and_a_proxmox_vm(self):
+        # the first plugs race to add the guest's controller: one is added
+        vm, g = self.guest(100), self.plain("bare")
+        self.tool.usb_conf(100, "3-4\n")
+        self.tool.declare("[qemu bare]\nqmp = %s\n" % g.qmp_path)
+        self.tool.guest_rules("bare", "3-5\n")
+        self.host.hub("3-4")
+        self.host.hub("3-5")
+        devices = ["3-4.%d" % i for i in range(1, 6)] + ["3-5.%d" % i for i in range(1, 7)]
+        for i, p in enumerate(devices):
+            self.host.plug(p, 0x2000, i)
+        chains = {p: ["add", "remove", "add"] if i % 3 else ["add", "remove", "add", "remove"]
+                  for i, p in enumerate(devices)}
+        self.assertEqual(self.storm(chains), [])
+        want = sorted(p for p in devices if chains[p][-1] == "add")
+        self.assertEqual(sorted(vm.ports() + g.ports()), want)
+        self.assertEqual(sorted(g.ports()), [p for p in want if p.startswith("3-5")])
+        names = [d["name"] for d in g.qmp("qom-list", path="/machine/peripheral")]
+        self.assertEqual([n for n in names if n.startswith("usbhotplug-xhci")], ["usbhotplug-xhci0"])
+
     def test_declarations_are_checked_line_by_line(self):
         path = self.tool.declare("[qemu 123]\nqmp = /x\n"
                                  "[qemu good]\nqmp = relative\ncolour = red\n"
@@ -1808,6 +1847,25 @@ class Libvirt(Case):
         self.assertFalse("file=libvirt.so" in r.stderr, "libvirt was loaded for an event of nobody's device")
         r = self.tool.run(host=self.host, env=dict(self.host.event_env("add", "3-4.1"), **env))
         self.assertTrue("file=libvirt.so.0" in r.stderr, "libvirt was not loaded for its own domain's device")
+
+    def test_the_program_serves_as_libvirts_qemu_hook(self):
+        # /etc/libvirt/hooks/qemu DOMAIN OPERATION SUB-OP EXTRA: at
+        # "started", a sync of that domain in the background
+        self.lv.start("lab")
+        self.ok(self.tool.run(["release", "lab"], host=self.host))
+        marker = os.path.join(self.tool.state_dir, "libvirt-lab.released")
+        self.assertTrue(os.path.exists(marker))
+        for args in (["other", "started", "begin", "-"], ["lab", "stopped", "end", "-"]):
+            r = self.tool.run(args, host=self.host)
+            self.assertEqual((r.returncode, r.stdout, r.stderr), (0, "", ""), args)
+        self.assertTrue(os.path.exists(marker))
+        r = self.tool.run(["lab", "started", "begin", "-"], host=self.host)
+        # the hook returns at once, silent; the sync it started lifts the hold
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, "", ""))
+        deadline = time.monotonic() + 20
+        while os.path.exists(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertFalse(os.path.exists(marker))
 
     def test_a_stopped_libvirtd_is_told(self):
         self.lv.stop()

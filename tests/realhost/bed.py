@@ -92,7 +92,7 @@ def initramfs(path):
 
 
 class Bed:
-    def __init__(self, workdir, deb=None, boot_timeout=240):
+    def __init__(self, workdir, deb=None, boot_timeout=240, kernel_args=""):
         self.dir = workdir
         self.share = os.path.join(workdir, "share")       # /bed in the guest
         os.makedirs(os.path.join(self.share, "units"), exist_ok=True)
@@ -113,7 +113,7 @@ class Bed:
         args = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg,thread=multi,tb-size=256",
                 "-cpu", "max", "-m", "1536", "-smp", "2", "-nodefaults", "-display", "none",
                 "-no-reboot", "-kernel", vmlinuz, "-initrd", initrd,
-                "-append", "console=ttyS0 panic=-1 quiet loglevel=4 systemd.unit=puh-bed.target systemd.show_status=0",
+                "-append", "console=ttyS0 panic=-1 quiet loglevel=4 systemd.unit=puh-bed.target systemd.show_status=0 " + kernel_args,
                 "-serial", "file:" + self.console,
                 "-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap",
                 "-virtfs", "local,path=%s,mount_tag=kmod,security_model=none,readonly=on"

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """make bench-realhost: plug-to-open and unplug-to-gone in the real-host
-test bed, over N plugs of a keyboard behind a hub: from the kernel's add and
+test bed, over N plugs of a device (a keyboard by default) behind a hub: from the kernel's add and
 from udev's announcement of the device to QEMU having it open, and from the
 kernel's remove to the usb-host being gone from the VM. Median and max."""
 import argparse
@@ -20,12 +20,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--deb", required=True)
     ap.add_argument("--plugs", type=int, default=20)
+    ap.add_argument("--device", default="usb-kbd",
+                    help="the QEMU USB device plugged into the outer guest")
+    ap.add_argument("--kernel-args", default="",
+                    help="added to the test bed kernel's command line")
+    ap.add_argument("--no-listener", dest="listener", action="store_false",
+                    help="plugs followed by the udev rule's systemd unit alone")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args()
     bedmod.prepare()
-    b = bedmod.Bed(tempfile.mkdtemp(prefix="puh-bench-"), deb=os.path.abspath(a.deb))
+    b = bedmod.Bed(tempfile.mkdtemp(prefix="puh-bench-"), deb=os.path.abspath(a.deb),
+                   kernel_args=a.kernel_args)
     try:
-        r = b.sh("dpkg -i /bed/pkg.deb >/tmp/dpkg.log 2>&1 && udevadm control --reload")
+        r = b.sh("dpkg -i /bed/pkg.deb >/tmp/dpkg.log 2>&1 && udevadm control --reload && "
+                 + ("systemctl start pve-usb-hotplug.service" if a.listener else "systemctl stop pve-usb-hotplug.service"))
         assert r["rc"] == 0, r
         b.plug("hub", "usb-hub", "1")
         b.start_vm(100, "1-1\n")
@@ -38,7 +46,7 @@ def main():
         for i in range(a.plugs):
             port = "1.%d" % (i % 7 + 1)
             n_open = opens()
-            b.plug("k", "usb-kbd", port)
+            b.plug("k", a.device, port)
             b.wait_for(opens, lambda n: n > n_open, 15)      # QEMU has it open
             time.sleep(0.2)
             if a.verbose:
@@ -72,7 +80,9 @@ def main():
     def row(name, values):
         ms = [v * 1000 for v in values]
         print("| %s | %d | %.0f ms | %.0f ms |" % (name, len(ms), statistics.median(ms), max(ms)))
-    print("| measured in the real-host test bed (TCG) | plugs | median | max |")
+    print("| %s, %s%s, measured in the real-host test bed (TCG) | plugs | median | max |"
+          % (a.device, "listener" if a.listener else "udev rule's unit only",
+             ", kernel " + a.kernel_args if a.kernel_args else ""))
     print("|---|---:|---:|---:|")
     row("udev announces the device -> QEMU has it open", [u for k, u in plugs])
     row("kernel's add -> QEMU has it open", [k for k, u in plugs])

@@ -38,8 +38,10 @@ class RealHost(unittest.TestCase):
             bedmod.prepare()
             cls_dir = tempfile.mkdtemp(prefix="puh-realhost-")
             BED = bedmod.Bed(cls_dir, deb=DEB)
+            # the package enables its listener; the host's policy-rc.d may
+            # keep dpkg from starting it
             r = BED.sh("dpkg -i /bed/pkg.deb >/tmp/dpkg.log 2>&1 && udevadm control --reload && "
-                       "test -d /run/pve-usb-hotplug")
+                       "systemctl start pve-usb-hotplug.service && test -e /run/pve-usb-hotplug/listening")
             assert r["rc"] == 0, BED.sh("cat /tmp/dpkg.log")
         cls.bed = BED
 
@@ -180,23 +182,34 @@ class RealHost(unittest.TestCase):
         self.assertIn("1-1.7", out)
         self.assertIn("serial M7", out)
 
-    def test_without_the_shipped_rule_nothing_follows(self):
-        # what the other scenarios rely on: with the rule gone, a plug
-        # reaches no VM (the suite would catch a broken rule)
+    def test_without_the_listener_and_the_rule_nothing_follows(self):
+        # what the other scenarios rely on: with the listener stopped and
+        # the rule gone, a plug reaches no VM (the suite would catch either
+        # broken); the rule alone, or the listener alone, is enough
         rule = "/usr/lib/udev/rules.d/60-pve-usb-hotplug.rules"
-        self.bed.sh("mv %s /tmp/rule.off && udevadm control --reload" % rule)
+        self.bed.sh("systemctl stop pve-usb-hotplug.service; mv %s /tmp/rule.off && udevadm control --reload" % rule)
         try:
+            self.assertEqual(self.bed.sh("test -e /run/pve-usb-hotplug/listening")["rc"], 1)
             self.vm(100, "1-1\n")
             self.tool("100", "post-start")
             self.plug("kbd", "usb-kbd", "1.1")
             self.present("1-1.1")
             time.sleep(3)
             self.assertEqual(self.bed.held(100), {})
-        finally:
+            # the rule alone: its pve-usb-hotplug@ unit follows
             self.bed.sh("mv /tmp/rule.off %s && udevadm control --reload" % rule)
-        # and with it back, the next plug is followed
-        self.plug("kbd2", "usb-kbd", "1.2")
-        self.wait_open(100, ["1.2"])
+            self.plug("kbd2", "usb-kbd", "1.2")
+            self.wait_open(100, ["1.2"])
+            self.assertIn("pve-usb-hotplug@1-1.2.service",
+                          self.bed.sh("systemctl list-units --all 'pve-usb-hotplug@*' --no-legend")["out"]
+                          + self.bed.sh("journalctl -u 'pve-usb-hotplug@1-1.2.service' --no-pager")["out"])
+            # the listener alone
+            self.bed.sh("mv %s /tmp/rule.off && udevadm control --reload && systemctl start pve-usb-hotplug.service" % rule)
+            self.plug("kbd3", "usb-kbd", "1.3")
+            self.wait_open(100, ["1.2", "1.3"])
+        finally:
+            self.bed.sh("test -e /tmp/rule.off && mv /tmp/rule.off %s; udevadm control --reload; "
+                        "systemctl start pve-usb-hotplug.service" % rule)
 
     def test_a_storm_of_plugs_across_hub_ports(self):
         self.vm(100, "1-1\n")
