@@ -98,7 +98,7 @@ void settings_defaults(struct settings *s)
 {
 	char err[128];
 
-	memset(s, 0, sizeof(*s));
+	memset(s, 0, offsetof(struct settings, guests));
 	for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
 		set_field(s, &fields[i], fields[i].def, err, sizeof(err));
 }

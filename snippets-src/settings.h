@@ -60,7 +60,6 @@ struct settings {
 	int retry_delay_ms;
 	enum log_level log_level;
 	bool log_syslog;
-	struct guest_conf guests[SETTINGS_MAX_GUESTS];
 	size_t n_guests;
 
 	/* Not from the file: set by main() when the run starts. Every wait of
@@ -70,6 +69,10 @@ struct settings {
 	 * which retry this run is (0: none). */
 	const char *path;
 	unsigned retry_attempt;
+
+	/* Last, and only the first n_guests are ever set: the defaults need
+	 * not clear it (it is large, and every udev event reads the settings). */
+	struct guest_conf guests[SETTINGS_MAX_GUESTS];
 };
 
 /* Fills s with the defaults. */

@@ -21,7 +21,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from pvesim import Guest, Host, Qmp, Tool  # noqa: E402
+from pvesim import Guest, Host, PlainGuest, Qmp, Tool  # noqa: E402
 
 
 MAXRSS = None  # tests/bench/maxrss, built
@@ -70,6 +70,7 @@ class Bench:
         h.hub("3-4")
         h.plug("3-4.1", 0x046D, 0xC52B, product="Receiver")     # claimed
         h.plug("3-5", 0x0781, 0x5581)                           # nobody's
+        h.plug("3-7", 0x0483, 0x5740, product="Board")          # a plain QEMU's
         h.hub("3-6")
         for i in range(1, 6):
             h.hub("3-6.%d" % i)
@@ -118,6 +119,7 @@ class Bench:
     def main(self):
         sysdir = self.build_host()
         guest = Guest(100, self.tool.qmp_dir)
+        desk = None
         try:
             subprocess.run(["mount", "--bind", sysdir, "/sys"], check=True)
             self.tool.usb_conf(100, "3-4\n")
@@ -156,7 +158,25 @@ class Bench:
             self.compare("post-start with 30 devices behind hubs",
                          [([binary, "100", "post-start"], none)], [(bare_add, none)],
                          reset=lambda: self.clear(guest))
+
+            # a QEMU started by hand, declared in the settings, beside the
+            # Proxmox VM
+            desk = PlainGuest(os.path.join(self.work, "desk.qmp"), ["-device", "qemu-xhci,id=xhci,p2=15,p3=15"])
+            self.tool.declare("[qemu desk]\nqmp = %s\n" % desk.qmp_path)
+            self.tool.guest_rules("desk", "3-7\n")
+            add7 = self.env(self.host.event_env("add", "3-7"))
+            remove7 = self.env(self.host.event_env("remove", "3-7"))
+            run_measured([binary], add7)
+            assert desk.ports() == ["3-7"], desk.ports()
+            run_measured([binary], remove7)
+            assert desk.ports() == [], desk.ports()
+            self.compare("plain QEMU guest: udev add + remove (2 runs)",
+                         [([binary], add7), ([binary], remove7)],
+                         [([self.bare, desk.qmp_path, "add", "3", "7", "xhci.0", "15"], none),
+                          ([self.bare, desk.qmp_path, "del", "usbhost3-7"], none)], events=2)
         finally:
+            if desk:
+                desk.stop()
             guest.stop()
             subprocess.run(["umount", "/sys"])
             shutil.rmtree(self.work, ignore_errors=True)

@@ -1804,11 +1804,15 @@ class Libvirt(Case):
     def setUp(self):
         super().setUp()
         self.lv = libvirtsim.Libvirtd(self.dir)
-        self.addCleanup(self.lv.stop)
         self.tool.declare("[libvirt lab]\nuri = %s\n" % self.lv.uri)
         self.tool.guest_rules("lab", "3-4\n")
         self.host.hub("3-4")
         self.host.plug("3-4.1", 0x046D, 0xC52B)
+
+    def tearDown(self):
+        # before the test's directory (libvirtd's socket) goes
+        self.lv.stop()
+        super().tearDown()
 
     def test_a_running_domain_is_asked_through_libvirt(self):
         self.lv.start("lab")

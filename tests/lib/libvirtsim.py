@@ -88,8 +88,11 @@ class Libvirtd:
         return r.stdout
 
     def stop(self):
+        """Destroys the domains, then stops libvirtd (its QEMUs would
+        outlive it). Again: nothing more."""
         for name in self.domains:
             self.virsh("destroy", name)
+        self.domains = []
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -97,4 +100,5 @@ class Libvirtd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()

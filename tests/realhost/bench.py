@@ -35,6 +35,8 @@ def main():
         r = b.sh("dpkg -i /bed/pkg.deb >/tmp/dpkg.log 2>&1 && udevadm control --reload && "
                  + ("systemctl start pve-usb-hotplug.service" if a.listener else "systemctl stop pve-usb-hotplug.service"))
         assert r["rc"] == 0, r
+        if a.listener:
+            b.wait_for(lambda: b.sh("test -e /run/pve-usb-hotplug/listening")["rc"], lambda rc: rc == 0, 20)
         b.plug("hub", "usb-hub", "1")
         b.start_vm(100, "1-1\n")
         b.run(["pve-usb-hotplug", "100", "post-start"])

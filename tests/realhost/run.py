@@ -41,8 +41,11 @@ class RealHost(unittest.TestCase):
             # the package enables its listener; the host's policy-rc.d may
             # keep dpkg from starting it
             r = BED.sh("dpkg -i /bed/pkg.deb >/tmp/dpkg.log 2>&1 && udevadm control --reload && "
-                       "systemctl start pve-usb-hotplug.service && test -e /run/pve-usb-hotplug/listening")
-            assert r["rc"] == 0, BED.sh("cat /tmp/dpkg.log")
+                       "systemctl start pve-usb-hotplug.service")
+            assert r["rc"] == 0, (r, BED.sh("cat /tmp/dpkg.log"))
+            # listening once its marker is there (systemctl start returns sooner)
+            r = BED.wait_for(lambda: BED.sh("test -e /run/pve-usb-hotplug/listening")["rc"], lambda rc: rc == 0, 20)
+            assert r == 0, BED.sh("systemctl status pve-usb-hotplug.service")
         cls.bed = BED
 
     def setUp(self):
@@ -64,7 +67,7 @@ class RealHost(unittest.TestCase):
         self.settle()
         for vmid in self.vms:
             self.bed.stop_vm(vmid)
-        self.bed.sh("rm -rf /run/pve-usb-hotplug/*")
+        self.bed.sh("find /run/pve-usb-hotplug -mindepth 1 ! -name listening -delete")  # the listener stays
 
     def settle(self):
         self.bed.sh("udevadm settle -t 30")
@@ -205,11 +208,13 @@ class RealHost(unittest.TestCase):
                           + self.bed.sh("journalctl -u 'pve-usb-hotplug@1-1.2.service' --no-pager")["out"])
             # the listener alone
             self.bed.sh("mv %s /tmp/rule.off && udevadm control --reload && systemctl start pve-usb-hotplug.service" % rule)
+            self.bed.wait_for(lambda: self.bed.sh("test -e /run/pve-usb-hotplug/listening")["rc"], lambda rc: rc == 0, 20)
             self.plug("kbd3", "usb-kbd", "1.3")
             self.wait_open(100, ["1.2", "1.3"])
         finally:
             self.bed.sh("test -e /tmp/rule.off && mv /tmp/rule.off %s; udevadm control --reload; "
                         "systemctl start pve-usb-hotplug.service" % rule)
+            self.bed.wait_for(lambda: self.bed.sh("test -e /run/pve-usb-hotplug/listening")["rc"], lambda rc: rc == 0, 20)
 
     def test_a_storm_of_plugs_across_hub_ports(self):
         self.vm(100, "1-1\n")
