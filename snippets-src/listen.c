@@ -29,8 +29,16 @@
 
 #define MARKER "listening"
 
+/* What the child inherits of the listening and lets go of at once. */
+struct listening {
+	struct udev *udev;
+	struct udev_monitor *mon;
+	int sfd;
+	sigset_t mask;
+};
+
 /* Handles the add of name in a child; the parent goes on listening. */
-static pid_t handle(const char *config, const char *name, const sigset_t *mask)
+static pid_t handle(const char *config, const char *name, struct listening *l)
 {
 	struct settings s;
 	pid_t pid = fork();
@@ -38,7 +46,10 @@ static pid_t handle(const char *config, const char *name, const sigset_t *mask)
 
 	if (pid != 0)
 		return pid; /* the parent, or -1 */
-	sigprocmask(SIG_UNBLOCK, mask, NULL);
+	sigprocmask(SIG_UNBLOCK, &l->mask, NULL);
+	close(l->sfd);
+	udev_monitor_unref(l->mon);
+	udev_unref(l->udev);
 	/* the settings as they are now: an edit needs no restart */
 	r = settings_load(&s, config);
 	log_setup(s.log_level, stdout, s.log_syslog);
@@ -86,6 +97,7 @@ int hotplug_listen(const struct settings *s, const char *config, unsigned max_ev
 	struct udev *udev = udev_new();
 	struct udev_monitor *mon = NULL;
 	unsigned handled = 0, running = 0;
+	struct listening l;
 	sigset_t mask;
 	int sfd = -1, r = 0;
 
@@ -133,17 +145,25 @@ int hotplug_listen(const struct settings *s, const char *config, unsigned max_ev
 		const char *name = d ? udev_device_get_sysname(d) : NULL;
 		struct usb_port port;
 
-		if (action && name && strcmp(action, "add") == 0 && port_parse(name, &port) == 0 &&
-		    (!max_events || handled < max_events)) {
-			pid_t pid = handle(config, name, &mask);
+		char port_name[PORT_STRLEN];
+		bool wanted = action && name && strcmp(action, "add") == 0 &&
+			      port_parse(name, &port) == 0 && (!max_events || handled < max_events);
 
+		/* the child gets the port's name, not the device */
+		if (wanted)
+			port_format(&port, port_name, sizeof(port_name));
+		udev_device_unref(d);
+		if (wanted) {
+			pid_t pid;
+
+			l = (struct listening){ .udev = udev, .mon = mon, .sfd = sfd, .mask = mask };
+			pid = handle(config, port_name, &l);
 			if (pid < 0)
-				log_error("%s: cannot start its handling: %s", name, strerror(errno));
+				log_error("%s: cannot start its handling: %s", port_name, strerror(errno));
 			else
 				running++;
 			handled++;
 		}
-		udev_device_unref(d);
 	}
 	/* what is being handled is finished, not cut off */
 	while (running && waitpid(-1, NULL, 0) > 0)

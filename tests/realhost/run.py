@@ -294,6 +294,15 @@ class RealHost(unittest.TestCase):
         gone = self.bed.wait_for(lambda: virsh("dumpxml", "lab")["out"], lambda x: "ua-usbhost1-1_2" not in x, 20)
         self.assertNotIn("ua-usbhost1-1_2", gone)
         self.assertIn("ua-usbhost1-1_1", gone)
+        # a storm: four plugged at once, each on a port of its own
+        for i in range(3, 7):
+            self.plug("s%d" % i, "usb-kbd" if i % 2 else "usb-mouse", "1.%d" % i)
+        for i in range(3, 7):
+            self.assertTrue(self.bed.wait_for(lambda: attached("ua-usbhost1-1_%d" % i), bool, 40), i)
+        live = virsh("dumpxml", "lab")["out"]
+        ports = [l for l in live.splitlines() if "<address type='usb'" in l]
+        self.assertEqual(len(ports), 5, live)
+        self.assertEqual(len(set(ports)), 5, live)
 
 
 def main():

@@ -5,7 +5,8 @@ udevadm monitor prints them (CLOCK_MONOTONIC), and the offset to
 CLOCK_REALTIME, in which QEMU's trace says when it opened the device (QOM
 "attached" turns true there). Per unplug: the kernel's remove and the
 moment usbhost<port> is gone from the inner VM (asked over QMP every 10 ms).
-One JSON line per event to stdout. watch.py VMID"""
+One JSON line per event to stdout. watch.py VMID (-: no VM to watch
+for unplugs, e.g. a libvirt domain, whose monitor is libvirtd's)"""
 import json
 import re
 import subprocess
@@ -63,7 +64,7 @@ def main():
         if action == "add":
             emit({"ev": "add-" + src.lower(), "port": name, "t": t,
                   "offset": time.time() - time.monotonic()})
-        elif action == "remove" and src == "KERNEL":
+        elif action == "remove" and src == "KERNEL" and VMID != "-":
             threading.Thread(target=watch_gone, args=(name, t), daemon=True).start()
 
 
