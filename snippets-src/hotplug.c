@@ -92,11 +92,6 @@ void owner_passes(const struct placement *p, char *buf, size_t n)
 		snprintf(buf, n, "%s's own XML passes it", p->vm->t.label);
 }
 
-static bool claims_it(const struct vm *vm, const struct usb_device_info *dev)
-{
-	return vm->rules && usbconf_match(vm->rules, dev, NULL);
-}
-
 /* Detaches port from vm; when QEMU could not be reached, tries again later
  * (retry.h): a usb-host left behind takes the next device plugged in
  * there. */
@@ -137,7 +132,7 @@ static int clear_holders(const struct settings *s, struct vms *v,
 		/* a libvirt domain that does not claim it is not asked (libvirt
 		 * is loaded only for what concerns it): sync clears what such a
 		 * domain still holds after its rules changed */
-		if (vm == keep || (!target_cheap(&vm->t) && !claims_it(vm, dev)) ||
+		if (vm == keep || (!target_cheap(&vm->t) && !vms_claims(vm, dev)) ||
 		    !vms_running(v, vm) || !vms_holds(v, vm, &dev->port))
 			continue;
 		if (keep)
@@ -237,7 +232,7 @@ static int event_remove(const struct settings *s, struct vms *v,
 	 * changed since it was attached. Not being there is fine. */
 	for (size_t i = 0; i < v->n; i++) {
 		struct vm *vm = v->list[i];
-		bool claims = vm->rules && usbconf_match(vm->rules, dev, NULL);
+		bool claims = vms_claims(vm, dev);
 		int r;
 
 		if ((!claims && !target_cheap(&vm->t)) || !vms_running(v, vm) ||

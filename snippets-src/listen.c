@@ -143,27 +143,25 @@ int hotplug_listen(const struct settings *s, const char *config, unsigned max_ev
 		struct udev_device *d = udev_monitor_receive_device(mon);
 		const char *action = d ? udev_device_get_action(d) : NULL;
 		const char *name = d ? udev_device_get_sysname(d) : NULL;
-		struct usb_port port;
-
 		char port_name[PORT_STRLEN];
-		bool wanted = action && name && strcmp(action, "add") == 0 &&
-			      port_parse(name, &port) == 0 && (!max_events || handled < max_events);
+		struct usb_port port;
+		pid_t pid;
 
-		/* the child gets the port's name, not the device */
-		if (wanted)
-			port_format(&port, port_name, sizeof(port_name));
-		udev_device_unref(d);
-		if (wanted) {
-			pid_t pid;
-
-			l = (struct listening){ .udev = udev, .mon = mon, .sfd = sfd, .mask = mask };
-			pid = handle(config, port_name, &l);
-			if (pid < 0)
-				log_error("%s: cannot start its handling: %s", port_name, strerror(errno));
-			else
-				running++;
-			handled++;
+		if (!action || !name || strcmp(action, "add") != 0 || port_parse(name, &port) < 0 ||
+		    (max_events && handled == max_events)) {
+			udev_device_unref(d);
+			continue;
 		}
+		/* the child gets the port's name, not the device */
+		port_format(&port, port_name, sizeof(port_name));
+		udev_device_unref(d);
+		l = (struct listening){ .udev = udev, .mon = mon, .sfd = sfd, .mask = mask };
+		pid = handle(config, port_name, &l);
+		if (pid < 0)
+			log_error("%s: cannot start its handling: %s", port_name, strerror(errno));
+		else
+			running++;
+		handled++;
 	}
 	/* what is being handled is finished, not cut off */
 	while (running && waitpid(-1, NULL, 0) > 0)

@@ -90,11 +90,8 @@ static int parse_name_arg(const struct settings *s, const char *config, const ch
 	unsigned long vmid;
 	char shown[64];
 
-	if (usbconf_parse_vmid(arg, &vmid) == 0)
+	if (usbconf_parse_vmid(arg, &vmid) == 0 || settings_guest(s, arg))
 		return 0;
-	for (size_t i = 0; i < s->n_guests; i++)
-		if (strcmp(s->guests[i].name, arg) == 0)
-			return 0;
 	log_error("'%s' is neither a VM id (100 to 999999999) nor a guest declared in %s ([qemu NAME], [xen NAME] or [libvirt NAME])",
 		  log_escape(arg, shown, sizeof(shown)), config);
 	return -EINVAL;

@@ -174,6 +174,14 @@ static char *reader(char *str, int num, void *stream)
 
 #define SECTIONS "[paths], [qmp], [lock], [run], [retry], [log], [qemu NAME], [xen NAME], [libvirt NAME]"
 
+const struct guest_conf *settings_guest(const struct settings *s, const char *name)
+{
+	for (size_t i = 0; i < s->n_guests; i++)
+		if (strcmp(s->guests[i].name, name) == 0)
+			return &s->guests[i];
+	return NULL;
+}
+
 bool settings_guest_name_valid(const char *name)
 {
 	size_t len = strlen(name), digits = strspn(name, "0123456789");
@@ -196,21 +204,20 @@ static struct guest_conf *guest_of(struct parse_state *st, enum guest_conf_kind 
 				   const char *name)
 {
 	struct settings *s = st->s;
+	const struct guest_conf *known = settings_guest(s, name);
 	struct guest_conf *g;
 	char shown[96];
 
 	if (st->refused_line && st->refused_line == st->section_line)
 		return NULL;
 	st->refused_line = st->section_line; /* unless it is taken below */
-	for (size_t i = 0; i < s->n_guests; i++) {
-		if (strcmp(s->guests[i].name, name) != 0)
-			continue;
-		if (s->guests[i].kind == kind) {
-			st->refused_line = 0;
-			return &s->guests[i];
-		}
-		report(st, "'%s' is declared as [%s %s] already (%s); a name names one guest",
-		       name, kind_names[s->guests[i].kind], name, s->guests[i].origin);
+	if (known && known->kind == kind) {
+		st->refused_line = 0;
+		return &s->guests[known - s->guests];
+	}
+	if (known) {
+		report(st, "'%s' is declared as [%s %s] already (%s); a name names one guest", name,
+		       kind_names[known->kind], name, known->origin);
 		return NULL;
 	}
 	if (!settings_guest_name_valid(name)) {

@@ -90,6 +90,9 @@ int settings_load(struct settings *s, const char *path);
  * (those are Proxmox VMIDs). */
 bool settings_guest_name_valid(const char *name);
 
+/* The declared guest named name, or NULL. */
+const struct guest_conf *settings_guest(const struct settings *s, const char *name);
+
 /* Parses INI text from memory (for tests and fuzzing); name is used in
  * messages. Same returns as settings_load. */
 int settings_load_string(struct settings *s, const char *text, const char *name);

@@ -172,7 +172,7 @@ static json_t *device_json(struct vms *v, const struct usb_device_info *d)
 
 static bool vm_wants(const struct vm *vm, const struct usb_device_info *d)
 {
-	if (vm->rules && usbconf_match(vm->rules, d, NULL))
+	if (vms_claims(vm, d))
 		return true;
 	for (size_t k = 0; k < vm->n_held; k++)
 		if (port_equal(&vm->held[k].port, &d->port))

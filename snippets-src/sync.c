@@ -43,7 +43,7 @@ static int why_detach(struct vms *v, struct vm *vm, const struct usb_device_info
 		snprintf(why, n, "a hub is there now, and hubs are never passed");
 		return 1;
 	}
-	if (!vm->rules || !usbconf_match(vm->rules, dev, NULL)) {
+	if (!vms_claims(vm, dev)) {
 		snprintf(why, n, "no rule of this VM claims it any more");
 		return 1;
 	}

@@ -56,9 +56,8 @@ int target_pve(const struct settings *s, unsigned long vmid, struct target *ret)
 	return 0;
 }
 
-void target_from_conf(const struct settings *s, const struct guest_conf *c, struct target *ret)
+void target_from_conf(const struct guest_conf *c, struct target *ret)
 {
-	(void)s;
 	static const struct {
 		enum target_kind kind;
 		const char *label, *key;
@@ -185,16 +184,16 @@ void target_stamp(struct target *t, const struct settings *s, char *buf, size_t 
 
 int target_by_name(const struct settings *s, const char *name, struct target *ret)
 {
+	const struct guest_conf *c = settings_guest(s, name);
 	unsigned long vmid;
 	char shown[96];
 
 	if (usbconf_parse_vmid(name, &vmid) == 0)
 		return target_pve(s, vmid, ret);
-	for (size_t i = 0; i < s->n_guests; i++)
-		if (strcmp(s->guests[i].name, name) == 0) {
-			target_from_conf(s, &s->guests[i], ret);
-			return 0;
-		}
+	if (c) {
+		target_from_conf(c, ret);
+		return 0;
+	}
 	return log_err(-ENOENT, "'%s' is neither a Proxmox VMID nor a guest declared in %s ([qemu NAME], [xen NAME] or [libvirt NAME])",
 		       log_escape(name, shown, sizeof(shown)), s->path ? s->path : SETTINGS_DEFAULT_PATH);
 }

@@ -60,7 +60,7 @@ const char *target_kind_name(enum target_kind kind);
 int target_pve(const struct settings *s, unsigned long vmid, struct target *ret);
 
 /* A declared guest, from its settings section. */
-void target_from_conf(const struct settings *s, const struct guest_conf *c, struct target *ret);
+void target_from_conf(const struct guest_conf *c, struct target *ret);
 
 /* The QMP socket path (t->sock): 0, -ENOENT when none exists, -ENOTUNIQ
  * when a glob finds several and no -name tells them apart. Asks a

@@ -109,6 +109,11 @@ struct vm *vms_find(struct vms *v, const char *name)
 	return NULL;
 }
 
+bool vms_claims(const struct vm *vm, const struct usb_device_info *dev)
+{
+	return vm->rules && usbconf_match(vm->rules, dev, NULL);
+}
+
 /* Whether vm is the Proxmox VM whose post-start this run is. */
 static bool starting(const struct vms *v, const struct vm *vm)
 {
@@ -162,7 +167,7 @@ static int add_declared(struct vms *v, enum log_level line_level)
 		struct target t;
 		int r;
 
-		target_from_conf(v->s, &v->s->guests[i], &t);
+		target_from_conf(&v->s->guests[i], &t);
 		r = usbconf_load_file(t.rules, 0, line_level, &rules);
 		if (r == -ENOMEM)
 			return r;
@@ -330,8 +335,7 @@ int vms_place(struct vms *v, const struct usb_device_info *dev, struct placement
 		return 0;
 	/* the cheap part first: most devices nobody running claims */
 	for (size_t i = 0; i < v->n; i++)
-		claims += v->list[i]->rules && usbconf_match(v->list[i]->rules, dev, NULL) &&
-			  vms_running(v, v->list[i]);
+		claims += vms_claims(v->list[i], dev) && vms_running(v, v->list[i]);
 	if (claims == 0)
 		return 0;
 	/* Proxmox may pass it to any running VM, rules or not */

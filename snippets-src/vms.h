@@ -76,6 +76,9 @@ int vms_load_host(const struct settings *s, struct vms *v, struct usb_device_inf
 
 /* The guest named name: a VMID ("100") or a declared guest's name. */
 struct vm *vms_find(struct vms *v, const char *name);
+
+/* Whether a rule of vm claims dev (a deny rule keeps it out). */
+bool vms_claims(const struct vm *vm, const struct usb_device_info *dev);
 /* Whether vm runs and takes part: a released VM does not (vm->released). */
 bool vms_running(struct vms *v, struct vm *vm);
 
