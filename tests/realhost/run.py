@@ -190,7 +190,15 @@ class RealHost(unittest.TestCase):
         # the rule gone, a plug reaches no VM (the suite would catch either
         # broken); the rule alone, or the listener alone, is enough
         rule = "/usr/lib/udev/rules.d/60-pve-usb-hotplug.rules"
-        self.bed.sh("systemctl stop pve-usb-hotplug.service; mv %s /tmp/rule.off && udevadm control --reload" % rule)
+        # the listener killed (not restarted, for once): its marker goes all
+        # the same, or the rule's unit would stand aside for nothing
+        norestart = "/run/systemd/system/pve-usb-hotplug.service.d"
+        self.bed.sh("mkdir -p %s && printf '[Service]\\nRestart=no\\n' >%s/test.conf && systemctl daemon-reload && "
+                    "systemctl kill -s KILL pve-usb-hotplug.service" % (norestart, norestart))
+        self.bed.wait_for(lambda: self.bed.sh("systemctl is-active pve-usb-hotplug.service")["out"].strip(),
+                          lambda st: st in ("inactive", "failed"), 20)
+        self.bed.sh("rm -r %s && systemctl daemon-reload && mv %s /tmp/rule.off && udevadm control --reload"
+                    % (norestart, rule))
         try:
             self.assertEqual(self.bed.sh("test -e /run/pve-usb-hotplug/listening")["rc"], 1)
             self.vm(100, "1-1\n")
