@@ -96,14 +96,26 @@ class RealHost(unittest.TestCase):
     def tool(self, *args):
         return self.bed.run(["pve-usb-hotplug"] + list(args))
 
+    def held_now(self, vmid):
+        """What the inner VM holds, or None while its QMP socket is busy
+        (the program is talking to it; QEMU serves one client): asked again."""
+        try:
+            return self.bed.held(vmid)
+        except RuntimeError:
+            return None
+
     def wait_open(self, vmid, ports, timeout=20):
-        held = self.bed.wait_for(lambda: self.bed.held(vmid), lambda h: open_ports(h) == sorted(ports), timeout)
+        held = self.bed.wait_for(lambda: self.held_now(vmid),
+                                 lambda h: h is not None and open_ports(h) == sorted(ports), timeout)
+        self.assertIsNotNone(held, "QEMU's socket stayed busy")
         self.assertEqual(open_ports(held), sorted(ports), held)
         return held
 
     def wait_gone(self, vmid, ports=(), timeout=20):
-        held = self.bed.wait_for(lambda: self.bed.held(vmid),
-                                 lambda h: sorted(v["hostport"] for v in h.values()) == sorted(ports), timeout)
+        held = self.bed.wait_for(lambda: self.held_now(vmid),
+                                 lambda h: h is not None and sorted(v["hostport"] for v in h.values()) == sorted(ports),
+                                 timeout)
+        self.assertIsNotNone(held, "QEMU's socket stayed busy")
         self.assertEqual(sorted(v["hostport"] for v in held.values()), sorted(ports), held)
 
     def test_post_start_attaches_what_is_plugged_behind_a_hub(self):
