@@ -22,6 +22,7 @@ static bool same_claim(const struct usb_rule *a, const struct usb_rule *b)
 	case RULE_ID:
 		return true;
 	case RULE_SERIAL:
+	case RULE_DISK:
 		return strcmp(a->serial, b->serial) == 0;
 	}
 	return false;

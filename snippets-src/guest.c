@@ -187,6 +187,21 @@ bool guest_usable(const struct guest *g)
 	return g->lv || (g->qmp && qmp_broken(g->qmp) == 0);
 }
 
+struct qmp *guest_qmp(struct guest *g)
+{
+	return g->qmp;
+}
+
+const struct target *guest_target(const struct guest *g)
+{
+	return g->t;
+}
+
+const struct settings *guest_settings(const struct guest *g)
+{
+	return g->s;
+}
+
 static int qmp_failed(struct guest *g, int r, const char *what, const char *desc)
 {
 	char said[512];
@@ -216,6 +231,17 @@ static int qmp_failed(struct guest *g, int r, const char *what, const char *desc
 	}
 }
 
+int guest_failed(struct guest *g, int r, const char *what, const char *desc)
+{
+	return qmp_failed(g, r, what, desc);
+}
+
+int64_t guest_deadline_in(const struct guest *g, int ms)
+{
+	return deadline_in(g->s, ms);
+}
+
+
 /* Not a Proxmox VM: the guest's own xHCI controllers are the tool's to use
  * (xhci.h). */
 static bool any_guest(const struct target *t)
@@ -229,6 +255,18 @@ static const char *stamp(struct guest *g)
 	if (!g->stamp[0])
 		target_stamp(g->t, g->s, g->stamp, sizeof(g->stamp));
 	return g->stamp;
+}
+
+void guest_note_disks(struct guest *g)
+{
+	char name[sizeof(g->t->key) + 8];
+	const char *st = stamp(g);
+
+	/* a record for later runs; failing to write it is logged, not fatal */
+	snprintf(name, sizeof(name), "%s.disks", g->t->key);
+	if (util_write_file_at(g->state_fd, name, st, strlen(st)) < 0)
+		log_warning("%s: cannot note in %s that it has disks of pve-usb-hotplug's; a disk pulled out after its rules changed may stay open until 'pve-usb-hotplug sync %s'",
+			    g->t->label, g->s->state_dir, g->t->name);
 }
 
 /* Keeps the hint in step (we hold the VM's lock, QMP is closed). It is a

@@ -58,6 +58,20 @@ int guest_unrelease(const struct settings *s, struct target *t);
 
 struct guest *guest_close(struct guest *g);
 
+/* For the disk code (vdisk.h): the guest's QMP connection (NULL for a
+ * libvirt domain), what it is, the settings; and one line for a failed
+ * command ("VM 100: attaching DESC: QEMU says: ..."), returning r. */
+struct qmp *guest_qmp(struct guest *g);
+const struct target *guest_target(const struct guest *g);
+const struct settings *guest_settings(const struct guest *g);
+int guest_failed(struct guest *g, int r, const char *what, const char *desc);
+/* When a wait of ms from now must end: then, or at the end of the run. */
+int64_t guest_deadline_in(const struct guest *g, int ms);
+/* Notes in the state directory that the guest may hold disks of the
+ * tool's (<key>.disks), so that a disk's remove finds it even when its
+ * rules change. */
+void guest_note_disks(struct guest *g);
+
 /* Without any connection: what the port hint says the VM's running QEMU
  * holds. 0; -ENOENT when there is no hint at all; -ESTALE when there is
  * one, but not for this QEMU (or it is unreadable). Logs nothing. */

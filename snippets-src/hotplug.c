@@ -35,8 +35,15 @@ void hotplug_explain(const struct placement *p, const struct vm *for_vm, const c
 				 desc, p->pve->index, p->vm->t.vmid);
 		break;
 	case PLACE_CONFLICT:
-		log_error("%s is claimed equally by %s (%s) and %s (%s), both running: attached to neither; make one rule more specific",
-			  desc, p->vm->t.label, p->vm->rules->path, p->rival->t.label, p->rival->rules->path);
+		log_error("%s is claimed equally by %s (%s) and %s (%s), both running: attached to neither; %s",
+			  desc, p->vm->t.label, p->vm->rules->path, p->rival->t.label, p->rival->rules->path,
+			  p->rule->kind == RULE_DISK ? "keep the disk rule in one of them"
+						     : "make one rule more specific");
+		break;
+	case PLACE_DISK:
+		usbconf_format_rule(p->rule, rule, sizeof(rule));
+		log_info("%s carries a disk that %s takes as a disk ('%s', %s:%u); the USB device itself is passed to no VM",
+			 desc, p->vm->t.label, rule, p->vm->rules->path, p->rule->line);
 		break;
 	case PLACE_VM:
 		usbconf_format_rule(p->rule, rule, sizeof(rule));
@@ -139,6 +146,9 @@ static int clear_holders(const struct settings *s, struct vms *v,
 			snprintf(why, sizeof(why), "it goes to %s now", keep->t.label);
 		else if (p->kind == PLACE_PROXMOX)
 			owner_passes(p, why, sizeof(why));
+		else if (p->kind == PLACE_DISK)
+			snprintf(why, sizeof(why), "it carries a disk that %s takes as a disk",
+				 p->vm->t.label);
 		else
 			snprintf(why, sizeof(why), "no running VM's rules give it to this VM now");
 		r = detach_from(s, vm, &dev->port, desc, why);
@@ -148,21 +158,25 @@ static int clear_holders(const struct settings *s, struct vms *v,
 	return ret;
 }
 
+void hotplug_explain_denial(const struct vm *vm, const struct usb_rule *deny, const char *desc)
+{
+	char rule[USB_STRING_MAX * 4 + 32];
+
+	usbconf_format_rule(deny, rule, sizeof(rule));
+	log_info("%s is kept out of %s by '%s' (%s:%u)", desc, vm->t.label, rule, vm->rules->path,
+		 deny->line);
+}
+
 /* A deny rule that keeps dev out of a VM whose other rules select it is
  * worth a line: the admin may wonder why it stays on the host. */
 static void explain_denials(const struct vms *v, const struct usb_device_info *dev,
 			    const char *desc)
 {
-	char rule[USB_STRING_MAX * 4 + 32];
-
 	for (size_t i = 0; i < v->n; i++) {
 		const struct usb_rule *deny;
 
-		if (!v->list[i]->rules || !(deny = usbconf_kept_out(v->list[i]->rules, dev)))
-			continue;
-		usbconf_format_rule(deny, rule, sizeof(rule));
-		log_info("%s is kept out of %s by '%s' (%s:%u)", desc, v->list[i]->t.label, rule,
-			 v->list[i]->rules->path, deny->line);
+		if (v->list[i]->rules && (deny = usbconf_kept_out(v->list[i]->rules, dev)))
+			hotplug_explain_denial(v->list[i], deny, desc);
 	}
 }
 
@@ -245,21 +259,28 @@ static int event_remove(const struct settings *s, struct vms *v,
 	return ret;
 }
 
+int hotplug_load_event(const struct settings *s, struct vms *v)
+{
+	/* every VM's file on every plug: their bad lines are for 'check' */
+	int r = vms_load(s, LOG_LVL_DEBUG, 0, v);
+
+	if (r == -ENOENT) {
+		/* at boot udev replays every device before /etc/pve is there */
+		log_debug("%s does not exist (yet): no rules, nothing to do", s->vm_config_dir);
+		return 1;
+	}
+	return r;
+}
+
 int hotplug_event(const struct settings *s, const struct uevent *ev)
 {
 	struct usb_device_info dev;
 	struct vms v;
 	int r;
 
-	/* every VM's file on every plug: their bad lines are for 'check' */
-	r = vms_load(s, LOG_LVL_DEBUG, 0, &v);
-	if (r == -ENOENT) {
-		/* at boot udev replays every device before /etc/pve is there */
-		log_debug("%s does not exist (yet): no rules, nothing to do", s->vm_config_dir);
-		return 0;
-	}
-	if (r < 0)
-		return r;
+	r = hotplug_load_event(s, &v);
+	if (r != 0)
+		return r > 0 ? 0 : r;
 	dev_from_event(ev, &dev);
 	if (!concerns_anyone(&v, &dev)) {
 		char port[PORT_STRLEN];
@@ -395,8 +416,11 @@ static int hook_post_start(const struct settings *s, unsigned long vmid, const c
 		if (p.kind == PLACE_CONFLICT)
 			ret = -EBUSY;
 	}
-	if (n_take == 0 && ret == 0)
+	if (n_take == 0 && ret == 0 && !usbconf_has_disk_rules(mine->rules))
 		log_info("VM %lu: nothing plugged in under its rules now; devices will be attached when plugged in",
+			 vmid);
+	else if (n_take == 0 && ret == 0)
+		log_info("VM %lu: no USB device to pass under its rules now; looking for its disks",
 			 vmid);
 
 	r = guest_open(s, &mine->t, &g);
@@ -410,10 +434,12 @@ static int hook_post_start(const struct settings *s, unsigned long vmid, const c
 		const struct xhci_set *held;
 
 		(void)guest_held(g, true, &held);
-		goto out;
+	} else {
+		r = hotplug_attach_all(g, &mine->t, devs, take, n_devs);
+		if (r < 0)
+			ret = r;
 	}
-	r = hotplug_attach_all(g, &mine->t, devs, take, n_devs);
-	if (r < 0)
+	if (guest_usable(g) && (r = hotplug_disks_attach(&v, mine, g)) < 0)
 		ret = r;
 out:
 	guest_close(g);
@@ -437,7 +463,9 @@ int hotplug_release(const struct settings *s, const char *name)
 		return 0; /* not running: nothing to release (logged) */
 	if (r < 0)
 		return r;
-	r = guest_release(g);
+	r = hotplug_disks_release(g);
+	if (r >= 0 || guest_usable(g))
+		r = guest_release(g) < 0 ? -EIO : r;
 	guest_close(g);
 	if (r < 0)
 		return log_err(r, "%s: not fully released (see above); do not migrate or snapshot it yet",

@@ -11,8 +11,31 @@
 #include "uevent.h"
 #include "vms.h"
 
+/* The guests as a udev event sees them (bad lines at debug level): 0, 1
+ * when there is no rules directory (yet; nothing to load, nothing to
+ * free), or the error. */
+int hotplug_load_event(const struct settings *s, struct vms *v);
+
 /* One udev event for a USB device (already filtered by uevent_parse). */
 int hotplug_event(const struct settings *s, const struct uevent *ev);
+
+struct usb_disk;
+struct guest;
+/* One udev event for a USB disk (disk_from_event()): an add attaches it to
+ * the running guest whose disk rule names it; a remove detaches it from
+ * every guest that may have it. */
+int hotplug_disk_event(const struct settings *s, enum uevent_action action,
+		       const struct usb_disk *disk);
+
+/* The disks part of post-start (attach what mine's disk rules give it),
+ * sync (also detach what it should not have) and release (detach every
+ * disk of the tool's), on g, mine's open guest. */
+int hotplug_disks_attach(struct vms *v, struct vm *mine, struct guest *g);
+int hotplug_disks_sync(struct vms *v, struct vm *vm, struct guest *g);
+int hotplug_disks_release(struct guest *g);
+/* Whether vm's disks are worth a look: it has disk rules, or the tool has
+ * put disks into it. */
+bool hotplug_disks_concern(const struct settings *s, const struct vm *vm);
 
 /* plugged PORT: the add of the USB device at PORT ("3-4.1"), read from
  * sysfs, as pve-usb-hotplug@.service runs it once udev has announced the
@@ -27,7 +50,6 @@ int hotplug_plugged(const struct settings *s, const char *name);
 int hotplug_hook(const struct settings *s, unsigned long vmid, const char *phase,
 		 const char *migrated_from);
 
-struct guest;
 /* Attaches devs[i] for each take[i], stopping (with one line) once the QMP
  * connection has failed: every further command would fail at once. */
 int hotplug_attach_all(struct guest *g, const struct target *t,
@@ -36,6 +58,9 @@ int hotplug_attach_all(struct guest *g, const struct target *t,
 /* Why a PLACE_PROXMOX device is its owner's: "Proxmox passes it itself
  * (usb0 of VM 101)", or a libvirt domain's own XML. */
 void owner_passes(const struct placement *p, char *buf, size_t n);
+
+/* "DESC is kept out of VM 100 by 'deny 3-4.4' (FILE:LINE)" */
+void hotplug_explain_denial(const struct vm *vm, const struct usb_rule *deny, const char *desc);
 
 /* Logs why a device is not attached to for_vm (NULL: to any guest), as p
  * says. */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "disk.h"
 #include "hotplug.h"
 #include "log.h"
 #include "settings.h"
@@ -284,8 +285,23 @@ int main(int argc, char **argv)
 	/* udev: cheap checks first, so the many uninteresting events cost
 	 * nothing but reading the environment */
 	struct uevent ev;
-	const char *reason;
+	const char *reason, *subsystem = getenv("SUBSYSTEM");
 
+	if (subsystem && strcmp(subsystem, "block") == 0) {
+		enum uevent_action action;
+		struct usb_disk disk;
+
+		if (disk_from_event(env_lookup, NULL, &action, &disk, &reason) == 0) {
+			log_debug("ignored event: %s", reason);
+			return 0;
+		}
+		if (r < 0) {
+			log_error("%s has errors (see above); event for %s not handled", config,
+				  disk.devpath);
+			return 2;
+		}
+		return exit_code(hotplug_disk_event(&settings, action, &disk));
+	}
 	if (uevent_parse(env_lookup, NULL, &ev, &reason) == 0) {
 		log_debug("ignored event: %s", reason);
 		return 0;

@@ -20,6 +20,9 @@ enum place_kind {
 	PLACE_VM,	/* attach to (or keep in) the guest */
 	PLACE_PROXMOX,	/* Proxmox passes it to that VM itself */
 	PLACE_CONFLICT, /* two guests claim it equally: attach to neither */
+	/* (vms_place only) it carries a disk the guest takes as a disk (a
+	 * disk rule): the USB device itself is passed to nobody */
+	PLACE_DISK,
 };
 
 /* One guest as the decision sees it. */

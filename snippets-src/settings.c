@@ -19,6 +19,7 @@ enum kind { K_PATH, K_MS, K_RUN_MS, K_LEVEL, K_BOOL };
 	X("paths", "qmp_socket_dir", K_PATH, qmp_socket_dir, "/var/run/qemu-server")       \
 	X("paths", "state_dir", K_PATH, state_dir, "/run/pve-usb-hotplug")                 \
 	X("paths", "mapping_file", K_PATH, mapping_file, "/etc/pve/mapping/usb.cfg")       \
+	X("paths", "disk_dir", K_PATH, disk_dir, "/dev/disk/by-id")                        \
 	X("qmp", "timeout_ms", K_MS, qmp_timeout_ms, "5000")                               \
 	X("lock", "timeout_ms", K_MS, lock_timeout_ms, "30000")                            \
 	X("run", "timeout_ms", K_RUN_MS, run_timeout_ms, "90000")                          \

@@ -53,6 +53,7 @@ struct settings {
 	char qmp_socket_dir[SETTINGS_PATH_MAX];
 	char state_dir[SETTINGS_PATH_MAX];
 	char mapping_file[SETTINGS_PATH_MAX];
+	char disk_dir[SETTINGS_PATH_MAX]; /* where a USB disk's by-id link is */
 	char retry_command[SETTINGS_PATH_MAX];
 	int qmp_timeout_ms;
 	int lock_timeout_ms;

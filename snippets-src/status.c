@@ -6,10 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "disk.h"
+#include "guest.h"
 #include "hotplug.h"
 #include "log.h"
 #include "usbtree.h"
+#include "vdisk.h"
 #include "util.h"
 
 /* Device strings are any bytes; JSON wants UTF-8. Invalid UTF-8 is shown
@@ -142,6 +146,9 @@ static json_t *device_json(struct vms *v, const struct usb_device_info *d)
 									     : NULL)) < 0)
 			claim = NULL;
 		state = "proxmox";
+	} else if (p.kind == PLACE_DISK) {
+		claim = rule_json(p.vm, p.rule);
+		state = "disk";
 	} else if (p.kind == PLACE_CONFLICT) {
 		claim = rule_json(p.vm, p.rule);
 		json_object_set_new(claim, "rival", json_string(p.rival->t.name));
@@ -168,6 +175,176 @@ static json_t *device_json(struct vms *v, const struct usb_device_info *d)
 		      d->dev_class == USB_CLASS_HUB, "state", state, "open", open_, "claim", claim, "held_by",
 		      held_by(v, &d->port));
 	return j;
+}
+
+/* The words for the states a USB device and a disk share; false for
+ * another state. */
+static bool describe_claim(const char *state, json_t *claim, const char *where, char *what,
+			   size_t n)
+{
+	const char *vm = json_string_value(json_object_get(claim, "label"));
+
+	if (!strcmp(state, "not-attached"))
+		snprintf(what, n, "%s: NOT attached (%s); 'pve-usb-hotplug sync' attaches it", vm, where);
+	else if (!strcmp(state, "conflict"))
+		snprintf(what, n, "%s and %s claim it equally: attached to neither", vm,
+			 json_string_value(json_object_get(claim, "rival_label")));
+	else if (!strcmp(state, "not-running"))
+		snprintf(what, n, "%s when it runs (%s)", vm, where);
+	else if (!strcmp(state, "denied"))
+		snprintf(what, n, "denied to %s (%s)", vm, where);
+	else
+		return false;
+	return true;
+}
+
+/* The guests (names) in held but the one that should have it, each on a
+ * line of its own. */
+static void print_others(json_t *held, const char *rightful, int indent, const char *what)
+{
+	json_t *h;
+	size_t i;
+
+	json_array_foreach(held, i, h) {
+		const char *name = json_string_value(h);
+
+		if (rightful && !strcmp(name, rightful))
+			continue;
+		printf("%*s%s %s%s; 'pve-usb-hotplug sync' sorts it out\n", indent, "", what,
+		       strspn(name, "0123456789") == strlen(name) ? "VM " : "", name);
+	}
+}
+
+/* What each guest has of the tool's disks (NULL: not asked). */
+struct disk_view {
+	struct vdisk_set *sets; /* one a guest of the list, n_sets long */
+	bool *asked;
+	size_t n;
+};
+
+static json_t *disk_json(struct vms *v, const struct disk_view *dv, const struct usb_disk *d)
+{
+	char id[DISK_ID_MAX], port[PORT_STRLEN];
+	const char *state = "unclaimed", *driver = NULL;
+	json_t *claim = json_null(), *held = json_array();
+	struct disk_serials ser;
+	struct placement p;
+
+	disk_qemu_id(disk_key(d), id, sizeof(id));
+	port_format(&d->port, port, sizeof(port));
+	disk_serials(d, &ser);
+	if (vms_place_disk(v, d, &p) < 0 || !held) {
+		json_decref(held);
+		return NULL;
+	}
+	for (size_t i = 0; i < dv->n; i++) {
+		const struct vdisk *e = dv->asked[i] ? vdisk_find(&dv->sets[i], id) : NULL;
+
+		if (e && e->driver[0]) {
+			json_array_append_new(held, json_string(v->list[i]->t.name));
+			if (p.kind == PLACE_VM && p.vm == v->list[i])
+				driver = e->driver;
+		}
+	}
+	if (p.kind == PLACE_VM) {
+		claim = rule_json(p.vm, p.rule);
+		state = driver ? "attached" : "not-attached";
+	} else if (p.kind == PLACE_CONFLICT) {
+		claim = rule_json(p.vm, p.rule);
+		json_object_set_new(claim, "rival", json_string(p.rival->t.name));
+		json_object_set_new(claim, "rival_label", json_string(p.rival->t.label));
+		state = "conflict";
+	} else {
+		for (size_t i = 0; i < v->n; i++) {
+			const struct usb_rule *rule = NULL;
+			struct vm *vm = v->list[i];
+
+			if (!vm->rules)
+				continue;
+			if ((rule = usbconf_disk_denied(vm->rules, &ser)))
+				state = "denied";
+			else if (usbconf_disk_match(vm->rules, &ser, &rule))
+				state = "not-running";
+			if (rule) {
+				claim = rule_json(vm, rule);
+				break;
+			}
+		}
+	}
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:o, s:s, s:s?, s:o}", "name",
+			 d->name, "serial", d->serial, "serial_short", d->serial_short, "model", d->model,
+			 "link", d->link, "size", (json_int_t)d->size, "port", port, "state", state,
+			 "claim", claim, "device", id, "driver", driver, "held_by", held);
+}
+
+static void print_disks(json_t *disks)
+{
+	json_t *d;
+	size_t i;
+
+	if (json_array_size(disks) == 0)
+		return;
+	printf("USB disks:\n");
+	json_array_foreach(disks, i, d) {
+		const char *state = json_string_value(json_object_get(d, "state"));
+		json_t *claim = json_object_get(d, "claim");
+		const char *vm = json_string_value(json_object_get(claim, "label"));
+		const char *rule = json_string_value(json_object_get(claim, "rule"));
+		const char *file = json_string_value(json_object_get(claim, "file"));
+		char where[300] = "", what[500] = "", size[32], serial[200];
+
+		if (rule)
+			snprintf(where, sizeof(where), "'%s', %s:%lld", rule, basename_of(file),
+				 json_integer_value(json_object_get(claim, "line")));
+		if (!strcmp(state, "attached"))
+			snprintf(what, sizeof(what), "%s: attached as %s %s (%s)", vm,
+				 json_string_value(json_object_get(d, "driver")),
+				 json_string_value(json_object_get(d, "device")), where);
+		else if (!strcmp(state, "denied"))
+			snprintf(what, sizeof(what), "denied to %s (%s); stays on the host", vm, where);
+		else if (!describe_claim(state, claim, where, what, sizeof(what)))
+			snprintf(what, sizeof(what), "on the host (no disk rule names it)");
+		disk_format_size((uint64_t)json_integer_value(json_object_get(d, "size")), size,
+				 sizeof(size));
+		log_escape(json_string_value(json_object_get(d, "serial")), serial, sizeof(serial));
+		printf("  %-6s %9s  %s at %s  %s\n", json_string_value(json_object_get(d, "name")), size,
+		       serial, json_string_value(json_object_get(d, "port")), what);
+		print_others(json_object_get(d, "held_by"),
+			     !strcmp(state, "attached") ? json_string_value(json_object_get(claim, "guest")) : NULL,
+			     9, "also in");
+	}
+}
+
+/* Whether the disk's entry is about guest: its claim or a holder. */
+static bool disk_concerns(json_t *d, const char *guest)
+{
+	const char *claimer = json_string_value(json_object_get(json_object_get(d, "claim"), "guest"));
+	json_t *h;
+	size_t i;
+
+	if (claimer && strcmp(claimer, guest) == 0)
+		return true;
+	json_array_foreach(json_object_get(d, "held_by"), i, h)
+		if (strcmp(json_string_value(h), guest) == 0)
+			return true;
+	return false;
+}
+
+/* A guest's "disks" (ids of the tool's disks it has) and "stale_disks"
+ * (those whose host device is gone); not set when QEMU was not asked. */
+static void add_vm_disks(json_t *j, const struct vdisk_set *set)
+{
+	json_t *have = json_array(), *stale = json_array();
+
+	for (size_t i = 0; set && i < set->n; i++) {
+		struct stat st;
+
+		json_array_append_new(have, json_string(set->d[i].id));
+		if (!set->d[i].driver[0] || (set->d[i].file[0] && stat(set->d[i].file, &st) < 0))
+			json_array_append_new(stale, json_string(set->d[i].id));
+	}
+	json_object_set_new(j, "disks", have);
+	json_object_set_new(j, "stale_disks", stale);
 }
 
 static bool vm_wants(const struct vm *vm, const struct usb_device_info *d)
@@ -236,9 +413,6 @@ static void print_device(json_t *d, unsigned indent)
 	else if (!strcmp(state, "waiting"))
 		snprintf(what, sizeof(what), "%s: added, not open yet (%s); QEMU opens it once it finds it, unless it is busy or its speed does not fit",
 			 vm, where);
-	else if (!strcmp(state, "not-attached"))
-		snprintf(what, sizeof(what), "%s: NOT attached (%s); 'pve-usb-hotplug sync' attaches it",
-			 vm, where);
 	else if (!strcmp(state, "unknown"))
 		snprintf(what, sizeof(what), "%s: claimed (%s); QEMU did not answer", vm, where);
 	else if (!strcmp(state, "proxmox") && json_is_string(json_object_get(claim, "proxmox_mapping")))
@@ -250,15 +424,12 @@ static void print_device(json_t *d, unsigned indent)
 			 json_integer_value(json_object_get(claim, "proxmox_usb")));
 	else if (!strcmp(state, "libvirt"))
 		snprintf(what, sizeof(what), "%s: passed by its own libvirt XML", vm);
-	else if (!strcmp(state, "conflict"))
-		snprintf(what, sizeof(what), "%s and %s claim it equally: attached to neither", vm,
-			 json_string_value(json_object_get(claim, "rival_label")));
-	else if (!strcmp(state, "not-running"))
-		snprintf(what, sizeof(what), "%s when it runs (%s)", vm, where);
-	else if (!strcmp(state, "denied"))
-		snprintf(what, sizeof(what), "denied to %s (%s)", vm, where);
 	else if (!strcmp(state, "hub"))
 		snprintf(what, sizeof(what), "hub");
+	else if (!strcmp(state, "disk"))
+		snprintf(what, sizeof(what), "carries a disk for %s (%s); see USB disks below", vm, where);
+	else
+		describe_claim(state, claim, where, what, sizeof(what));
 
 	product[0] = '\0';
 	if (json_string_length(json_object_get(d, "product"))) {
@@ -276,18 +447,9 @@ static void print_device(json_t *d, unsigned indent)
 		text[--n] = '\0';
 	puts(text);
 
-	json_t *held = json_object_get(d, "held_by");
-	size_t i;
-	json_t *h;
-
-	json_array_foreach(held, i, h) {
-		if ((!strcmp(state, "attached") || !strcmp(state, "waiting")) && guest &&
-		    !strcmp(json_string_value(h), guest))
-			continue;
-		printf("%*s  also held by %s%s; 'pve-usb-hotplug sync' sorts it out\n", (int)indent + 18,
-		       "", strspn(json_string_value(h), "0123456789") == strlen(json_string_value(h)) ? "VM " : "",
-		       json_string_value(h));
-	}
+	print_others(json_object_get(d, "held_by"),
+		     !strcmp(state, "attached") || !strcmp(state, "waiting") ? guest : NULL,
+		     (int)indent + 20, "also held by");
 }
 
 static void print_text(json_t *model)
@@ -313,6 +475,7 @@ static void print_text(json_t *model)
 			depth += *c == '.';
 		print_device(d, 2 * depth);
 	}
+	print_disks(json_object_get(model, "disks"));
 	json_array_foreach(vms, i, d) {
 		json_t *stale = json_object_get(d, "stale"), *p;
 		const char *vm = json_string_value(json_object_get(d, "label"));
@@ -327,6 +490,8 @@ static void print_text(json_t *model)
 		       json_integer_value(json_object_get(d, "rules")), file ? " in " : "",
 		       file ? file : "", json_array_size(json_object_get(d, "holds")),
 		       json_is_true(json_object_get(d, "qemu_answered")) ? "" : " (QEMU did not answer)");
+		if (json_array_size(json_object_get(d, "disks")))
+			printf("  has %zu disk(s) of pve-usb-hotplug's\n", json_array_size(json_object_get(d, "disks")));
 		if (json_is_true(json_object_get(d, "released")))
 			printf("  released: USB events leave it alone until 'pve-usb-hotplug sync %s' or its next start\n",
 			       guest);
@@ -339,14 +504,19 @@ static void print_text(json_t *model)
 		json_array_foreach(stale, k, p)
 			printf("  holds usbhost%s, but nothing is plugged in at %s; 'pve-usb-hotplug sync' detaches it\n",
 			       json_string_value(p), json_string_value(p));
+		json_array_foreach(json_object_get(d, "stale_disks"), k, p)
+			printf("  has disk %s, whose host device is gone; 'pve-usb-hotplug sync' detaches it\n",
+			       json_string_value(p));
 	}
 }
 
 int hotplug_status(const struct settings *s, const char *name, bool as_json)
 {
 	struct usb_device_info *devs = NULL;
+	struct usb_disk *disks = NULL;
+	struct disk_view dv = { 0 };
 	json_t *model = NULL, *devices, *vm_list;
-	size_t n_devs = 0;
+	size_t n_devs = 0, n_disks = 0;
 	bool *show = NULL;
 	struct vm *only = NULL;
 	struct vms v;
@@ -383,7 +553,35 @@ int hotplug_status(const struct settings *s, const char *name, bool as_json)
 			show[i] = show[k] && port_is_under(&devs[k].port, &devs[i].port);
 	}
 
-	model = json_pack("{s:[], s:[], s:b}", "devices", "vms", "filtered", only != NULL);
+	/* the tool's disks in each guest that may have any, asked of QEMU */
+	dv.n = v.n;
+	dv.sets = calloc(v.n + 1, sizeof(*dv.sets));
+	dv.asked = calloc(v.n + 1, sizeof(*dv.asked));
+	if (!dv.sets || !dv.asked) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < v.n; i++) {
+		struct vm *vm = v.list[i];
+		struct guest *g;
+
+		if ((only && vm != only) || !hotplug_disks_concern(s, vm) || !vms_running(&v, vm))
+			continue;
+		if (guest_open(s, &vm->t, &g) < 0) {
+			ret = -EIO;
+			continue;
+		}
+		dv.asked[i] = vdisk_list(g, &dv.sets[i]) == 0;
+		if (!dv.asked[i])
+			ret = -EIO;
+		guest_close(g);
+	}
+	r = disk_scan(&disks, &n_disks);
+	if (r < 0)
+		log_warning("cannot read the host's disks: %s", strerror(-r));
+
+	model = json_pack("{s:[], s:[], s:[], s:b}", "devices", "disks", "vms", "filtered",
+			  only != NULL);
 	if (!model) {
 		ret = -ENOMEM;
 		goto out;
@@ -402,9 +600,27 @@ int hotplug_status(const struct settings *s, const char *name, bool as_json)
 		}
 		json_array_append_new(devices, d);
 	}
-	for (size_t i = 0; i < v.n; i++)
-		if (only ? v.list[i] == only : v.list[i]->rules != NULL)
-			json_array_append_new(vm_list, vm_json(&v, v.list[i], devs, n_devs));
+	for (size_t i = 0; i < n_disks; i++) {
+		json_t *d = disk_json(&v, &dv, &disks[i]);
+
+		if (!d) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		if (!only || disk_concerns(d, only->t.name))
+			json_array_append_new(json_object_get(model, "disks"), json_incref(d));
+		json_decref(d);
+	}
+	for (size_t i = 0; i < v.n; i++) {
+		json_t *j;
+
+		if (!(only ? v.list[i] == only : v.list[i]->rules != NULL))
+			continue;
+		j = vm_json(&v, v.list[i], devs, n_devs);
+		if (j)
+			add_vm_disks(j, dv.asked[i] ? &dv.sets[i] : NULL);
+		json_array_append_new(vm_list, j);
+	}
 
 	if (as_json) {
 		char *text = json_dumps(model, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -421,6 +637,9 @@ int hotplug_status(const struct settings *s, const char *name, bool as_json)
 	fflush(stdout);
 out:
 	json_decref(model);
+	free(dv.sets);
+	free(dv.asked);
+	free(disks);
 	free(show);
 	free(devs);
 	vms_free(&v);

@@ -58,6 +58,10 @@ static int why_detach(struct vms *v, struct vm *vm, const struct usb_device_info
 		owner_passes(&p, why, n);
 		return 1;
 	}
+	if (p.kind == PLACE_DISK) {
+		snprintf(why, n, "it carries a disk that %s takes as a disk", p.vm->t.label);
+		return 1;
+	}
 	if (p.kind == PLACE_VM && p.vm != vm) {
 		snprintf(why, n, "%s has it as well and keeps it", p.vm->t.label);
 		return 1;
@@ -116,7 +120,7 @@ static int carry_out(struct vms *v, const struct plan *pl, const struct usb_devi
 	bool *take = NULL;
 	int r, ret = 0;
 
-	if (pl->n_detach == 0 && pl->n_attach == 0) {
+	if (pl->n_detach == 0 && pl->n_attach == 0 && !hotplug_disks_concern(v->s, pl->vm)) {
 		log_info("%s: in sync; it holds %zu device(s) through pve-usb-hotplug",
 			 pl->vm->t.label, pl->vm->n_held);
 		return 0;
@@ -140,6 +144,9 @@ static int carry_out(struct vms *v, const struct plan *pl, const struct usb_devi
 	}
 	r = hotplug_attach_all(g, &pl->vm->t, devs, take, n_devs);
 	if (r < 0)
+		ret = r;
+	if (guest_usable(g) && hotplug_disks_concern(v->s, pl->vm) &&
+	    (r = hotplug_disks_sync(v, pl->vm, g)) < 0)
 		ret = r;
 	guest_close(g);
 	free(take);

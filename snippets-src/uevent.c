@@ -13,7 +13,7 @@ static const char *get(uevent_lookup_fn lookup, void *ud, const char *key)
 
 /* "/devices/..." made of printable ASCII, no "." or ".." component, no
  * empty component. */
-static bool devpath_ok(const char *p)
+bool uevent_devpath_ok(const char *p)
 {
 	size_t len = strlen(p);
 
@@ -94,7 +94,7 @@ int uevent_parse(uevent_lookup_fn lookup, void *ud, struct uevent *ret, const ch
 	}
 
 	devpath = get(lookup, ud, "DEVPATH");
-	if (!devpath || !devpath_ok(devpath)) {
+	if (!devpath || !uevent_devpath_ok(devpath)) {
 		*ret_reason = "DEVPATH missing or malformed";
 		return 0;
 	}

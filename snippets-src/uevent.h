@@ -32,3 +32,7 @@ typedef const char *(*uevent_lookup_fn)(const char *key, void *userdata);
  * malformed values). */
 int uevent_parse(uevent_lookup_fn lookup, void *userdata, struct uevent *ret,
 		 const char **ret_reason);
+
+/* A DEVPATH fit to use: "/devices/..." of printable ASCII, without "." or
+ * ".." or empty components, shorter than UEVENT_DEVPATH_MAX. */
+bool uevent_devpath_ok(const char *devpath);

@@ -206,7 +206,7 @@ static int parse_port_word(const struct word *w, bool bare, struct usb_rule *rul
 	shown(w->text, w->len, s, sizeof(s));
 	if (bare)
 		snprintf(err, err_size,
-			 "'%s' is neither a port nor a known rule (expected a port such as 3-4 or 3-4.1, or port, path, id, serial, deny)",
+			 "'%s' is neither a port nor a known rule (expected a port such as 3-4 or 3-4.1, or port, path, id, serial, disk, deny)",
 			 s);
 	else
 		snprintf(err, err_size,
@@ -251,7 +251,51 @@ int usbconf_parse_line(const char *line, size_t len, struct usb_rule *ret, char 
 		}
 	}
 
-	if (word_is(&w, "port")) {
+	if (word_is(&w, "disk")) {
+		rule.kind = RULE_DISK;
+		if (need_value(&lx, "disk", "disk WD-WX12A3456789", &w) < 0)
+			return -EINVAL;
+		if (w.len == 0) {
+			snprintf(err, err_size, "an empty serial matches nothing; leave the line out");
+			return -EINVAL;
+		}
+		memcpy(rule.serial, w.text, w.len + 1);
+		k = next_word(&lx, &w);
+		if (k < 0)
+			return k;
+		if (k > 0 && word_is(&w, "as")) {
+			if (rule.deny) {
+				snprintf(err, err_size, "'deny disk' takes a serial alone; 'as' says how a disk is passed, and a denied one is not");
+				return -EINVAL;
+			}
+			if (need_value(&lx, "as", "as scsi", &w) < 0)
+				return -EINVAL;
+			if (word_is(&w, "scsi"))
+				rule.disk_as = DISK_AS_SCSI;
+			else if (word_is(&w, "virtio"))
+				rule.disk_as = DISK_AS_VIRTIO;
+			else {
+				char sh[160];
+
+				shown(w.text, w.len, sh, sizeof(sh));
+				snprintf(err, err_size, "'as %s': a disk goes in as scsi or virtio", sh);
+				return -EINVAL;
+			}
+			k = next_word(&lx, &w);
+			if (k < 0)
+				return k;
+		}
+		if (k > 0) {
+			char sh[160];
+
+			shown(w.text, w.len, sh, sizeof(sh));
+			snprintf(err, err_size,
+				 "unexpected '%s'; a line is 'disk SERIAL [as scsi|virtio]' (quote a serial with spaces)",
+				 sh);
+			return -EINVAL;
+		}
+		goto done;
+	} else if (word_is(&w, "port")) {
 		rule.kind = RULE_PORT;
 		if (need_value(&lx, "port", "port 3-4", &w) < 0 ||
 		    parse_port_word(&w, false, &rule, err, err_size) < 0)
@@ -317,6 +361,22 @@ done:
 	return 1;
 }
 
+/* Whether the USB device with serial usb carries the disk a disk rule
+ * names: udev's ID_SERIAL_SHORT of a USB disk is the device's serial, and
+ * its ID_SERIAL is "<vendor>_<model>_" and that serial. (A bridge that
+ * passes ATA through reports the drive's own serial on the disk, which the
+ * USB device does not tell: such a disk is found when it appears.) */
+static bool carries_disk(const char *usb, const char *rule)
+{
+	size_t lu = strlen(usb), lr = strlen(rule);
+
+	if (lu == 0)
+		return false;
+	if (strcmp(usb, rule) == 0)
+		return true;
+	return lr > lu && rule[lr - lu - 1] == '_' && strcmp(rule + lr - lu, usb) == 0;
+}
+
 unsigned usbconf_rule_match(const struct usb_rule *r, const struct usb_device_info *dev)
 {
 	bool id_ok = !r->have_id ||
@@ -340,8 +400,55 @@ unsigned usbconf_rule_match(const struct usb_rule *r, const struct usb_device_in
 		if (!id_ok || (dev->serial_known && strcmp(dev->serial, r->serial) != 0))
 			return 0;
 		return r->have_id ? SCORE_SERIAL_ID : SCORE_SERIAL;
+	case RULE_DISK:
+		return dev->mass_storage && dev->serial_known && carries_disk(dev->serial, r->serial)
+			       ? SCORE_DISK
+			       : 0;
 	}
 	return 0;
+}
+
+static bool disk_rule_matches(const struct usb_rule *r, const struct disk_serials *d)
+{
+	for (size_t i = 0; i < DISK_SERIALS; i++)
+		if (d->s[i] && d->s[i][0] && strcmp(d->s[i], r->serial) == 0)
+			return true;
+	return false;
+}
+
+const struct usb_rule *usbconf_disk_denied(const struct vm_rules *rules,
+					   const struct disk_serials *d)
+{
+	for (size_t i = 0; i < rules->n_rules; i++)
+		if (rules->rules[i].deny && rules->rules[i].kind == RULE_DISK &&
+		    disk_rule_matches(&rules->rules[i], d))
+			return &rules->rules[i];
+	return NULL;
+}
+
+unsigned usbconf_disk_match(const struct vm_rules *rules, const struct disk_serials *d,
+			    const struct usb_rule **ret_rule)
+{
+	if (usbconf_disk_denied(rules, d))
+		return 0;
+	for (size_t i = 0; i < rules->n_rules; i++) {
+		const struct usb_rule *r = &rules->rules[i];
+
+		if (!r->deny && r->kind == RULE_DISK && disk_rule_matches(r, d)) {
+			if (ret_rule)
+				*ret_rule = r;
+			return SCORE_DISK;
+		}
+	}
+	return 0;
+}
+
+bool usbconf_has_disk_rules(const struct vm_rules *rules)
+{
+	for (size_t i = 0; i < rules->n_rules; i++)
+		if (!rules->rules[i].deny && rules->rules[i].kind == RULE_DISK)
+			return true;
+	return false;
 }
 
 /* A deny on a serial applies only when the serial is known: on a remove
@@ -454,6 +561,13 @@ void usbconf_format_rule(const struct usb_rule *r, char *buf, size_t n)
 	case RULE_SERIAL:
 		usbconf_quote(r->serial, serial, sizeof(serial));
 		snprintf(buf, n, "%sserial %s%s%s", deny, serial, r->have_id ? " id " : "", id);
+		break;
+	case RULE_DISK:
+		usbconf_quote(r->serial, serial, sizeof(serial));
+		snprintf(buf, n, "%sdisk %s%s", deny, serial,
+			 r->disk_as == DISK_AS_SCSI	? " as scsi"
+			 : r->disk_as == DISK_AS_VIRTIO ? " as virtio"
+							: "");
 		break;
 	}
 }

@@ -4,6 +4,8 @@
  *   path pci-0000:00:14.0-usb-0:4     the same, by udev's stable ID_PATH
  *   id 046d:c52b | id 046d:*          a device by vendor (and product)
  *   serial ABC123 [id 046d:c52b]      one device by its serial number
+ *   disk SERIAL [as scsi|virtio]      a USB disk, by udev's ID_SERIAL or
+ *                                     ID_SERIAL_SHORT, as a virtual disk
  *   deny RULE                         never pass what RULE matches
  * A value with spaces, '#' or odd bytes is written in double quotes with
  * \\, \" and \xHH escapes. A bad line is reported with file and line and
@@ -27,6 +29,15 @@ enum rule_kind {
 	RULE_PATH,
 	RULE_ID,
 	RULE_SERIAL,
+	RULE_DISK,
+};
+
+/* How a disk rule's disk reaches the guest: on its SCSI controller when it
+ * has one (else virtio), or as asked. */
+enum disk_as {
+	DISK_AS_AUTO,
+	DISK_AS_SCSI,
+	DISK_AS_VIRTIO,
 };
 
 /* How specific a match is: a serial beats an id, an id beats any port, a
@@ -35,6 +46,9 @@ enum rule_kind {
 #define SCORE_ID 21
 #define SCORE_SERIAL 30
 #define SCORE_SERIAL_ID 31
+/* A disk rule beats every other rule for the USB device that carries the
+ * disk: that device is then not passed as a usb-host. */
+#define SCORE_DISK 40
 
 struct usb_rule {
 	unsigned line;
@@ -45,7 +59,8 @@ struct usb_rule {
 	bool have_id;			      /* ID; SERIAL with an id */
 	unsigned vid;
 	int pid; /* -1: any product of vid */
-	char serial[USB_STRING_MAX];
+	char serial[USB_STRING_MAX];	      /* SERIAL; DISK */
+	enum disk_as disk_as;		      /* DISK */
 };
 
 struct vm_rules {
@@ -93,6 +108,24 @@ unsigned usbconf_rule_match(const struct usb_rule *rule, const struct usb_device
  * known), else the best score. *ret_rule (may be NULL): the rule. */
 unsigned usbconf_match(const struct vm_rules *rules, const struct usb_device_info *dev,
 		       const struct usb_rule **ret_rule);
+
+/* A USB disk as a disk rule sees it: the serials udev gives it (ID_SERIAL,
+ * ID_SERIAL_SHORT, and their ID_USB_ twins when the bridge passes ATA
+ * through; "" for one it lacks). */
+#define DISK_SERIALS 4
+struct disk_serials {
+	const char *s[DISK_SERIALS];
+};
+
+/* How the VM's rules claim the disk: 0 not at all (or a 'deny disk' rule
+ * matches it), SCORE_DISK with *ret_rule (may be NULL) set. */
+unsigned usbconf_disk_match(const struct vm_rules *rules, const struct disk_serials *d,
+			    const struct usb_rule **ret_rule);
+/* The 'deny disk' rule of the VM's that matches d, or NULL. */
+const struct usb_rule *usbconf_disk_denied(const struct vm_rules *rules,
+					   const struct disk_serials *d);
+/* Whether the VM has any disk rule (not deny). */
+bool usbconf_has_disk_rules(const struct vm_rules *rules);
 
 /* The deny rule of the VM's that matches dev, or NULL. */
 const struct usb_rule *usbconf_denied(const struct vm_rules *rules,

@@ -45,6 +45,33 @@ static void copy_attr(struct udev_device *d, const char *name, char *dst, size_t
 		dst[0] = '\0';
 }
 
+/* Whether the device offers a mass storage interface: udev's
+ * ID_USB_INTERFACES (":080650:030101:", read from its descriptors when it
+ * was added), else the class of its first interfaces in sysfs. */
+static bool has_mass_storage(struct udev_device *d, const char *name)
+{
+	const char *ifs = udev_device_get_property_value(d, "ID_USB_INTERFACES");
+
+	if (ifs && ifs[0]) {
+		for (const char *p = ifs; (p = strchr(p, ':')) && p[1]; p++)
+			if (p[1] == '0' && p[2] == '8')
+				return true;
+		return false;
+	}
+	for (unsigned i = 0; i < 4; i++) {
+		char attr[PORT_STRLEN + 32];
+		const char *v;
+
+		snprintf(attr, sizeof(attr), "%s:1.%u/bInterfaceClass", name, i);
+		v = udev_device_get_sysattr_value(d, attr);
+		if (!v)
+			break;
+		if (strcmp(v, "08") == 0)
+			return true;
+	}
+	return false;
+}
+
 /* 0, or -ENODEV when d is no USB device (interface, root hub, odd name). */
 static int read_device(struct udev_device *d, struct usb_device_info *ret)
 {
@@ -63,6 +90,7 @@ static int read_device(struct udev_device *d, struct usb_device_info *ret)
 	info.pid = hex_attr(d, "idProduct", &ok);
 	info.have_ids = ok;
 	info.devnum = devnum_attr(d);
+	info.mass_storage = has_mass_storage(d, name);
 	if (!devpath || port_controller(devpath, info.controller, sizeof(info.controller)) < 0)
 		info.controller[0] = '\0';
 	info.serial_known = true;
@@ -81,61 +109,70 @@ static int cmp_port(const void *a, const void *b)
 			    &((const struct usb_device_info *)b)->port);
 }
 
-int usbtree_scan(struct usb_device_info **ret, size_t *ret_n)
+int usbtree_collect(const char *subsystem, size_t size, int (*read)(struct udev_device *d, void *out),
+		    int (*cmp)(const void *a, const void *b), void **ret, size_t *ret_n)
 {
-	struct udev *udev;
-	struct udev_enumerate *e;
+	struct udev *udev = udev_new();
+	struct udev_enumerate *e = udev ? udev_enumerate_new(udev) : NULL;
 	struct udev_list_entry *it;
-	struct usb_device_info *list = NULL;
+	char *list = NULL;
 	size_t n = 0, cap = 0;
-	int r = 0;
+	int r = -ENOMEM;
 
-	udev = udev_new();
-	if (!udev)
-		return -ENOMEM;
-	e = udev_enumerate_new(udev);
-	if (!e) {
-		udev_unref(udev);
-		return -ENOMEM;
-	}
-	udev_enumerate_add_match_subsystem(e, "usb");
+	if (!e)
+		goto out;
+	udev_enumerate_add_match_subsystem(e, subsystem);
 	r = udev_enumerate_scan_devices(e);
 	if (r < 0)
 		goto out;
-
 	udev_list_entry_foreach(it, udev_enumerate_get_list_entry(e)) {
 		struct udev_device *d = udev_device_new_from_syspath(udev, udev_list_entry_get_name(it));
-		struct usb_device_info info;
 
 		if (!d)
 			continue;
-		if (read_device(d, &info) == 0) {
-			if (n == cap) {
-				size_t ncap = cap ? cap * 2 : 32;
-				struct usb_device_info *nl = realloc(list, ncap * sizeof(*nl));
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			char *nl = realloc(list, ncap * size);
 
-				if (!nl) {
-					udev_device_unref(d);
-					r = -ENOMEM;
-					goto out;
-				}
-				list = nl;
-				cap = ncap;
+			if (!nl) {
+				udev_device_unref(d);
+				r = -ENOMEM;
+				goto out;
 			}
-			list[n++] = info;
+			list = nl;
+			cap = ncap;
 		}
+		if (read(d, list + n * size) == 0)
+			n++;
 		udev_device_unref(d);
 	}
 	if (n > 1)
-		qsort(list, n, sizeof(*list), cmp_port);
+		qsort(list, n, size, cmp);
 	*ret = list;
 	*ret_n = n;
 	list = NULL;
 	r = 0;
 out:
 	free(list);
-	udev_enumerate_unref(e);
-	udev_unref(udev);
+	if (e)
+		udev_enumerate_unref(e);
+	if (udev)
+		udev_unref(udev);
+	return r;
+}
+
+static int read_any(struct udev_device *d, void *out)
+{
+	return read_device(d, out);
+}
+
+int usbtree_scan(struct usb_device_info **ret, size_t *ret_n)
+{
+	void *list;
+	int r = usbtree_collect("usb", sizeof(**ret), read_any, cmp_port, &list, ret_n);
+
+	if (r == 0)
+		*ret = list;
 	return r;
 }
 

@@ -8,6 +8,7 @@
 #include "guest.h"
 #include "libvirt.h"
 #include "log.h"
+#include "vdisk.h"
 #include "vmproc.h"
 
 static struct vm *vm_new(const struct target *t, struct vm_rules *rules)
@@ -321,6 +322,23 @@ const struct xhci_dev *vms_holds(struct vms *v, struct vm *vm, const struct usb_
 	return NULL;
 }
 
+/* The placement the decision d makes of the views (rules: each guest's
+ * best rule). */
+static void fill(struct vms *v, const struct place_decision *d, const struct place_view *views,
+		 const struct usb_rule **rules, struct placement *ret)
+{
+	ret->kind = d->kind;
+	if (d->kind != PLACE_NOBODY)
+		ret->vm = v->list[d->who];
+	if (d->kind == PLACE_VM || d->kind == PLACE_CONFLICT) {
+		ret->rule = rules[d->who];
+		ret->score = views[d->who].score;
+		ret->held = d->held;
+	}
+	if (d->kind == PLACE_CONFLICT)
+		ret->rival = v->list[d->rival];
+}
+
 int vms_place(struct vms *v, const struct usb_device_info *dev, struct placement *ret)
 {
 	struct place_view *views = NULL;
@@ -373,21 +391,78 @@ int vms_place(struct vms *v, const struct usb_device_info *dev, struct placement
 					 vms_holds(v, v->list[i], &dev->port);
 
 	d = place_decide(views, v->n);
-	ret->kind = d.kind;
-	if (d.kind != PLACE_NOBODY)
-		ret->vm = v->list[d.who];
-	if (d.kind == PLACE_VM || d.kind == PLACE_CONFLICT) {
-		ret->rule = rules[d.who];
-		ret->score = views[d.who].score;
-		ret->held = d.held;
-	}
-	if (d.kind == PLACE_CONFLICT)
-		ret->rival = v->list[d.rival];
+	fill(v, &d, views, rules, ret);
 	if (d.kind == PLACE_PROXMOX)
 		ret->pve = pves[d.who];
+	if (d.kind == PLACE_VM && ret->rule->kind == RULE_DISK)
+		ret->kind = PLACE_DISK;
 out:
 	free(views);
 	free(rules);
 	free(pves);
+	return r;
+}
+
+int vms_list_disk_holders(struct vms *v)
+{
+	int r;
+
+	if (v->disk_holders_listed)
+		return 0;
+	v->disk_holders_listed = true;
+	r = add_from_dir(v, v->s->state_dir, ".disks", -1);
+	return r == -ENOMEM ? r : 0;
+}
+
+/* Whether vm has the disk id now, asked of QEMU (only when two running
+ * guests claim one disk). */
+static bool holds_disk(struct vms *v, struct vm *vm, const char *id)
+{
+	struct vdisk_set *set = malloc(sizeof(*set));
+	struct guest *g;
+	bool held = false;
+
+	if (set && guest_open(v->s, &vm->t, &g) == 0) {
+		held = vdisk_list(g, set) == 0 && vdisk_find(set, id) && vdisk_find(set, id)->driver[0];
+		guest_close(g);
+	}
+	free(set);
+	return held;
+}
+
+int vms_place_disk(struct vms *v, const struct usb_disk *disk, struct placement *ret)
+{
+	struct place_view *views;
+	const struct usb_rule **rules;
+	struct disk_serials ser;
+	struct place_decision d;
+	char id[DISK_ID_MAX];
+	int r = 0;
+
+	*ret = (struct placement){ .kind = PLACE_NOBODY };
+	disk_serials(disk, &ser);
+	views = calloc(v->n + 1, sizeof(*views));
+	rules = calloc(v->n + 1, sizeof(*rules));
+	if (!views || !rules) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < v->n; i++) {
+		struct vm *vm = v->list[i];
+
+		views[i].score = vm->rules ? usbconf_disk_match(vm->rules, &ser, &rules[i]) : 0;
+		views[i].running = views[i].score && vms_running(v, vm);
+		views[i].starting = starting(v, vm);
+	}
+	disk_qemu_id(disk_key(disk), id, sizeof(id));
+	if (place_claims(views, v->n) > 1)
+		for (size_t i = 0; i < v->n; i++)
+			views[i].holds = views[i].running && !views[i].starting &&
+					 holds_disk(v, v->list[i], id);
+	d = place_decide(views, v->n);
+	fill(v, &d, views, rules, ret);
+out:
+	free(views);
+	free(rules);
 	return r;
 }

@@ -24,6 +24,7 @@
 #include "usbconf.h"
 #include "usbtree.h"
 #include "xhci.h"
+#include "disk.h"
 
 #define HELD_UNKNOWN 1
 
@@ -45,6 +46,7 @@ struct vms {
 	unsigned long starting_vmid; /* post-start: counts as running */
 	bool all_listed;	     /* running VMs without a .usb.conf added */
 	bool hinted_listed;	     /* VMs with a port hint added */
+	bool disk_holders_listed;    /* VMs noted to have had disks added */
 	int maps_state;		     /* 1: not read; 0: read; <0: none (-ENOENT...) */
 	struct pve_mappings maps;    /* this node's USB resource mappings */
 	struct vm **list; /* each vm stays where it is while the list grows */
@@ -106,6 +108,15 @@ const struct xhci_dev *vms_holds(struct vms *v, struct vm *vm, const struct usb_
  * record). 0 or the error (logged). */
 int vms_fetch_held(struct vms *v, struct vm *vm);
 
+/* Adds the VMs the tool has put disks into (<key>.disks in the state
+ * directory) but that have no .usb.conf. */
+int vms_list_disk_holders(struct vms *v);
+
+/* Where a USB disk belongs now, as a disk: by the guests' disk rules
+ * alone (place.h decides; PLACE_PROXMOX never). */
+int vms_place_disk(struct vms *v, const struct usb_disk *disk, struct placement *ret);
+
 /* Where dev belongs now (place.h decides, from what this gathers). Hubs
- * are never placed (PLACE_NOBODY). */
+ * are never placed (PLACE_NOBODY); a device that carries a disk a
+ * claiming guest's disk rule takes is PLACE_DISK. */
 int vms_place(struct vms *v, const struct usb_device_info *dev, struct placement *ret);

@@ -577,28 +577,17 @@ static int any_spots(struct qmp *q, struct spot *spots, size_t *n)
 	return 0;
 }
 
-int xhci_add_own(struct qmp *q, struct xhci_set *set, char *msg, size_t msg_size)
+int xhci_add_in_free_slot(struct qmp *q, bool any, json_t *props, char *msg, size_t msg_size)
 {
-	char id[sizeof(set->c[0].id)], addr[12];
 	struct spot spots[MAX_SPOTS];
 	size_t n_spots = 0;
-	unsigned n = 0;
+	char addr[12];
 	int r;
 
-	if (set->n == XHCI_MAX_CTRLS) {
-		snprintf(msg, msg_size, "it has %d USB controllers already", XHCI_MAX_CTRLS);
-		return -ENOSPC;
-	}
-	for (bool taken = true; taken; n++) {
-		snprintf(id, sizeof(id), XHCI_OWN_PREFIX "%u", n);
-		taken = false;
-		for (size_t i = 0; i < set->n; i++)
-			taken |= strcmp(set->c[i].id, id) == 0;
-	}
-	if (set->any) {
+	if (any) {
 		r = any_spots(q, spots, &n_spots);
 		if (r < 0)
-			return r;
+			goto out;
 	} else {
 		for (size_t b = 0; b < ARRAY_SIZE(free_slots); b++) {
 			char qom[160];
@@ -620,33 +609,66 @@ int xhci_add_own(struct qmp *q, struct xhci_set *set, char *msg, size_t msg_size
 		if (r == -EREMOTEIO)
 			continue; /* no such bus */
 		if (r < 0)
-			return r;
+			goto out;
 		for (unsigned slot = spots[b].last + 1; slot-- > spots[b].first;) {
+			json_t *args;
+
 			if (used & (1u << slot))
 				continue;
 			snprintf(addr, sizeof(addr), "0x%x", slot);
-			r = qmp_execute(q, "device_add",
-					json_pack("{s:s, s:s, s:s, s:s, s:i, s:i}", "driver", "qemu-xhci",
-						  "id", id, "bus", spots[b].bus, "addr", addr, "p2",
-						  XHCI_MAX_PORTS, "p3", XHCI_MAX_PORTS),
-					NULL);
+			args = json_deep_copy(props);
+			if (!args || json_object_set_new(args, "bus", json_string(spots[b].bus)) < 0 ||
+			    json_object_set_new(args, "addr", json_string(addr)) < 0) {
+				json_decref(args);
+				r = -ENOMEM;
+				goto out;
+			}
+			r = qmp_execute(q, "device_add", args, NULL);
 			if (r == -EREMOTEIO)
 				continue; /* taken after all, or refused: try the next */
 			if (r < 0)
-				return r;
-			struct xhci_ctrl *c = &set->c[set->n++];
-
-			memset(c, 0, sizeof(*c));
-			snprintf(c->id, sizeof(c->id), "%s", id);
-			c->p2 = c->p3 = XHCI_MAX_PORTS;
-			c->ours = c->whole = true;
+				goto out;
 			snprintf(msg, msg_size, "%s.%s", spots[b].bus, addr);
-			return 0;
+			goto out;
 		}
 	}
-	if (set->any)
+	if (any)
 		snprintf(msg, msg_size, "no free slot on a PCI bridge, an i440fx root bus or an empty pcie-root-port");
 	else
 		snprintf(msg, msg_size, "no free slot on its PCI bridges pci.1 (slot 31), pci.2 (25-31) or pci.4 (4-31)");
-	return -ENOSPC;
+	r = -ENOSPC;
+out:
+	json_decref(props);
+	return r;
+}
+
+int xhci_add_own(struct qmp *q, struct xhci_set *set, char *msg, size_t msg_size)
+{
+	char id[sizeof(set->c[0].id)];
+	unsigned n = 0;
+	int r;
+
+	if (set->n == XHCI_MAX_CTRLS) {
+		snprintf(msg, msg_size, "it has %d USB controllers already", XHCI_MAX_CTRLS);
+		return -ENOSPC;
+	}
+	for (bool taken = true; taken; n++) {
+		snprintf(id, sizeof(id), XHCI_OWN_PREFIX "%u", n);
+		taken = false;
+		for (size_t i = 0; i < set->n; i++)
+			taken |= strcmp(set->c[i].id, id) == 0;
+	}
+	r = xhci_add_in_free_slot(q, set->any,
+				  json_pack("{s:s, s:s, s:i, s:i}", "driver", "qemu-xhci", "id", id,
+					    "p2", XHCI_MAX_PORTS, "p3", XHCI_MAX_PORTS),
+				  msg, msg_size);
+	if (r < 0)
+		return r;
+	struct xhci_ctrl *c = &set->c[set->n++];
+
+	memset(c, 0, sizeof(*c));
+	snprintf(c->id, sizeof(c->id), "%s", id);
+	c->p2 = c->p3 = XHCI_MAX_PORTS;
+	c->ours = c->whole = true;
+	return 0;
 }

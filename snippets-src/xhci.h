@@ -84,6 +84,13 @@ int xhci_pick(const struct xhci_set *set, bool superspeed, size_t *ret_ctrl, uns
  * is none to spare (msg says why); other errors from QMP. */
 int xhci_add_own(struct qmp *q, struct xhci_set *set, char *msg, size_t msg_size);
 
+/* Hot-adds the PCI device props (stolen: "driver", "id" and the rest, not
+ * "bus" or "addr") in a free slot, chosen as for the tool's own controller:
+ * a Proxmox VM's spare bridge slots, or with any, any guest's. 0 with msg
+ * saying where; -ENOSPC (msg says why), -ENOMEM, other errors from QMP
+ * (QEMU's last refusal is in qmp_error_desc()). */
+int xhci_add_in_free_slot(struct qmp *q, bool any, json_t *props, char *msg, size_t msg_size);
+
 /* Bookkeeping of the tool's own devices. */
 void xhci_note_attached(struct xhci_set *set, size_t ctrl, unsigned guest_port,
 			const struct usb_port *port, unsigned vid, unsigned pid);

@@ -98,16 +98,49 @@ P: /devices/pci0000:00/0000:00:14.0/usb3/3-4/3-4:1.0
 E: SUBSYSTEM=usb
 E: DEVTYPE=usb_interface
 A: bInterfaceClass=03
+
+P: /devices/pci0000:00/0000:00:14.0/usb3/3-5
+E: SUBSYSTEM=usb
+E: DEVTYPE=usb_device
+A: bDeviceClass=00
+
+P: /devices/pci0000:00/0000:00:14.0/usb3/3-5/3-5:1.0/host6/target6:0:0/6:0:0:0/block/sdb
+E: SUBSYSTEM=block
+E: DEVTYPE=disk
+E: DEVNAME=/dev/sdb
+E: MAJOR=8
+E: MINOR=16
+E: ID_PATH=pci-0000:00:14.0-usb-0:5:1.0-scsi-0:0:0:0
+A: size=1000
+
+P: /devices/pci0000:00/0000:00:14.0/usb3/3-5/3-5:1.0/host6/target6:0:0/6:0:0:0/block/sdb/sdb1
+E: SUBSYSTEM=block
+E: DEVTYPE=partition
+E: DEVNAME=/dev/sdb1
+E: MAJOR=8
+E: MINOR=17
+E: ID_PATH=pci-0000:00:14.0-usb-0:5:1.0-scsi-0:0:0:0
+
+P: /devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda
+E: SUBSYSTEM=block
+E: DEVTYPE=disk
+E: DEVNAME=/dev/sda
+E: MAJOR=8
+E: MINOR=0
+E: ID_PATH=pci-0000:00:1f.2-ata-1
 TREE
-udev_test() { # DEVICE-UNDER-usb3 ACTION -> what udev decides for the event
+udev_test() { # DEVICE-UNDER-usb3 (or /devices/...) ACTION -> what udev decides for the event
+	local dev="/sys/devices/pci0000:00/0000:00:14.0/usb3/$1"
+	[ "${1#/}" != "$1" ] && dev="/sys$1"
 	unshare -m sh -c '
 		mount --bind "$1/usr/lib/udev/rules.d" /usr/lib/udev/rules.d &&
 		mount -t tmpfs none /etc/udev/rules.d &&
 		mkdir -p /run/udev && mount -t tmpfs none /run/udev &&
-		umockdev-run --device "$2" -- udevadm test --action="$4" "/sys/devices/pci0000:00/0000:00:14.0/usb3/$3"' \
-		sh "$root" "$work/tree.umockdev" "$1" "$2" 2>&1
+		umockdev-run --device "$2" -- udevadm test --action="$4" "$3"' \
+		sh "$root" "$work/tree.umockdev" "$dev" "$2" 2>&1
 }
 udev_runs() { udev_test "$@" | grep -E "^run: |^SYSTEMD_WANTS="; }
+usb_disk=3-5/3-5:1.0/host6/target6:0:0/6:0:0:0/block/sdb
 # add: systemd starts the service once udev has announced the device;
 # remove: the program runs at once
 out=$(udev_test 3-4 add)
@@ -120,6 +153,16 @@ for a in add remove; do
 done
 check "rule does nothing for a device change" test -z "$(udev_runs 3-4 change)"
 check "rule does nothing for a device bind" test -z "$(udev_runs 3-4 bind)"
+# USB disks: the whole disk on add and remove, from RUN; no partition, no
+# disk elsewhere (sda is on the SATA controller: reached by a path from usb3)
+for a in add remove; do
+	check "rule runs the program for a USB disk $a" has "$(udev_runs $usb_disk $a)" "run: '/usr/sbin/pve-usb-hotplug'"
+	check "rule does nothing for a USB disk's partition $a" test -z "$(udev_runs $usb_disk/sdb1 $a)"
+	sata=$(udev_test /devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda $a)
+	check "udev sees the SATA disk ($a)" has "$sata" "ID_PATH=pci-0000:00:1f.2-ata-1"
+	check "rule does nothing for a SATA disk $a" test -z "$(grep "^run: " <<<"$sata")"
+done
+check "rule does nothing for a USB disk change" test -z "$(udev_runs $usb_disk change)"
 unit=$(cat "$root/usr/lib/systemd/system/pve-usb-hotplug@.service")
 check "the service runs 'pve-usb-hotplug plugged %i'" has "$unit" "ExecStart=/usr/sbin/pve-usb-hotplug plugged %i"
 check "the service stands aside while the listener runs" has "$unit" "ConditionPathExists=!/run/pve-usb-hotplug/listening"

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "disk.h"
 #include "port.h"
 #include "uevent.h"
 
@@ -51,6 +52,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)port_controller(ev.devpath, ctrl, sizeof(ctrl));
 		port_format(&ev.port, port, sizeof(port));
 		if (strlen(ev.devpath) >= UEVENT_DEVPATH_MAX)
+			abort();
+	}
+	/* the same environment as a disk's event */
+	enum uevent_action action;
+	struct usb_disk d;
+	char id[DISK_ID_MAX], desc[256];
+
+	if (disk_from_event(lookup, &e, &action, &d, &reason) == 1) {
+		if (strchr(d.link, '/') || strlen(d.devpath) >= UEVENT_DEVPATH_MAX)
+			abort();
+		disk_qemu_id(disk_key(&d), id, sizeof(id));
+		disk_describe(&d, desc, sizeof(desc));
+		if (strlen(id) != strlen(DISK_ID_PREFIX) + 16)
 			abort();
 	}
 	free(text);

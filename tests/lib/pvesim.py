@@ -20,12 +20,15 @@ QEMU = os.environ.get("PUH_QEMU") or "qemu-system-x86_64"
 
 
 class UsbDev:
-    def __init__(self, port, vid, pid, cls=0, speed="480", product="", serial="", interfaces=1):
+    def __init__(self, port, vid, pid, cls=0, speed="480", product="", serial="", interfaces=1,
+                 mass_storage=False):
         self.port = port                # "3-4.1"
         self.vid, self.pid = vid, pid   # ints
         self.cls = cls                  # bDeviceClass, 9 = hub
         self.speed, self.product, self.serial = speed, product, serial
         self.interfaces = interfaces
+        self.mass_storage = mass_storage  # its interfaces are class 08
+
 
     @property
     def bus(self):
@@ -36,6 +39,44 @@ class UsbDev:
         return self.port.split("-", 1)[1]
 
 
+class UsbDisk:
+    """A whole disk on a USB mass storage device, as udev describes it; its
+    block device numbers are a real device's (a loop device), so that QEMU
+    can open it through the link in the test's by-id directory."""
+
+    def __init__(self, port, name, serial_short, rdev, size, vendor="WD", model="Elements",
+                 ata_serial=None):
+        self.port, self.name, self.serial_short = port, name, serial_short
+        self.major, self.minor = os.major(rdev), os.minor(rdev)
+        self.size, self.vendor, self.model = size, vendor, model
+        self.ata_serial = ata_serial   # a bridge that passes ATA through: the drive's own
+
+    @property
+    def usb_serial(self):
+        return "%s_%s_%s" % (self.vendor, self.model, self.serial_short)
+
+    @property
+    def serial(self):
+        return "%s_%s" % (self.model, self.ata_serial) if self.ata_serial else self.usb_serial
+
+    @property
+    def link(self):
+        """Its name in /dev/disk/by-id."""
+        return "usb-%s-0:0" % self.usb_serial
+
+    def props(self, host):
+        p = {"SUBSYSTEM": "block", "DEVTYPE": "disk", "DEVNAME": "/dev/" + self.name,
+             "MAJOR": str(self.major), "MINOR": str(self.minor),
+             "ID_BUS": "ata" if self.ata_serial else "usb", "ID_MODEL": self.model,
+             "ID_SERIAL": self.serial,
+             "ID_SERIAL_SHORT": self.ata_serial or self.serial_short,
+             "ID_USB_SERIAL": self.usb_serial, "ID_USB_SERIAL_SHORT": self.serial_short,
+             "ID_PATH": "%s:1.0-scsi-0:0:0:0" % host.id_path(self.port),
+             "DEVLINKS": "/dev/disk/by-id/%s /dev/disk/by-path/%s:1.0-scsi-0:0:0:0"
+                         % (self.link, host.id_path(self.port))}
+        return p
+
+
 class Host:
     """The host's USB tree. Ports of hubs must be added before what is behind them."""
 
@@ -44,6 +85,7 @@ class Host:
         self.devices = {}   # port -> UsbDev
         self.n = 0
         self.pci = {}       # bus -> PCI function of its controller, e.g. "0000:00:14.0"
+        self.disks = {}     # name -> UsbDisk
 
     def controller(self, bus):
         pci = self.pci.get(bus, "0000:00:%02x.0" % (bus % 32))
@@ -67,6 +109,24 @@ class Host:
         self.devices[port] = d
         return d
 
+    def disk_devpath(self, d):
+        return "%s/%s:1.0/host6/target6:0:0/6:0:0:0/block/%s" % (self.devpath(d.port), d.port, d.name)
+
+    def plug_disk(self, port, name, serial_short, rdev, size=64 << 20, vid=0x1058, pid=0x25A2,
+                  **kw):
+        """A USB disk enclosure at port with one disk (kw: UsbDisk's)."""
+        self.plug(port, vid, pid, serial=serial_short, product="Elements 25A2", mass_storage=True)
+        d = UsbDisk(port, name, serial_short, rdev, size, **kw)
+        self.disks[name] = d
+        return d
+
+    def disk_env(self, action, name, d=None):
+        """The environment udev gives a RUN+= program for a disk's event."""
+        d = d or self.disks[name]
+        env = {"ACTION": action, "SEQNUM": "1", "DEVPATH": self.disk_devpath(d)}
+        env.update(d.props(self))
+        return env
+
     def hub(self, port, speed="480"):
         return self.plug(port, 0x05E3, 0x0608, cls=9, speed=speed, product="USB2.0 Hub")
 
@@ -75,6 +135,8 @@ class Host:
         gone = [p for p in self.devices if p == port or p.startswith(port + ".")]
         for p in gone:
             del self.devices[p]
+        for name in [n for n, d in self.disks.items() if d.port in gone]:
+            del self.disks[name]
         return gone
 
     def event_env(self, action, port, dev=None, interface=None):
@@ -120,10 +182,17 @@ class Host:
                      ("A", "speed=%s" % d.speed)]
             for attr in ("product", "serial"):
                 attrs += self.attr(attr, getattr(d, attr))
+            if d.mass_storage:
+                attrs.append(("E", "ID_USB_INTERFACES=:080650:"))
             blocks.append(attrs)
             for k in range(d.interfaces):
                 blocks.append([("P", "%s/%s:1.%d" % (path, port, k)), ("E", "SUBSYSTEM=usb"),
-                               ("E", "DEVTYPE=usb_interface"), ("A", "bInterfaceClass=03")])
+                               ("E", "DEVTYPE=usb_interface"),
+                               ("A", "bInterfaceClass=%s" % ("08" if d.mass_storage else "03"))])
+        for name, d in sorted(self.disks.items()):
+            blocks.append([("P", self.disk_devpath(d))] +
+                          [("E", "%s=%s" % kv) for kv in d.props(self).items()] +
+                          [("A", "size=%d" % (d.size // 512))])
         text = "\n\n".join("\n".join("%s: %s" % kv for kv in b) for b in blocks) + "\n"
         path = os.path.join(self.workdir, name)
         with open(path, "w") as f:
@@ -292,7 +361,9 @@ class Tool:
         self.vm_dir = os.path.join(workdir, "qemu-server-conf")
         self.qmp_dir = os.path.join(workdir, "qemu-server-run")
         self.state_dir = os.path.join(workdir, "state")
+        self.disk_dir = os.path.join(workdir, "by-id")   # the host's /dev/disk/by-id
         os.makedirs(self.vm_dir, exist_ok=True)
+        os.makedirs(self.disk_dir, exist_ok=True)
         os.makedirs(self.qmp_dir, exist_ok=True)
         self.config = os.path.join(workdir, "pve-usb-hotplug.conf")
         # systemd-run stand-in: records each call, one line of arguments each
@@ -305,9 +376,10 @@ class Tool:
 
     def write_settings(self, timeout_ms=3000, extra=""):
         with open(self.config, "w") as f:
-            f.write("[paths]\nvm_config_dir = %s\nqmp_socket_dir = %s\nstate_dir = %s\n"
+            f.write("[paths]\nvm_config_dir = %s\nqmp_socket_dir = %s\nstate_dir = %s\ndisk_dir = %s\n"
                     "[qmp]\ntimeout_ms = %d\n[retry]\ncommand = %s\n[log]\nsyslog = no\n%s"
-                    % (self.vm_dir, self.qmp_dir, self.state_dir, timeout_ms, self.systemd_run, extra))
+                    % (self.vm_dir, self.qmp_dir, self.state_dir, self.disk_dir, timeout_ms,
+                       self.systemd_run, extra))
 
     def retry_calls(self):
         """The argument lines systemd-run was called with."""

@@ -11,7 +11,7 @@
 #include "log.h"
 #include "usbconf.h"
 
-#define PORT_HELP "expected a port such as 3-4 or 3-4.1, or port, path, id, serial, deny"
+#define PORT_HELP "expected a port such as 3-4 or 3-4.1, or port, path, id, serial, disk, deny"
 
 static void test_lines(void **state)
 {
@@ -64,6 +64,18 @@ static void test_lines(void **state)
 		{ "serial \"\\x00\"", -1, "\\x00 cannot be part of a value" },
 		{ "serial X id 046d:*", -1, "with a serial, give the full id (VID:PID), or none" },
 		{ "serial X port 3-4", -1, "unexpected 'port'; a line is 'serial VALUE [id VID:PID]' or 'id VID:PID'" },
+		{ "disk WD_Elements_57584C", 1, "disk WD_Elements_57584C" },
+		{ "disk \"WD Elements\" as virtio # the project disk", 1, "disk \"WD Elements\" as virtio" },
+		{ "disk X as scsi", 1, "disk X as scsi" },
+		{ "deny disk X", 1, "deny disk X" },
+		{ "disk", -1, "'disk' needs a value, e.g. 'disk WD-WX12A3456789'" },
+		{ "disk \"\"", -1, "an empty serial matches nothing; leave the line out" },
+		{ "disk X as", -1, "'as' needs a value, e.g. 'as scsi'" },
+		{ "disk X as ide", -1, "'as ide': a disk goes in as scsi or virtio" },
+		{ "disk X as \"scsi\"", -1, "'as scsi': a disk goes in as scsi or virtio" },
+		{ "disk X as scsi virtio", -1, "unexpected 'virtio'; a line is 'disk SERIAL [as scsi|virtio]' (quote a serial with spaces)" },
+		{ "disk WD Elements", -1, "unexpected 'Elements'; a line is 'disk SERIAL [as scsi|virtio]' (quote a serial with spaces)" },
+		{ "deny disk X as scsi", -1, "'deny disk' takes a serial alone; 'as' says how a disk is passed, and a denied one is not" },
 		{ "path 3-4", -1, "'3-4' is not a USB port path (expected udev's ID_PATH such as pci-0000:00:14.0-usb-0:4; 'pve-usb-hotplug identify' prints it)" },
 		{ "path pci-0000:00:14.0-usb-0:", -1, "'pci-0000:00:14.0-usb-0:' is not a USB port path (expected udev's ID_PATH such as pci-0000:00:14.0-usb-0:4; 'pve-usb-hotplug identify' prints it)" },
 		{ "path pci--usb-0:4", -1, "'pci--usb-0:4' is not a USB port path (expected udev's ID_PATH such as pci-0000:00:14.0-usb-0:4; 'pve-usb-hotplug identify' prints it)" },
@@ -223,6 +235,74 @@ static void test_match(void **state)
 	}
 }
 
+/* The USB device that carries a disk: a disk rule takes it over (it is
+ * then passed as no USB device), a deny disk keeps it on the host. */
+static void test_disk_carrier(void **state)
+{
+	static const struct {
+		const char *rules;
+		bool mass_storage;
+		const char *serial;
+		unsigned score;
+	} cases[] = {
+		{ "disk 57584C\n", true, "57584C", SCORE_DISK },
+		{ "disk WD_Elements_57584C\n", true, "57584C", SCORE_DISK },
+		{ "disk Elements_57584C\n", true, "57584C", SCORE_DISK },
+		{ "disk X57584C\n", true, "57584C", 0 },
+		{ "disk 57584C\n", true, "57584", 0 },
+		{ "disk 57584C\n", false, "57584C", 0 },
+		{ "disk 57584C\n", true, NULL, 0 },
+		{ "disk _\n", true, "", 0 },
+		/* more specific than any other rule for that device */
+		{ "3-4\nserial 57584C\ndisk 57584C\n", true, "57584C", SCORE_DISK },
+		{ "3-4\ndisk OTHER\n", true, "57584C", 1 },
+		{ "3-4\ndeny disk 57584C\n", true, "57584C", 0 },
+		{ "3-4\ndeny disk 57584C\n", false, "57584C", 1 },
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct usb_device_info d = dev("3-4", 0x1058, 0x25a2, cases[i].serial);
+		unsigned got;
+
+		d.mass_storage = cases[i].mass_storage;
+		got = score(cases[i].rules, d);
+		if (got != cases[i].score)
+			print_error("case %zu: %s\n", i, cases[i].rules);
+		assert_int_equal(got, cases[i].score);
+	}
+}
+
+static void test_disk_match(void **state)
+{
+	struct disk_serials d = { { "WD_Elements_57584C", "57584C", "WD_Elements_57584C", "57584C" } };
+	struct disk_serials ata = { { "WDC_WD20_WD-WX12", "WD-WX12", "WD_Elements_57584C", "57584C" } };
+	struct disk_serials none = { { "", "", NULL, NULL } };
+	static const char text[] = "3-4\ndisk 57584C\ndisk WD-WX12 as virtio\ndeny disk KEEP\n";
+	const struct usb_rule *rule = NULL;
+	struct vm_rules *r;
+	(void)state;
+
+	assert_int_equal(usbconf_parse_text(text, strlen(text), "x", 100, LOG_LVL_WARNING, &r), 0);
+	assert_true(usbconf_has_disk_rules(r));
+	assert_int_equal(usbconf_disk_match(r, &d, &rule), SCORE_DISK);
+	assert_int_equal(rule->line, 2);
+	assert_int_equal(usbconf_disk_match(r, &ata, &rule), SCORE_DISK);
+	assert_int_equal(rule->line, 2); /* its USB serial comes first in the file */
+	ata.s[2] = ata.s[3] = NULL;
+	assert_int_equal(usbconf_disk_match(r, &ata, &rule), SCORE_DISK);
+	assert_int_equal(rule->disk_as, DISK_AS_VIRTIO);
+	assert_int_equal(usbconf_disk_match(r, &none, NULL), 0);
+	d.s[1] = "KEEP";
+	assert_int_equal(usbconf_disk_match(r, &d, NULL), 0);
+	assert_int_equal(usbconf_disk_denied(r, &d)->line, 4);
+	usbconf_free(r);
+
+	assert_int_equal(usbconf_parse_text("deny disk X\n3-4\n", 16, "x", 100, LOG_LVL_WARNING, &r), 0);
+	assert_false(usbconf_has_disk_rules(r));
+	usbconf_free(r);
+}
+
 static void test_quote(void **state)
 {
 	char buf[64];
@@ -264,6 +344,8 @@ int main(void)
 		cmocka_unit_test(test_nul_byte),
 		cmocka_unit_test(test_text),
 		cmocka_unit_test(test_match),
+		cmocka_unit_test(test_disk_carrier),
+		cmocka_unit_test(test_disk_match),
 		cmocka_unit_test(test_quote),
 		cmocka_unit_test(test_vmid),
 	};
