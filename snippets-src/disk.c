@@ -122,6 +122,8 @@ static int fill(uevent_lookup_fn get, void *ud, struct usb_disk *d, const char *
 	d->minor = (unsigned)v;
 	memcpy(d->devpath, devpath, strlen(devpath) + 1);
 	copy_value(get, ud, "ID_SERIAL", d->serial, sizeof(d->serial));
+	memcpy(d->serial_bare, d->serial, sizeof(d->serial));
+	usbconf_strip_lun(d->serial_bare);
 	copy_value(get, ud, "ID_SERIAL_SHORT", d->serial_short, sizeof(d->serial_short));
 	copy_value(get, ud, "ID_USB_SERIAL", d->usb_serial, sizeof(d->usb_serial));
 	copy_value(get, ud, "ID_USB_SERIAL_SHORT", d->usb_serial_short, sizeof(d->usb_serial_short));
@@ -231,6 +233,7 @@ void disk_serials(const struct usb_disk *d, struct disk_serials *ret)
 	ret->s[1] = d->serial_short;
 	ret->s[2] = d->usb_serial;
 	ret->s[3] = d->usb_serial_short;
+	ret->s[4] = d->serial_bare;
 }
 
 const char *disk_key(const struct usb_disk *d)

@@ -31,7 +31,8 @@ struct usb_disk {
 	char name[DISK_NAME_MAX];	  /* "sdb" */
 	unsigned major, minor;
 	struct usb_port port; /* the USB device that carries it */
-	char serial[USB_STRING_MAX];	   /* ID_SERIAL */
+	char serial[USB_STRING_MAX];	   /* ID_SERIAL: "WD_Elements_57584C-0:0" */
+	char serial_bare[USB_STRING_MAX];  /* without udev's "-0:0" (the SCSI LUN) */
 	char serial_short[USB_STRING_MAX]; /* ID_SERIAL_SHORT */
 	char usb_serial[USB_STRING_MAX];   /* ID_USB_SERIAL (differs with ATA passthrough) */
 	char usb_serial_short[USB_STRING_MAX];
@@ -54,7 +55,9 @@ int disk_get(const char *devpath, struct usb_disk *ret);
 int disk_from_event(uevent_lookup_fn lookup, void *userdata, enum uevent_action *ret_action,
 		    struct usb_disk *ret, const char **ret_reason);
 
-/* The serials a disk rule is matched against. */
+/* The serials a disk rule is matched against. udev's ID_SERIAL of a USB
+ * disk ends in its LUN ("-0:0", measured on Debian 12), as its by-id link
+ * does; a rule may name it with or without. */
 void disk_serials(const struct usb_disk *d, struct disk_serials *ret);
 
 /* The serial that names the disk in QEMU and in messages: ID_SERIAL, else
@@ -74,7 +77,7 @@ int disk_node_path(const char *dir, const struct usb_disk *d, char *buf, size_t 
  * -EBUSY with why ("/dev/sdb1 is mounted on /mnt/backup"). */
 int disk_host_busy(const struct usb_disk *d, char *why, size_t n);
 
-/* "sdb (WD-WX12 "Elements", 2.0 TB)" for messages. */
+/* "disk WD_Elements_57584C-0:0 (sdb, 2.0 TB)" for messages. */
 void disk_describe(const struct usb_disk *d, char *buf, size_t n);
 
 /* "2.0 TB" */

@@ -192,6 +192,11 @@ struct qmp *guest_qmp(struct guest *g)
 	return g->qmp;
 }
 
+struct lv *guest_lv(struct guest *g)
+{
+	return g->lv;
+}
+
 const struct target *guest_target(const struct guest *g)
 {
 	return g->t;

@@ -62,6 +62,8 @@ struct guest *guest_close(struct guest *g);
  * libvirt domain), what it is, the settings; and one line for a failed
  * command ("VM 100: attaching DESC: QEMU says: ..."), returning r. */
 struct qmp *guest_qmp(struct guest *g);
+/* A libvirt domain's connection (libvirt.h), NULL for any other guest. */
+struct lv *guest_lv(struct guest *g);
 const struct target *guest_target(const struct guest *g);
 const struct settings *guest_settings(const struct guest *g);
 int guest_failed(struct guest *g, int r, const char *what, const char *desc);

@@ -190,8 +190,7 @@ static bool had_disks(const struct settings *s, const struct vm *vm)
 
 bool hotplug_disks_concern(const struct settings *s, const struct vm *vm)
 {
-	return vm->t.kind != TARGET_LIBVIRT &&
-	       ((vm->rules && usbconf_has_disk_rules(vm->rules)) || had_disks(s, vm));
+	return (vm->rules && usbconf_has_disk_rules(vm->rules)) || had_disks(s, vm);
 }
 
 static int disk_removed(const struct settings *s, struct vms *v, const struct usb_disk *d)
@@ -212,8 +211,7 @@ static int disk_removed(const struct settings *s, struct vms *v, const struct us
 		bool claims = vm->rules && usbconf_disk_match(vm->rules, &ser, NULL);
 		int r;
 
-		if ((!claims && !had_disks(s, vm)) || vm->t.kind == TARGET_LIBVIRT ||
-		    !vms_running(v, vm))
+		if ((!claims && !had_disks(s, vm)) || !vms_running(v, vm))
 			continue;
 		r = detach_pulled(s, vm, id, desc);
 		if (r < 0) {
@@ -291,8 +289,6 @@ int hotplug_disks_sync(struct vms *v, struct vm *vm, struct guest *g)
 	size_t n = 0;
 	int r, ret = 0;
 
-	if (!guest_qmp(g))
-		return 0;
 	set = fetch(g, &ret);
 	if (!set)
 		return ret;
@@ -352,8 +348,6 @@ int hotplug_disks_release(struct guest *g)
 	struct vdisk_set *set;
 	int ret = 0;
 
-	if (!guest_qmp(g))
-		return 0;
 	set = fetch(g, &ret);
 	for (size_t i = 0; set && i < set->n && guest_usable(g); i++) {
 		char desc[DISK_LINK_MAX * 4 + 16];

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "log.h"
 #include "util.h"
+#include "vdisk.h"
 
 /* The few calls used, as libvirt's public API declares them
  * (libvirt-host.h, libvirt-domain.h, virterror.h). */
@@ -507,4 +509,185 @@ int lv_detach(struct lv *l, const struct usb_port *port)
 		return 1;
 	alias_of(port, alias, sizeof(alias));
 	return L.detach_alias(l->dom, alias, VIR_DOMAIN_AFFECT_LIVE) < 0 ? -EIO : 0;
+}
+
+/* USB disks (vdisk.h): a live <disk> aliased "ua-usbdisk-HASH". */
+
+int lv_parse_disks(const char *xml, struct vdisk_set *ret, bool *ret_scsi)
+{
+	memset(ret, 0, sizeof(*ret));
+	*ret_scsi = false;
+	for (const char *c = xml; (c = next_tag(c, "controller"));) {
+		char type[16], model[32];
+
+		if (attr(c, "type", type, sizeof(type)) == 0 && strcmp(type, "scsi") == 0 &&
+		    attr(c, "model", model, sizeof(model)) == 0 && util_startswith(model, "virtio-scsi"))
+			*ret_scsi = true;
+		c++;
+	}
+	for (const char *h = xml; (h = next_tag(h, "disk"));) {
+		const char *end = element_end(h, "disk"), *a, *tag;
+		char alias[64], bus[16] = "";
+		struct vdisk *e;
+
+		if (!end)
+			break;
+		if ((a = tag_within(h, end, "alias")) && attr(a, "name", alias, sizeof(alias)) == 0 &&
+		    util_startswith(alias, ALIAS_PREFIX DISK_ID_PREFIX) &&
+		    strlen(alias) - strlen(ALIAS_PREFIX) < sizeof(e->id) && ret->n < VDISK_MAX) {
+			e = &ret->d[ret->n++];
+			memset(e, 0, sizeof(*e));
+			memcpy(e->id, alias + strlen(ALIAS_PREFIX), strlen(alias) - strlen(ALIAS_PREFIX) + 1);
+			if ((tag = tag_within(h, end, "target")))
+				(void)attr(tag, "bus", bus, sizeof(bus));
+			snprintf(e->driver, sizeof(e->driver), "%s",
+				 strcmp(bus, "scsi") == 0 ? "scsi-hd" : strcmp(bus, "virtio") == 0 ? "virtio-blk-pci" : bus);
+			if ((tag = tag_within(h, end, "source")))
+				(void)attr(tag, "dev", e->file, sizeof(e->file));
+		}
+		h = end;
+	}
+	return 0;
+}
+
+int lv_pick_target(const char *xml, const char *prefix, char *buf, size_t n)
+{
+	/* sda..sdz, then sdaa..sdzz: the first no disk of the domain has */
+	for (unsigned i = 0; i < 26 + 26 * 26; i++) {
+		char name[8], tag[32];
+		bool used = false;
+
+		if (i < 26)
+			snprintf(name, sizeof(name), "%s%c", prefix, 'a' + i);
+		else
+			snprintf(name, sizeof(name), "%s%c%c", prefix, 'a' + (i - 26) / 26, 'a' + (i - 26) % 26);
+		for (const char *c = xml; !used && (c = next_tag(c, "target")); c++)
+			used = attr(c, "dev", tag, sizeof(tag)) == 0 && strcmp(tag, name) == 0;
+		if (!used)
+			return snprintf(buf, n, "%s", name) < (int)n ? 0 : -ENAMETOOLONG;
+	}
+	return -ENOSPC;
+}
+
+/* s with &, <, >, ' and " as XML entities, or NULL. */
+static char *xml_escape(const char *s)
+{
+	char *out = malloc(strlen(s) * 6 + 1), *o = out;
+
+	for (; out && *s; s++) {
+		const char *ent = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;"
+				: *s == '\'' ? "&apos;" : *s == '"' ? "&quot;" : NULL;
+
+		if (ent)
+			o = stpcpy(o, ent);
+		else
+			*o++ = *s;
+	}
+	if (out)
+		*o = '\0';
+	return out;
+}
+
+int lv_disks(struct lv *l, struct vdisk_set *ret)
+{
+	char *xml = live_xml(l);
+	bool scsi;
+	int r;
+
+	if (!xml)
+		return -EIO;
+	r = lv_parse_disks(xml, ret, &scsi);
+	free(xml);
+	return r;
+}
+
+int lv_disk_attach(struct lv *l, const char *id, const char *path, enum disk_as as,
+		   const char *serial, const char *desc, char *where, size_t n)
+{
+	char target[8], serial_xml[64] = "", *xml = live_xml(l), *text = NULL, *src;
+	struct vdisk_set *set = malloc(sizeof(*set));
+	bool scsi;
+	int r;
+
+	if (!xml || !set) {
+		free(xml);
+		free(set);
+		return log_err(-EIO, "%s: reading the domain's XML to attach %s: %s", l->t->label, desc,
+			       lv_error());
+	}
+	lv_parse_disks(xml, set, &scsi);
+	for (size_t i = 0; i < set->n; i++)
+		if (strcmp(set->d[i].id, id) == 0) {
+			free(xml);
+			free(set);
+			log_info("%s: %s is attached already (%s)", l->t->label, desc, id);
+			return 0;
+		}
+	free(set);
+	if (as == DISK_AS_SCSI && !scsi) {
+		free(xml);
+		return log_err(-ENODEV, "%s: %s is to go in as SCSI, but the domain has no virtio-scsi controller (<controller type='scsi' model='virtio-scsi'/>); write 'as virtio', or leave 'as' out",
+			       l->t->label, desc);
+	}
+	scsi = scsi && as != DISK_AS_VIRTIO;
+	r = lv_pick_target(xml, scsi ? "sd" : "vd", target, sizeof(target));
+	free(xml);
+	if (r < 0)
+		return log_err(r, "%s: no free disk name for %s", l->t->label, desc);
+	if (serial)
+		snprintf(serial_xml, sizeof(serial_xml), "<serial>%s</serial>", serial);
+	src = xml_escape(path);
+	if (!src || asprintf(&text,
+			     "<disk type='block' device='disk'>"
+			     "<driver name='qemu' type='raw' cache='none' io='native' discard='unmap'/>"
+			     "<source dev='%s'/><target dev='%s' bus='%s'/>%s"
+			     "<alias name='" ALIAS_PREFIX "%s'/></disk>",
+			     src, target, scsi ? "scsi" : "virtio", serial_xml, id) < 0) {
+		free(src);
+		return -ENOMEM;
+	}
+	free(src);
+	r = L.attach(l->dom, text, VIR_DOMAIN_AFFECT_LIVE);
+	free(text);
+	if (r < 0)
+		return log_err(-EIO, "%s: libvirt did not attach %s: %s", l->t->label, desc, lv_error());
+	snprintf(where, n, "%s disk %s", scsi ? "a SCSI" : "a virtio", target);
+	return 0;
+}
+
+int lv_disk_detach(struct lv *l, const char *id, int64_t deadline)
+{
+	char alias[DISK_ID_MAX + 4];
+	struct vdisk_set *set = malloc(sizeof(*set));
+	bool present = true;
+	int r;
+
+	if (!set)
+		return -ENOMEM;
+	snprintf(alias, sizeof(alias), ALIAS_PREFIX "%s", id);
+	r = lv_disks(l, set);
+	present = false;
+	for (size_t i = 0; r == 0 && i < set->n; i++)
+		present |= strcmp(set->d[i].id, id) == 0;
+	if (r < 0 || !present) {
+		free(set);
+		return r < 0 ? r : 1;
+	}
+	/* asynchronous: done once the alias is gone from the live XML (libvirt
+	 * deletes the disk's nodes before it drops the disk from it) */
+	if (L.detach_alias(l->dom, alias, VIR_DOMAIN_AFFECT_LIVE) < 0) {
+		free(set);
+		return -EIO;
+	}
+	for (;;) {
+		r = lv_disks(l, set);
+		present = false;
+		for (size_t i = 0; r == 0 && i < set->n; i++)
+			present |= strcmp(set->d[i].id, id) == 0;
+		if (r < 0 || !present || util_remaining_ms(deadline) == 0)
+			break;
+		poll(NULL, 0, 50);
+	}
+	free(set);
+	return r < 0 ? r : present ? -EBUSY : 0;
 }

@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "target.h"
 #include "usbtree.h"
@@ -63,3 +64,26 @@ struct lv *lv_close(struct lv *l);
 int lv_parse_held(const char *xml, struct xhci_set *ret);
 int lv_pick_port(const char *xml, bool superspeed, unsigned *ret_bus, unsigned *ret_port);
 bool lv_parse_passes(const char *xml, const struct usb_device_info *dev);
+
+/* USB disks (vdisk.h) in the domain: live <disk> devices of type block on
+ * the disk's by-id link, aliased "ua-usbdisk-HASH", on its virtio-scsi
+ * controller (bus scsi) or as virtio disks; libvirt names their nodes. */
+struct vdisk_set;
+enum disk_as;
+/* The tool's disks, as a set (file: the source; nodes: false). */
+int lv_disks(struct lv *l, struct vdisk_set *ret);
+/* Attaches the disk id from path (serial, may be NULL: what the guest is
+ * told); where says how it went in. An attached one counts as success.
+ * Failures are logged. */
+int lv_disk_attach(struct lv *l, const char *id, const char *path, enum disk_as as,
+		   const char *serial, const char *desc, char *where, size_t n);
+/* Detaches the disk id and waits until libvirt has it gone (deadline:
+ * util_now_ms() based): 0, 1 when it was not there, -EBUSY when still there
+ * at deadline, -EIO (lv_error() says why). */
+int lv_disk_detach(struct lv *l, const char *id, int64_t deadline);
+
+/* Pure, for the tests: the tool's disks in a domain's XML and whether it
+ * has a virtio-scsi controller; the first target name PREFIX[a-z]{1,2}
+ * none of its disks has. */
+int lv_parse_disks(const char *xml, struct vdisk_set *ret, bool *ret_scsi);
+int lv_pick_target(const char *xml, const char *prefix, char *buf, size_t n);

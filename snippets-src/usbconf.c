@@ -363,15 +363,30 @@ done:
 
 /* Whether the USB device with serial usb carries the disk a disk rule
  * names: udev's ID_SERIAL_SHORT of a USB disk is the device's serial, and
- * its ID_SERIAL is "<vendor>_<model>_" and that serial. (A bridge that
+ * its ID_SERIAL is "<vendor>_<model>_", that serial and "-0:0". (A bridge that
  * passes ATA through reports the drive's own serial on the disk, which the
  * USB device does not tell: such a disk is found when it appears.) */
-static bool carries_disk(const char *usb, const char *rule)
+void usbconf_strip_lun(char *serial)
 {
-	size_t lu = strlen(usb), lr = strlen(rule);
+	char *dash = strrchr(serial, '-');
+	size_t colon;
 
-	if (lu == 0)
+	/* "-0:0": digits, a colon, digits */
+	if (!dash || !dash[1] || (colon = strspn(dash + 1, "0123456789")) == 0 || dash[1 + colon] != ':' ||
+	    !dash[2 + colon] || strspn(dash + 2 + colon, "0123456789") != strlen(dash + 2 + colon))
+		return;
+	*dash = '\0';
+}
+
+static bool carries_disk(const char *usb, const char *rule_serial)
+{
+	char rule[USB_STRING_MAX];
+	size_t lu = strlen(usb), lr;
+
+	if (lu == 0 || util_strlcpy(rule, rule_serial, sizeof(rule)) < 0)
 		return false;
+	usbconf_strip_lun(rule);
+	lr = strlen(rule);
 	if (strcmp(usb, rule) == 0)
 		return true;
 	return lr > lu && rule[lr - lu - 1] == '_' && strcmp(rule + lr - lu, usb) == 0;

@@ -111,11 +111,14 @@ unsigned usbconf_match(const struct vm_rules *rules, const struct usb_device_inf
 
 /* A USB disk as a disk rule sees it: the serials udev gives it (ID_SERIAL,
  * ID_SERIAL_SHORT, and their ID_USB_ twins when the bridge passes ATA
- * through; "" for one it lacks). */
-#define DISK_SERIALS 4
+ * through; ID_SERIAL without its "-0:0"; "" or NULL for one it lacks). */
+#define DISK_SERIALS 5
 struct disk_serials {
 	const char *s[DISK_SERIALS];
 };
+
+/* Cuts udev's LUN ("-0:0") off the end of a disk's ID_SERIAL, if there. */
+void usbconf_strip_lun(char *serial);
 
 /* How the VM's rules claim the disk: 0 not at all (or a 'deny disk' rule
  * matches it), SCORE_DISK with *ret_rule (may be NULL) set. */

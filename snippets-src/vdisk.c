@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "libvirt.h"
 #include "log.h"
 #include "qmp.h"
 #include "util.h"
@@ -127,10 +128,8 @@ static int list(struct guest *g, struct vdisk_set *ret, char *scsi, size_t scsi_
 
 int vdisk_list(struct guest *g, struct vdisk_set *ret)
 {
-	if (!guest_qmp(g)) {
-		memset(ret, 0, sizeof(*ret));
-		return 0; /* a libvirt domain: the tool puts no disks there */
-	}
+	if (guest_lv(g))
+		return lv_disks(guest_lv(g), ret);
 	return list(g, ret, NULL, 0);
 }
 
@@ -242,10 +241,15 @@ int vdisk_attach(struct guest *g, const struct usb_disk *d, const char *path, en
 	int r;
 
 	disk_describe(d, desc, sizeof(desc));
-	if (!q)
-		return log_err(-EOPNOTSUPP, "%s: %s: USB disks as virtual disks are not supported for libvirt domains yet; pass it with a <disk> in the domain's XML",
-			       t->label, desc);
 	disk_qemu_id(disk_key(d), id, sizeof(id));
+	if (guest_lv(g)) {
+		r = lv_disk_attach(guest_lv(g), id, path, as, guest_serial(d), desc, where, sizeof(where));
+		if (r < 0)
+			return r;
+		guest_note_disks(g);
+		log_info("%s: attached %s as %s (%s)", t->label, desc, where, id);
+		return 0;
+	}
 	snprintf(file, sizeof(file), "%s-file", id);
 	set = malloc(sizeof(*set));
 	if (!set)
@@ -324,14 +328,22 @@ int vdisk_detach(struct guest *g, const char *id, const char *desc, const char *
 	bool had_device = true, had_nodes = false;
 	int r;
 
-	if (!q)
-		return 0; /* the tool puts no disks into libvirt domains */
-	r = qmp_execute(q, "device_del", json_pack("{s:s}", "id", id), NULL);
-	if (r == -EREMOTEIO && strcmp(qmp_error_class(q), "DeviceNotFound") == 0)
-		had_device = false;
-	else if (r < 0)
-		return guest_failed(g, r, "detaching", desc);
-	r = del_nodes(q, id, guest_deadline_in(g, VDISK_DEL_WAIT_MS), &had_nodes);
+	if (guest_lv(g)) {
+		r = lv_disk_detach(guest_lv(g), id, guest_deadline_in(g, VDISK_DEL_WAIT_MS));
+		had_device = r == 0;
+		if (r == -EIO)
+			return log_err(r, "%s: libvirt did not detach %s: %s", t->label, desc, lv_error());
+		if (r < 0 && r != -EBUSY)
+			return log_err(r, "%s: detaching %s: %s", t->label, desc, strerror(-r));
+		r = r == -EBUSY ? r : 0;
+	} else {
+		r = qmp_execute(q, "device_del", json_pack("{s:s}", "id", id), NULL);
+		if (r == -EREMOTEIO && strcmp(qmp_error_class(q), "DeviceNotFound") == 0)
+			had_device = false;
+		else if (r < 0)
+			return guest_failed(g, r, "detaching", desc);
+		r = del_nodes(q, id, guest_deadline_in(g, VDISK_DEL_WAIT_MS), &had_nodes);
+	}
 	if (r == -EBUSY)
 		return log_err(r, "%s: %s is still in use by QEMU %d ms after it was unplugged (a virtio disk leaves once the guest acknowledges the unplug): the host's device stays open until then; run 'pve-usb-hotplug sync %s' later",
 			       t->label, desc, VDISK_DEL_WAIT_MS, t->name);

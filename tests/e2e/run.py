@@ -80,6 +80,52 @@ class Case(unittest.TestCase):
         return r
 
 
+class LoopDisks:
+    """USB disks backed by real loop devices (QEMU opens them), described
+    to the program by the umockdev tree."""
+
+    def loop(self, size=64 << 20):
+        if not hasattr(self, "loops"):
+            self.loops = []
+            # after the guests (tearDown) are gone: they hold the devices
+            self.addCleanup(lambda: [subprocess.run(["losetup", "-d", d], capture_output=True)
+                                     for d in self.loops])
+        img = os.path.join(self.dir, "disk%d.img" % len(self.loops))
+        with open(img, "wb") as f:
+            f.truncate(size)
+        dev = subprocess.run(["losetup", "-f", "--show", img], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        self.loops.append(dev)
+        return dev
+
+    def plug_disk(self, port, name, serial, **kw):
+        """A USB disk at port backed by a new loop device, with its by-id link."""
+        dev = self.loop()
+        d = self.host.plug_disk(port, name, serial, os.stat(dev).st_rdev, **kw)
+        d.dev = dev
+        os.symlink(dev, os.path.join(self.tool.disk_dir, d.link))
+        return d
+
+    def pull_disk(self, d):
+        os.unlink(os.path.join(self.tool.disk_dir, d.link))
+        self.host.unplug(d.port)
+
+    def disk_event(self, action, d):
+        return self.tool.run(host=self.host, env=self.host.disk_env(action, d.name, d))
+
+    @staticmethod
+    def opened_by_anyone(dev):
+        """Whether any process has the block device open."""
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                fds = "/proc/%s/fd" % pid
+                if any(os.path.realpath(os.path.join(fds, f)) == dev for f in os.listdir(fds)):
+                    return True
+            except OSError:
+                pass
+        return False
+
+
 class Hookscript(Case):
     def test_post_start_attaches_through_two_hub_levels_on_xhci(self):
         g = self.guest(100)
@@ -1795,7 +1841,7 @@ class OtherGuests(Case):
 
 
 @unittest.skipUnless(libvirtsim.available(), "needs libvirtd, virsh and root (tests/deps.sh installs them)")
-class Libvirt(Case):
+class Libvirt(Case, LoopDisks):
     """libvirt domains through a real libvirtd of the test's own. This host
     has no USB devices libvirt could pass (it reads the real /sys), so the
     passthrough itself is proven in the real-host suite; here: what libvirt
@@ -1834,6 +1880,27 @@ class Libvirt(Case):
         r = self.failed(self.tool.run(["sync", "lab"], host=self.host))
         self.assertIn("libvirt domain lab: no longer released", r.stdout)
         self.assertIn("libvirt domain lab: libvirt did not attach 3-4.1", r.stderr)
+
+    def test_a_usb_disk_goes_to_a_domain_and_leaves_it(self):
+        self.tool.guest_rules("lab", "3-4\ndisk 57584C\n")
+        self.lv.start("lab", devices=libvirtsim.XHCI + "<controller type='scsi' model='virtio-scsi'/>")
+        d = self.plug_disk("3-5", "sdb", "57584C")
+        r = self.ok(self.disk_event("add", d))
+        self.assertRegex(r.stdout, r"libvirt domain lab: attached disk WD_Elements_57584C-0:0 \(sdb, 67.1 MB\) as a SCSI disk sda \(usbdisk-[0-9a-f]{16}\)")
+        xml = self.lv.live_xml("lab")
+        self.assertIn("<source dev='%s/%s'" % (self.tool.disk_dir, d.link), xml)
+        self.assertRegex(xml, r"<target dev='sda' bus='scsi'/>")
+        self.assertRegex(xml, r"<alias name='ua-usbdisk-[0-9a-f]{16}'/>")
+        self.assertTrue(self.opened_by_anyone(d.dev))
+        st = json.loads(self.ok(self.tool.run(["status", "--json"], host=self.host)).stdout)
+        self.assertEqual([(x["state"], x["driver"], x["held_by"]) for x in st["disks"]],
+                         [("attached", "scsi-hd", ["lab"])])
+        env = self.host.disk_env("remove", d.name, d)
+        self.pull_disk(d)
+        r = self.ok(self.tool.run(host=self.host, env=env))
+        self.assertIn("libvirt domain lab: detached disk WD_Elements_57584C-0:0 (sdb)", r.stdout)
+        self.assertNotIn("usbdisk-", self.lv.live_xml("lab"))
+        self.assertFalse(self.opened_by_anyone(d.dev))
 
     def test_a_domain_that_is_not_running_gets_nothing(self):
         self.lv.start("lab")
@@ -1879,39 +1946,9 @@ class Libvirt(Case):
 SCSI = "virtio-scsi-pci,id=scsihw0,bus=pci.0,addr=0x5"
 
 
-class Disks(Case):
+class Disks(Case, LoopDisks):
     """USB disks as virtual disks: real loop devices for QEMU to open, the
     umockdev tree for what udev tells."""
-
-    def setUp(self):
-        super().setUp()
-        self.loops = []
-
-    def tearDown(self):
-        super().tearDown()   # the guests first: they hold the loop devices
-        for dev in self.loops:
-            subprocess.run(["losetup", "-d", dev], capture_output=True)
-
-    def loop(self, size=64 << 20):
-        img = os.path.join(self.dir, "disk%d.img" % len(self.loops))
-        with open(img, "wb") as f:
-            f.truncate(size)
-        dev = subprocess.run(["losetup", "-f", "--show", img], capture_output=True, text=True,
-                             check=True).stdout.strip()
-        self.loops.append(dev)
-        return dev
-
-    def plug_disk(self, port, name, serial, **kw):
-        """A USB disk at port backed by a new loop device, with its by-id link."""
-        dev = self.loop()
-        d = self.host.plug_disk(port, name, serial, os.stat(dev).st_rdev, **kw)
-        d.dev = dev
-        os.symlink(dev, os.path.join(self.tool.disk_dir, d.link))
-        return d
-
-    def pull_disk(self, d):
-        os.unlink(os.path.join(self.tool.disk_dir, d.link))
-        self.host.unplug(d.port)
 
     def disks(self, g):
         """{id: (driver, parent bus, node's file)} of the guest's usbdisk-* devices."""
@@ -1940,9 +1977,6 @@ class Disks(Case):
         fds = "/proc/%d/fd" % g.proc.pid
         return any(os.path.realpath(os.path.join(fds, f)) == dev for f in os.listdir(fds))
 
-    def disk_event(self, action, d):
-        return self.tool.run(host=self.host, env=self.host.disk_env(action, d.name, d))
-
     def test_post_start_attaches_a_disk_as_scsi_and_not_its_usb_device(self):
         g = self.guest(100, extra=[SCSI])
         self.tool.usb_conf(100, "3-4\ndisk WD_Elements_57584C\n")
@@ -1956,7 +1990,7 @@ class Disks(Case):
         disks = self.disks(g)
         self.assertEqual(list(disks.values()), [("scsi-hd", "scsihw0.0", os.path.join(self.tool.disk_dir, d.link))])
         self.assertEqual(g.qmp("qom-get", path="/machine/peripheral/%s" % list(disks)[0], property="scsi-id"), 1)
-        self.assertIn("VM 100: attached disk WD_Elements_57584C (sdb, 67.1 MB) as a SCSI disk on scsihw0, scsi-id 1", r.stdout)
+        self.assertIn("VM 100: attached disk WD_Elements_57584C-0:0 (sdb, 67.1 MB) as a SCSI disk on scsihw0, scsi-id 1", r.stdout)
         self.assertTrue(self.qemu_opens(g, d.dev))
 
     def test_plug_and_pull_through_udev_leaves_nothing_open(self):
@@ -1974,7 +2008,7 @@ class Disks(Case):
         self.assertEqual(self.disks(g), {})
         self.assertEqual(self.nodes(g), [])
         self.assertFalse(self.qemu_opens(g, d.dev))
-        self.assertRegex(r.stdout, r"VM 100: detached disk WD_Elements_57584C \(sdb\) \(usbdisk-[0-9a-f]{16}\): it was pulled out \(data the guest had not written to it yet is lost")
+        self.assertRegex(r.stdout, r"VM 100: detached disk WD_Elements_57584C-0:0 \(sdb\) \(usbdisk-[0-9a-f]{16}\): it was pulled out \(data the guest had not written to it yet is lost")
 
     def test_virtio_where_asked_or_without_a_scsi_controller(self):
         g = self.guest(100)                      # no SCSI controller
@@ -1986,8 +2020,8 @@ class Disks(Case):
         got = sorted((drv, bus) for drv, bus, _ in self.disks(g).values())
         # in Proxmox's spare bridge slots, as the tool's own USB controller
         self.assertEqual(got, [("virtio-blk-pci", "pci.1"), ("virtio-blk-pci", "pci.2")])
-        self.assertIn("VM 100: attached disk WD_Elements_57584C (sdb, 67.1 MB) as a virtio disk at pci.1.0x1f", r.stdout)
-        self.assertIn("VM 100: disk WD_Elements_BBBB (sdd, 67.1 MB) is to go in as SCSI, but the VM has no virtio-scsi controller to put it on", r.stderr)
+        self.assertIn("VM 100: attached disk WD_Elements_57584C-0:0 (sdb, 67.1 MB) as a virtio disk at pci.1.0x1f", r.stdout)
+        self.assertIn("VM 100: disk WD_Elements_BBBB-0:0 (sdd, 67.1 MB) is to go in as SCSI, but the VM has no virtio-scsi controller to put it on", r.stderr)
         self.assertTrue(self.qemu_opens(g, a.dev) and self.qemu_opens(g, b.dev))
         self.assertEqual(len(self.nodes(g)), 4)   # nothing left of the refused one
         # the guest sees the disk's own serial
@@ -2049,17 +2083,17 @@ class Disks(Case):
         self.plug_disk("3-5", "sdc", "CCCC")
         self.plug_disk("3-6", "sdd", "DDDD")
         r = self.ok(self.tool.run(["status"], host=self.host))
-        self.assertIn("  sdb      67.1 MB  WD_Elements_57584C at 3-4  VM 100: NOT attached ('disk 57584C', 100.usb.conf:1); 'pve-usb-hotplug sync' attaches it", r.stdout)
+        self.assertIn("  sdb      67.1 MB  WD_Elements_57584C-0:0 at 3-4  VM 100: NOT attached ('disk 57584C', 100.usb.conf:1); 'pve-usb-hotplug sync' attaches it", r.stdout)
         self.ok(self.tool.run(["sync"], host=self.host))
         r = self.ok(self.tool.run(["status"], host=self.host))
-        self.assertRegex(r.stdout, r"  sdb      67.1 MB  WD_Elements_57584C at 3-4  VM 100: attached as scsi-hd usbdisk-[0-9a-f]{16} \('disk 57584C', 100.usb.conf:1\)")
-        self.assertIn("  sdc      67.1 MB  WD_Elements_CCCC at 3-5  denied to VM 101 ('deny disk CCCC', 101.usb.conf:1); stays on the host", r.stdout)
-        self.assertIn("  sdd      67.1 MB  WD_Elements_DDDD at 3-6  on the host (no disk rule names it)", r.stdout)
+        self.assertRegex(r.stdout, r"  sdb      67.1 MB  WD_Elements_57584C-0:0 at 3-4  VM 100: attached as scsi-hd usbdisk-[0-9a-f]{16} \('disk 57584C', 100.usb.conf:1\)")
+        self.assertIn("  sdc      67.1 MB  WD_Elements_CCCC-0:0 at 3-5  denied to VM 101 ('deny disk CCCC', 101.usb.conf:1); stays on the host", r.stdout)
+        self.assertIn("  sdd      67.1 MB  WD_Elements_DDDD-0:0 at 3-6  on the host (no disk rule names it)", r.stdout)
         self.assertIn("3-4              1058:25a2    480M  \"Elements 25A2\"          carries a disk for VM 100 ('disk 57584C', 100.usb.conf:1); see USB disks below", r.stdout)
         j = json.loads(self.ok(self.tool.run(["status", "100", "--json"], host=self.host)).stdout)
         self.assertEqual([(d["name"], d["serial"], d["serial_short"], d["size"], d["state"], d["driver"], d["held_by"])
                           for d in j["disks"]],
-                         [("sdb", "WD_Elements_57584C", "57584C", 64 << 20, "attached", "scsi-hd", ["100"])])
+                         [("sdb", "WD_Elements_57584C-0:0", "57584C", 64 << 20, "attached", "scsi-hd", ["100"])])
         self.assertEqual(j["vms"][0]["disks"], [j["disks"][0]["device"]])
 
     def test_release_lets_go_of_disks_and_sync_brings_them_back(self):
@@ -2093,7 +2127,7 @@ class Disks(Case):
         r = subprocess.run(["unshare", "-m", "sh", "-c", 'mount "$0" "$1" && shift && exec "$@"', d.dev, mnt] + argv,
                            env=env, capture_output=True, text=True, timeout=60)
         self.failed(r)
-        self.assertIn("VM 100: disk WD_Elements_57584C (sdb, 67.1 MB) is not attached: /dev/sdb is mounted on the host at %s; a disk must be in one place at a time" % mnt, r.stderr)
+        self.assertIn("VM 100: disk WD_Elements_57584C-0:0 (sdb, 67.1 MB) is not attached: /dev/sdb is mounted on the host at %s; a disk must be in one place at a time" % mnt, r.stderr)
         self.assertEqual(self.disks(g), {})
         self.ok(self.tool.run(["100", "post-start"], host=self.host))   # unmounted
         self.assertEqual(len(self.disks(g)), 1)

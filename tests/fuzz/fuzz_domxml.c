@@ -1,13 +1,14 @@
 /* libFuzzer: a libvirt domain's XML as any bytes (libvirtd writes it, but a
  * parser never trusts its input): the tool's hostdevs found in it, whether
- * its own XML passes a device, and the xHCI port picked for the next one,
- * each within bounds. */
+ * its own XML passes a device, the xHCI port picked for the next one, the
+ * tool's disks and the next disk name, each within bounds. */
 #include <assert.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "libvirt.h"
+#include "vdisk.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -31,6 +32,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int ss = 0; ss < 2; ss++)
 		if (lv_pick_port(xml, ss, &bus, &port) == 0)
 			assert(bus <= 255 && port >= 1 && port <= XHCI_MAX_PORTS);
+
+	static struct vdisk_set disks;
+	char name[8];
+	bool scsi;
+
+	assert(lv_parse_disks(xml, &disks, &scsi) == 0 && disks.n <= VDISK_MAX);
+	for (size_t i = 0; i < disks.n; i++)
+		assert(strlen(disks.d[i].id) < sizeof(disks.d[i].id) && strncmp(disks.d[i].id, "usbdisk-", 8) == 0);
+	if (lv_pick_target(xml, "sd", name, sizeof(name)) == 0)
+		assert(strlen(name) == 3 || strlen(name) == 4);
 	free(xml);
 	return 0;
 }

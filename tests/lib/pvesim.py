@@ -53,7 +53,8 @@ class UsbDisk:
 
     @property
     def usb_serial(self):
-        return "%s_%s_%s" % (self.vendor, self.model, self.serial_short)
+        # udev's usb_id ends it with the LUN (measured in the real-host bed)
+        return "%s_%s_%s-0:0" % (self.vendor, self.model, self.serial_short)
 
     @property
     def serial(self):
@@ -62,7 +63,7 @@ class UsbDisk:
     @property
     def link(self):
         """Its name in /dev/disk/by-id."""
-        return "usb-%s-0:0" % self.usb_serial
+        return "usb-%s" % self.usb_serial
 
     def props(self, host):
         p = {"SUBSYSTEM": "block", "DEVTYPE": "disk", "DEVNAME": "/dev/" + self.name,

@@ -191,14 +191,16 @@ class Bed:
              # when QEMU opens a host device, with the time (for bench.py)
              "-msg timestamp=on -trace enable=usb_host_open_success")
 
-    def start_vm(self, vmid, rules):
+    def start_vm(self, vmid, rules, extra=""):
         """An inner VM laid out as Proxmox lays one out, running (QEMU's
         usb-host only looks for its device while the guest runs), with its
-        rules; its post-start is the test's to call."""
+        rules (extra: more QEMU arguments); its post-start is the test's to
+        call."""
         self.sh("mkdir -p /var/run/qemu-server /etc/pve/qemu-server && "
                 "printf 'memory: 64\\nhookscript: local:snippets/pve-usb-hotplug\\n' >/etc/pve/qemu-server/%d.conf && "
                 "printf '%%s' '%s' >/etc/pve/qemu-server/%d.usb.conf" % (vmid, rules, vmid))
-        self.run(self.INNER.format(vmid=vmid).split(), background=True, log="/tmp/inner%d.log" % vmid)
+        self.run((self.INNER.format(vmid=vmid) + " " + extra).split(), background=True,
+                 log="/tmp/inner%d.log" % vmid)
         deadline = time.monotonic() + 30
         while self.sh("test -S /var/run/qemu-server/%d.qmp && test -s /var/run/qemu-server/%d.pid"
                       % (vmid, vmid))["rc"] != 0:

@@ -81,8 +81,8 @@ class RealHost(unittest.TestCase):
         self.assertEqual(r, 0, "%s not there" % (ports,))
         self.settle()
 
-    def vm(self, vmid, rules):
-        self.bed.start_vm(vmid, rules)
+    def vm(self, vmid, rules, extra=""):
+        self.bed.start_vm(vmid, rules, extra)
         self.vms.append(vmid)
 
     def plug(self, dev_id, driver, port, **props):
@@ -161,6 +161,55 @@ class RealHost(unittest.TestCase):
         self.assertIn(held["usbhost2-2"]["bus"], ("xhci.0", "usbhotplug-xhci0.0"))
         self.unplug("stick")
         self.wait_gone(100)
+
+    def disks(self, vmid):
+        r = self.bed.run(["python3", "/bed/qmpq.py", str(vmid), "disks"])
+        return json.loads(r["out"]) if r["rc"] == 0 else None
+
+    def qemu_has_open(self, vmid, dev):
+        """Whether the inner QEMU has the host's block device dev open."""
+        r = self.bed.sh("ls -l /proc/$(cat /var/run/qemu-server/%d.pid)/fd | grep -c ' -> %s$'" % (vmid, dev))
+        return r["out"].strip() not in ("", "0")
+
+    def test_a_usb_disk_becomes_a_scsi_disk_and_leaves_nothing_open(self):
+        # a port rule covers the enclosure: the disk rule wins over it
+        self.vm(100, "1-1\ndisk PUHDISK1\n", extra="-device virtio-scsi-pci,id=scsihw0,bus=pci.0,addr=0x5")
+        self.tool("100", "post-start")
+        img = os.path.join(self.bed.share, "disk.img")
+        with open(img, "wb") as f:
+            f.truncate(32 * 1024 * 1024)
+        self.bed.qmp("blockdev-add", driver="raw", **{"node-name": "disk1",
+                     "file": {"driver": "file", "filename": img}})
+        self.addCleanup(lambda: self.bed.qmp("blockdev-del", **{"node-name": "disk1"}))
+        self.plug("disk1", "usb-storage", "1.2", drive="disk1", serial="PUHDISK1")
+        # the kernel's sd device, and udev's by-id link for it
+        link = self.bed.wait_for(
+            lambda: self.bed.sh("ls /dev/disk/by-id/ | grep PUHDISK1 | grep -v part")["out"].split(),
+            lambda links: len(links) > 0, 30)
+        self.assertTrue(link, self.bed.sh("ls -l /dev/disk/by-id/; lsblk"))
+        dev = self.bed.sh("readlink -f /dev/disk/by-id/%s" % link[0])["out"].strip()
+        got = self.bed.wait_for(lambda: self.disks(100),
+                                lambda d: d is not None and list(d["devices"].values()) == ["scsi-hd"], 30)
+        self.assertEqual(list(got["devices"].values()), ["scsi-hd"],
+                         (got, self.bed.sh("journalctl -t pve-usb-hotplug --no-pager | tail -20")))
+        self.assertEqual(sorted(got["nodes"].values()), ["/dev/disk/by-id/" + link[0]] * 2)
+        self.assertTrue(self.qemu_has_open(100, dev))
+        # the enclosure itself is no usb-host of the VM
+        self.assertEqual(self.held_now(100), {})
+        status = self.tool("status")["out"]
+        self.assertRegex(status, r"%s .* QEMU_QEMU_HARDDISK_PUHDISK1-0:0 at 1-1.2  VM 100: attached as scsi-hd usbdisk-" % os.path.basename(dev))
+        # pulled out: detached, and the host's device is free again
+        self.unplug("disk1")
+        got = self.bed.wait_for(lambda: self.disks(100),
+                                lambda d: d is not None and d == {"devices": {}, "nodes": {}}, 30)
+        self.assertEqual(got, {"devices": {}, "nodes": {}},
+                         self.bed.sh("journalctl -t pve-usb-hotplug --no-pager | tail -20"))
+        self.assertFalse(self.qemu_has_open(100, dev))
+        gone = self.bed.wait_for(lambda: self.bed.sh("test -e /sys/class/block/%s" % os.path.basename(dev))["rc"],
+                                 lambda rc: rc != 0, 20)
+        self.assertNotEqual(gone, 0, "the kernel still has %s" % dev)
+        log = self.bed.sh("journalctl -t pve-usb-hotplug --no-pager")["out"]
+        self.assertIn("it was pulled out (data the guest had not written to it yet is lost", log)
 
     def test_rules_deny_id_serial_and_two_vms(self):
         # two boards of one model told apart by serial; a keyboard denied

@@ -36,9 +36,9 @@ static struct env base(void)
 		{ "DEVPATH", DEVPATH },
 		{ "MAJOR", "8" },
 		{ "MINOR", "16" },
-		{ "ID_SERIAL", "WD_Elements_57584C" },
+		{ "ID_SERIAL", "WD_Elements_57584C-0:0" },
 		{ "ID_SERIAL_SHORT", "57584C" },
-		{ "ID_USB_SERIAL", "WD_Elements_57584C" },
+		{ "ID_USB_SERIAL", "WD_Elements_57584C-0:0" },
 		{ "ID_USB_SERIAL_SHORT", "57584C" },
 		{ "DEVLINKS", "/dev/disk/by-path/pci-0000:00:14.0-usb-0:4.1:1.0-scsi-0:0:0:0 /dev/disk/by-id/wwn-0x50014 /dev/disk/by-id/ata-WDC_WX12 /dev/disk/by-id/usb-WD_Elements_57584C-0:0" },
 	} };
@@ -73,7 +73,8 @@ static void test_event(void **state)
 	port_format(&d.port, port, sizeof(port));
 	assert_string_equal(port, "3-4.1");
 	assert_string_equal(d.link, "usb-WD_Elements_57584C-0:0"); /* usb- first */
-	assert_string_equal(disk_key(&d), "WD_Elements_57584C");
+	assert_string_equal(disk_key(&d), "WD_Elements_57584C-0:0");
+	assert_string_equal(d.serial_bare, "WD_Elements_57584C");
 	assert_int_equal(d.size, 0);
 
 	static const struct {

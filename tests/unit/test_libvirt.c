@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "libvirt.h"
+#include "vdisk.h"
 
 /* as libvirt 9 prints a live domain (trimmed) */
 static const char live[] =
@@ -126,12 +127,52 @@ static void test_passes(void **state)
 	assert_false(lv_parse_passes("<hostdev type='usb'><source/>", &dev));
 }
 
+static void test_disks(void **state)
+{
+	static const char xml[] =
+		"<domain><devices>"
+		"<disk type='file' device='disk'><source file='/var/lib/root.img'/><target dev='vda' bus='virtio'/><alias name='virtio-disk0'/></disk>"
+		"<disk type='block' device='disk'><driver name='qemu' type='raw'/>"
+		"<source dev='/dev/disk/by-id/usb-WD_Elements_57584C-0:0' index='2'/>"
+		"<target dev='sda' bus='scsi'/><alias name='ua-usbdisk-afc2ff934c03e5bf'/></disk>"
+		"<disk type='block' device='disk'><source dev='/dev/sdz'/><target dev='sdb' bus='scsi'/>"
+		"<alias name='ua-mine'/></disk>"
+		"<disk type='block' device='disk'><source dev='/x'/><target dev='vdb' bus='virtio'/>"
+		"<alias name='ua-usbdisk-0123456789abcdef0123456789abcdef'/></disk>"
+		"<controller type='scsi' index='0' model='virtio-scsi'/>"
+		"</devices></domain>";
+	struct vdisk_set set;
+	bool scsi;
+	char name[8];
+	(void)state;
+
+	assert_int_equal(lv_parse_disks(xml, &set, &scsi), 0);
+	assert_true(scsi);
+	/* the tool's only: not the domain's own, not an alias too long to be one */
+	assert_int_equal(set.n, 1);
+	assert_string_equal(set.d[0].id, "usbdisk-afc2ff934c03e5bf");
+	assert_string_equal(set.d[0].driver, "scsi-hd");
+	assert_string_equal(set.d[0].file, "/dev/disk/by-id/usb-WD_Elements_57584C-0:0");
+	assert_false(set.d[0].nodes);
+	assert_int_equal(lv_parse_disks("<domain><controller type='scsi' model='lsilogic'/></domain>", &set, &scsi), 0);
+	assert_false(scsi);
+	assert_int_equal(set.n, 0);
+
+	assert_int_equal(lv_pick_target(xml, "sd", name, sizeof(name)), 0);
+	assert_string_equal(name, "sdc");
+	assert_int_equal(lv_pick_target(xml, "vd", name, sizeof(name)), 0);
+	assert_string_equal(name, "vdc");
+	assert_int_equal(lv_pick_target("", "vd", name, sizeof(name)), 0);
+	assert_string_equal(name, "vda");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_held),
 		cmocka_unit_test(test_pick),
 		cmocka_unit_test(test_passes),
+		cmocka_unit_test(test_disks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

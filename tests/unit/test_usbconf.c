@@ -247,6 +247,8 @@ static void test_disk_carrier(void **state)
 	} cases[] = {
 		{ "disk 57584C\n", true, "57584C", SCORE_DISK },
 		{ "disk WD_Elements_57584C\n", true, "57584C", SCORE_DISK },
+		{ "disk WD_Elements_57584C-0:0\n", true, "57584C", SCORE_DISK },
+		{ "disk WD_Elements_57584C-0:\n", true, "57584C", 0 },
 		{ "disk Elements_57584C\n", true, "57584C", SCORE_DISK },
 		{ "disk X57584C\n", true, "57584C", 0 },
 		{ "disk 57584C\n", true, "57584", 0 },
@@ -273,12 +275,39 @@ static void test_disk_carrier(void **state)
 	}
 }
 
+static void test_strip_lun(void **state)
+{
+	static const char *const cases[][2] = {
+		{ "WD_Elements_57584C-0:0", "WD_Elements_57584C" },
+		{ "X-12:3", "X" },
+		{ "X-0:", "X-0:" },
+		{ "X-:0", "X-:0" },
+		{ "X-0:0a", "X-0:0a" },
+		{ "X-a:0", "X-a:0" },
+		{ "WD-WX12", "WD-WX12" },
+		{ "-0:0", "" },
+		{ "", "" },
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char s[64];
+
+		strcpy(s, cases[i][0]);
+		usbconf_strip_lun(s);
+		assert_string_equal(s, cases[i][1]);
+	}
+}
+
 static void test_disk_match(void **state)
 {
-	struct disk_serials d = { { "WD_Elements_57584C", "57584C", "WD_Elements_57584C", "57584C" } };
-	struct disk_serials ata = { { "WDC_WD20_WD-WX12", "WD-WX12", "WD_Elements_57584C", "57584C" } };
-	struct disk_serials none = { { "", "", NULL, NULL } };
+	struct disk_serials d = { { "WD_Elements_57584C-0:0", "57584C", "WD_Elements_57584C-0:0", "57584C",
+				    "WD_Elements_57584C" } };
+	struct disk_serials ata = { { "WDC_WD20_WD-WX12", "WD-WX12", "WD_Elements_57584C-0:0", "57584C",
+				      "WDC_WD20_WD-WX12" } };
+	struct disk_serials none = { { "", "", NULL, NULL, NULL } };
 	static const char text[] = "3-4\ndisk 57584C\ndisk WD-WX12 as virtio\ndeny disk KEEP\n";
+	static const char bare[] = "disk WD_Elements_57584C\n";
 	const struct usb_rule *rule = NULL;
 	struct vm_rules *r;
 	(void)state;
@@ -296,6 +325,12 @@ static void test_disk_match(void **state)
 	d.s[1] = "KEEP";
 	assert_int_equal(usbconf_disk_match(r, &d, NULL), 0);
 	assert_int_equal(usbconf_disk_denied(r, &d)->line, 4);
+	usbconf_free(r);
+
+	/* ID_SERIAL with or without udev's LUN */
+	assert_int_equal(usbconf_parse_text(bare, strlen(bare), "x", 100, LOG_LVL_WARNING, &r), 0);
+	d.s[1] = "57584C";
+	assert_int_equal(usbconf_disk_match(r, &d, NULL), SCORE_DISK);
 	usbconf_free(r);
 
 	assert_int_equal(usbconf_parse_text("deny disk X\n3-4\n", 16, "x", 100, LOG_LVL_WARNING, &r), 0);
@@ -345,6 +380,7 @@ int main(void)
 		cmocka_unit_test(test_text),
 		cmocka_unit_test(test_match),
 		cmocka_unit_test(test_disk_carrier),
+		cmocka_unit_test(test_strip_lun),
 		cmocka_unit_test(test_disk_match),
 		cmocka_unit_test(test_quote),
 		cmocka_unit_test(test_vmid),
