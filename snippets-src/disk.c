@@ -185,15 +185,16 @@ static int cmp_name(const void *a, const void *b)
 	return lx != ly ? (lx > ly) - (lx < ly) : strcmp(x->name, y->name);
 }
 
-static int read_any(struct udev_device *d, void *out)
+static int read_any(struct udev_device *d, void *out, const void *ctx)
 {
+	(void)ctx;
 	return read_disk(d, out);
 }
 
 int disk_scan(struct usb_disk **ret, size_t *ret_n)
 {
 	void *list;
-	int r = usbtree_collect("block", sizeof(**ret), read_any, cmp_name, &list, ret_n);
+	int r = usbtree_collect("block", sizeof(**ret), read_any, NULL, cmp_name, &list, ret_n);
 
 	if (r == 0)
 		*ret = list;

@@ -187,7 +187,7 @@ static int event_add(const struct settings *s, const struct uevent *ev, struct v
 	char desc[256];
 	int r;
 
-	r = usbtree_get(ev->devpath, &dev);
+	r = usbtree_get(ev->devpath, vms_any_disk_rules(v), &dev);
 	if (r < 0) {
 		char port[PORT_STRLEN];
 
@@ -331,7 +331,7 @@ int hotplug_plugged(const struct settings *s, const char *name)
 			       log_escape(name, shown, sizeof(shown)));
 	r = usbtree_devpath(name, ev.devpath, sizeof(ev.devpath));
 	if (r == 0)
-		r = usbtree_get(ev.devpath, &dev);
+		r = usbtree_get(ev.devpath, false, &dev);
 	if (r < 0) {
 		log_info("%s is gone again before it could be attached; nothing to do", name);
 		return 0;
@@ -382,7 +382,7 @@ static int hook_post_start(const struct settings *s, unsigned long vmid, const c
 		goto out;
 	}
 
-	r = usbtree_scan(&devs, &n_devs);
+	r = usbtree_scan(vms_any_disk_rules(&v), &devs, &n_devs);
 	if (r < 0) {
 		ret = log_err(r, "VM %lu: cannot read the host's USB devices: %s", vmid, strerror(-r));
 		goto out;

@@ -92,7 +92,7 @@ int hotplug_identify(int timeout_ms)
 		const char *devpath = udev_device_get_devpath(d);
 		bool add = action && strcmp(action, "add") == 0;
 
-		k = add && devpath ? usbtree_get(devpath, &info) : -ENODEV;
+		k = add && devpath ? usbtree_get(devpath, false, &info) : -ENODEV;
 		udev_device_unref(d);
 		if (k < 0)
 			continue;

@@ -458,6 +458,14 @@ unsigned usbconf_disk_match(const struct vm_rules *rules, const struct disk_seri
 	return 0;
 }
 
+bool usbconf_has_any_disk_rule(const struct vm_rules *rules)
+{
+	for (size_t i = 0; i < rules->n_rules; i++)
+		if (rules->rules[i].kind == RULE_DISK)
+			return true;
+	return false;
+}
+
 bool usbconf_has_disk_rules(const struct vm_rules *rules)
 {
 	for (size_t i = 0; i < rules->n_rules; i++)

@@ -47,10 +47,13 @@ static void copy_attr(struct udev_device *d, const char *name, char *dst, size_t
 
 /* Whether the device offers a mass storage interface: udev's
  * ID_USB_INTERFACES (":080650:030101:", read from its descriptors when it
- * was added), else the class of its first interfaces in sysfs. */
-static bool has_mass_storage(struct udev_device *d, const char *name)
+ * was added; always there once udev has seen the device), else, for a
+ * device udev has not seen, the class of its first interface. Only a
+ * device with a serial is asked: a disk rule never takes one without. */
+static bool has_mass_storage(struct udev_device *d, const char *name, bool has_serial)
 {
-	const char *ifs = udev_device_get_property_value(d, "ID_USB_INTERFACES");
+	const char *ifs = udev_device_get_property_value(d, "ID_USB_INTERFACES"), *v;
+	char attr[PORT_STRLEN + 32];
 
 	if (ifs && ifs[0]) {
 		for (const char *p = ifs; (p = strchr(p, ':')) && p[1]; p++)
@@ -58,22 +61,16 @@ static bool has_mass_storage(struct udev_device *d, const char *name)
 				return true;
 		return false;
 	}
-	for (unsigned i = 0; i < 4; i++) {
-		char attr[PORT_STRLEN + 32];
-		const char *v;
-
-		snprintf(attr, sizeof(attr), "%s:1.%u/bInterfaceClass", name, i);
-		v = udev_device_get_sysattr_value(d, attr);
-		if (!v)
-			break;
-		if (strcmp(v, "08") == 0)
-			return true;
-	}
-	return false;
+	if (!has_serial)
+		return false;
+	snprintf(attr, sizeof(attr), "%s:1.0/bInterfaceClass", name);
+	v = udev_device_get_sysattr_value(d, attr);
+	return v && strcmp(v, "08") == 0;
 }
 
-/* 0, or -ENODEV when d is no USB device (interface, root hub, odd name). */
-static int read_device(struct udev_device *d, struct usb_device_info *ret)
+/* 0, or -ENODEV when d is no USB device (interface, root hub, odd name).
+ * storage: tell mass_storage (it costs reading udev's record). */
+static int read_device(struct udev_device *d, bool storage, struct usb_device_info *ret)
 {
 	struct usb_device_info info = { 0 };
 	const char *name = udev_device_get_sysname(d);
@@ -90,11 +87,11 @@ static int read_device(struct udev_device *d, struct usb_device_info *ret)
 	info.pid = hex_attr(d, "idProduct", &ok);
 	info.have_ids = ok;
 	info.devnum = devnum_attr(d);
-	info.mass_storage = has_mass_storage(d, name);
 	if (!devpath || port_controller(devpath, info.controller, sizeof(info.controller)) < 0)
 		info.controller[0] = '\0';
 	info.serial_known = true;
 	copy_attr(d, "serial", info.serial, sizeof(info.serial));
+	info.mass_storage = storage && has_mass_storage(d, name, info.serial[0] != '\0');
 	copy_attr(d, "speed", info.speed, sizeof(info.speed));
 	copy_attr(d, "product", info.product, sizeof(info.product));
 	copy_attr(d, "manufacturer", info.manufacturer, sizeof(info.manufacturer));
@@ -109,7 +106,8 @@ static int cmp_port(const void *a, const void *b)
 			    &((const struct usb_device_info *)b)->port);
 }
 
-int usbtree_collect(const char *subsystem, size_t size, int (*read)(struct udev_device *d, void *out),
+int usbtree_collect(const char *subsystem, size_t size,
+		    int (*read)(struct udev_device *d, void *out, const void *ctx), const void *ctx,
 		    int (*cmp)(const void *a, const void *b), void **ret, size_t *ret_n)
 {
 	struct udev *udev = udev_new();
@@ -142,7 +140,7 @@ int usbtree_collect(const char *subsystem, size_t size, int (*read)(struct udev_
 			list = nl;
 			cap = ncap;
 		}
-		if (read(d, list + n * size) == 0)
+		if (read(d, list + n * size, ctx) == 0)
 			n++;
 		udev_device_unref(d);
 	}
@@ -161,22 +159,22 @@ out:
 	return r;
 }
 
-static int read_any(struct udev_device *d, void *out)
+static int read_any(struct udev_device *d, void *out, const void *ctx)
 {
-	return read_device(d, out);
+	return read_device(d, *(const bool *)ctx, out);
 }
 
-int usbtree_scan(struct usb_device_info **ret, size_t *ret_n)
+int usbtree_scan(bool storage, struct usb_device_info **ret, size_t *ret_n)
 {
 	void *list;
-	int r = usbtree_collect("usb", sizeof(**ret), read_any, cmp_port, &list, ret_n);
+	int r = usbtree_collect("usb", sizeof(**ret), read_any, &storage, cmp_port, &list, ret_n);
 
 	if (r == 0)
 		*ret = list;
 	return r;
 }
 
-int usbtree_get(const char *devpath, struct usb_device_info *ret)
+int usbtree_get(const char *devpath, bool storage, struct usb_device_info *ret)
 {
 	struct udev *udev;
 	struct udev_device *d;
@@ -193,7 +191,7 @@ int usbtree_get(const char *devpath, struct usb_device_info *ret)
 		udev_unref(udev);
 		return -ENODEV;
 	}
-	r = read_device(d, ret);
+	r = read_device(d, storage, ret);
 	udev_device_unref(d);
 	udev_unref(udev);
 	return r;

@@ -21,7 +21,8 @@ struct usb_device_info {
 	bool have_ids;			      /* vid and pid are known */
 	unsigned vid, pid;
 	unsigned devnum;		      /* its address on the bus; 0 if unknown */
-	bool mass_storage;		      /* it has a mass storage interface (class 08) */
+	bool mass_storage;		      /* it has a mass storage interface (class 08); only
+					       * told when asked for (storage) */
 	/* serial: raw bytes from the device, exact. serial_known false: not
 	 * known (a remove event); serial "" with serial_known: it has none,
 	 * or one too long to be real. */
@@ -33,17 +34,20 @@ struct usb_device_info {
 };
 
 /* Every USB device of the host (no root hubs, no interfaces), hubs
- * included, sorted by port. *ret is malloc()ed. */
-int usbtree_scan(struct usb_device_info **ret, size_t *ret_n);
+ * included, sorted by port. *ret is malloc()ed. storage: tell which have
+ * a mass storage interface (a disk rule asks; it costs a read of udev's
+ * record of each device). */
+int usbtree_scan(bool storage, struct usb_device_info **ret, size_t *ret_n);
 
 struct udev_device;
 /* Every device of subsystem that read() takes (returns 0 for), each read
  * into an element of size bytes of *ret (malloc()ed), sorted by cmp. */
-int usbtree_collect(const char *subsystem, size_t size, int (*read)(struct udev_device *d, void *out),
+int usbtree_collect(const char *subsystem, size_t size,
+		    int (*read)(struct udev_device *d, void *out, const void *ctx), const void *ctx,
 		    int (*cmp)(const void *a, const void *b), void **ret, size_t *ret_n);
 
 /* The device at sysfs path /sys<devpath>. -ENODEV if it is not there. */
-int usbtree_get(const char *devpath, struct usb_device_info *ret);
+int usbtree_get(const char *devpath, bool storage, struct usb_device_info *ret);
 
 /* The sysfs DEVPATH ("/devices/.../3-4.1") of the USB device named name
  * ("3-4.1"). 0, -ENODEV when there is none, -ENAMETOOLONG. */

@@ -94,7 +94,7 @@ int vms_load_host(const struct settings *s, struct vms *v, struct usb_device_inf
 		vms_free(v);
 		return log_err(r, "%s: cannot list the running VMs: %s", s->qmp_socket_dir, strerror(-r));
 	}
-	r = usbtree_scan(devs, n_devs);
+	r = usbtree_scan(vms_any_disk_rules(v), devs, n_devs);
 	if (r < 0) {
 		vms_free(v);
 		return log_err(r, "cannot read the host's USB devices: %s", strerror(-r));
@@ -401,6 +401,14 @@ out:
 	free(rules);
 	free(pves);
 	return r;
+}
+
+bool vms_any_disk_rules(const struct vms *v)
+{
+	for (size_t i = 0; i < v->n; i++)
+		if (v->list[i]->rules && usbconf_has_any_disk_rule(v->list[i]->rules))
+			return true;
+	return false;
 }
 
 int vms_list_disk_holders(struct vms *v)

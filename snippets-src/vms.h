@@ -108,6 +108,10 @@ const struct xhci_dev *vms_holds(struct vms *v, struct vm *vm, const struct usb_
  * record). 0 or the error (logged). */
 int vms_fetch_held(struct vms *v, struct vm *vm);
 
+/* Whether any guest's rules have a disk rule (deny too): only then does a
+ * USB device's mass storage interface matter. */
+bool vms_any_disk_rules(const struct vms *v);
+
 /* Adds the VMs the tool has put disks into (<key>.disks in the state
  * directory) but that have no .usb.conf. */
 int vms_list_disk_holders(struct vms *v);
