@@ -1,15 +1,19 @@
 #include "vdisk.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "libvirt.h"
 #include "log.h"
 #include "qmp.h"
 #include "util.h"
+#include "vmproc.h"
 #include "xhci.h"
 
 #define DEL_POLL_MS 20
@@ -230,6 +234,33 @@ static int add_scsi(struct qmp *q, const char *ctrl, const char *id, const struc
 	return r;
 }
 
+/* Whether the guest's QEMU has d's block device open: 1, 0, or -1 when
+ * that cannot be told (no pid file, /proc unreadable). */
+static int qemu_holds(const struct target *t, const struct usb_disk *d)
+{
+	unsigned long pid = t->pidfile[0] ? vmproc_pid(t->pidfile) : 0;
+	char path[64];
+	struct dirent *de;
+	DIR *dir;
+	int held = 0;
+
+	if (!pid)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%lu/fd", pid);
+	dir = opendir(path);
+	if (!dir)
+		return -1;
+	while (!held && (de = readdir(dir))) {
+		struct stat st;
+
+		/* the fd's link followed: the device it has open */
+		held = de->d_name[0] != '.' && fstatat(dirfd(dir), de->d_name, &st, 0) == 0 &&
+		       S_ISBLK(st.st_mode) && st.st_rdev == makedev(d->major, d->minor);
+	}
+	closedir(dir);
+	return held;
+}
+
 int vdisk_attach(struct guest *g, const struct usb_disk *d, const char *path, enum disk_as as)
 {
 	const struct target *t = guest_target(g);
@@ -260,10 +291,21 @@ int vdisk_attach(struct guest *g, const struct usb_disk *d, const char *path, en
 		return guest_failed(g, r, "listing the disks of", "the VM");
 	}
 	e = vdisk_find(set, id);
-	if (e && e->driver[0]) {
+	if (e && e->driver[0] && qemu_holds(t, d) != 0) {
 		free(set);
 		log_info("%s: %s is attached already (%s)", t->label, desc, id);
 		return 0;
+	}
+	if (e && e->driver[0]) {
+		/* its remove was missed (or another disk has the same serial:
+		 * then they share one by-id link as well) */
+		free(set);
+		log_warning("%s: %s is attached as %s, but QEMU holds another device under that name (an earlier disk with this serial, whose removal was missed): replaced",
+			    t->label, desc, id);
+		r = vdisk_detach(g, id, desc, "an earlier disk with its serial was still attached");
+		if (r < 0)
+			return r;
+		return vdisk_attach(g, d, path, as);
 	}
 	if (e && e->nodes) {
 		/* left by a detach that could not finish: the host's device is

@@ -2158,6 +2158,26 @@ class Disks(Case, LoopDisks):
         self.ok(self.tool.run(host=self.host, env=env))
         self.assertFalse(self.qemu_opens(g, d.dev))
 
+    def test_a_disk_plugged_again_after_a_missed_remove_replaces_the_dead_one(self):
+        g = self.guest(100, extra=[SCSI])
+        self.tool.usb_conf(100, "disk 57584C\n")
+        first = self.plug_disk("3-4", "sdb", "57584C")
+        self.ok(self.disk_event("add", first))
+        self.assertTrue(self.qemu_opens(g, first.dev))
+        # pulled out and plugged in again; the remove never reached the
+        # program: the link now names the new device, QEMU holds the old one
+        self.pull_disk(first)
+        again = self.plug_disk("3-4", "sdc", "57584C")
+        r = self.ok(self.disk_event("add", again))
+        self.assertIn("QEMU holds another device under that name (an earlier disk with this serial, whose removal was missed): replaced", r.stderr)
+        self.assertTrue(self.qemu_opens(g, again.dev))
+        self.assertFalse(self.qemu_opens(g, first.dev))
+        self.assertEqual([v[0] for v in self.disks(g).values()], ["scsi-hd"])
+        # the same event once more: attached already, nothing replaced
+        r = self.ok(self.disk_event("add", again))
+        self.assertIn("is attached already", r.stdout)
+        self.assertNotIn("replaced", r.stderr)
+
     def test_ata_passthrough_disk_by_the_drives_serial(self):
         g = self.guest(100, extra=[SCSI])
         self.tool.usb_conf(100, "disk WD-WX12A3456789\n")
