@@ -135,10 +135,14 @@ static int fill(uevent_lookup_fn get, void *ud, struct usb_disk *d, const char *
 int disk_from_event(uevent_lookup_fn lookup, void *ud, enum uevent_action *ret_action,
 		    struct usb_disk *ret, const char **ret_reason)
 {
-	const char *action = lookup("ACTION", ud);
+	const char *action = lookup("ACTION", ud), *media = lookup("DISK_MEDIA_CHANGE", ud);
 
+	/* a card reader's medium in or out: the disk is looked at again, as
+	 * at its add (one without a medium is let go of) */
+	if (action && strcmp(action, "change") == 0 && media && strcmp(media, "1") == 0)
+		action = "add";
 	if (!action || (strcmp(action, "add") != 0 && strcmp(action, "remove") != 0)) {
-		*ret_reason = "action is neither add nor remove";
+		*ret_reason = "action is neither add nor remove (nor a change of medium)";
 		return 0;
 	}
 	*ret_action = strcmp(action, "add") == 0 ? UEVENT_ADD : UEVENT_REMOVE;

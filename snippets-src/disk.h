@@ -51,7 +51,8 @@ int disk_get(const char *devpath, struct usb_disk *ret);
 /* A udev event for a block device: 1 when it is a USB whole disk being
  * added or removed, filling *ret_action and *ret from the environment
  * alone (size unknown: 0); 0 with a short reason when it is to be
- * ignored. Pure. */
+ * ignored. A change of medium (DISK_MEDIA_CHANGE=1, a card reader) counts
+ * as an add: the disk is looked at again. Pure. */
 int disk_from_event(uevent_lookup_fn lookup, void *userdata, enum uevent_action *ret_action,
 		    struct usb_disk *ret, const char **ret_reason);
 

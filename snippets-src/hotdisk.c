@@ -15,16 +15,19 @@
 #include "vms.h"
 
 /* The checks before QEMU sees the disk: its by-id node is the disk, it has
- * a medium, the host does not use it. 0 with the node's path. */
+ * a medium, the host does not use it. 0 with the node's path; 1 when there
+ * is nothing to attach (no medium; logged). */
 static int ready(const struct settings *s, const struct target *t, const struct usb_disk *d,
 		 const char *desc, char *path, size_t n)
 {
 	char why[600];
 	int r;
 
-	if (d->size == 0)
-		return log_err(-ENOMEDIUM, "%s: %s has no medium (a card reader without a card?); not attached",
-			       t->label, desc);
+	if (d->size == 0) {
+		log_info("%s: %s has no medium (a card reader without a card?); it is attached when one is put in",
+			 t->label, desc);
+		return 1;
+	}
 	r = disk_node_path(s->disk_dir, d, path, n);
 	if (r == -ENOENT)
 		return log_err(r, "%s: %s has no link in /dev/disk/by-id (udev gave it no serial); not attached",
@@ -50,8 +53,8 @@ static int attach_one(struct guest *g, const struct settings *s, const struct ta
 
 	disk_describe(d, desc, sizeof(desc));
 	r = ready(s, t, d, desc, path, sizeof(path));
-	if (r < 0)
-		return r;
+	if (r != 0)
+		return r > 0 ? 0 : r;
 	return vdisk_attach(g, d, path, rule->disk_as);
 }
 
@@ -82,6 +85,8 @@ static void explain_denials(const struct vms *v, const struct usb_disk *d, const
 	}
 }
 
+static int disk_removed(const struct settings *s, struct vms *v, const struct usb_disk *d);
+
 static int disk_added(const struct settings *s, struct vms *v, const struct usb_disk *ev)
 {
 	struct usb_disk d;
@@ -95,6 +100,12 @@ static int disk_added(const struct settings *s, struct vms *v, const struct usb_
 		return 0;
 	}
 	disk_describe(&d, desc, sizeof(desc));
+	if (d.size == 0) {
+		/* a card reader without a card (or one just taken out): whoever
+		 * has the card's disk lets go of it */
+		log_info("%s has no medium; it is attached when one is put in", desc);
+		return disk_removed(s, v, &d);
+	}
 	for (;;) {
 		struct guest *g;
 

@@ -121,6 +121,15 @@ E: MAJOR=8
 E: MINOR=17
 E: ID_PATH=pci-0000:00:14.0-usb-0:5:1.0-scsi-0:0:0:0
 
+P: /devices/pci0000:00/0000:00:14.0/usb3/3-6/3-6:1.0/host7/target7:0:0/7:0:0:0/block/sdd
+E: SUBSYSTEM=block
+E: DEVTYPE=disk
+E: DEVNAME=/dev/sdd
+E: MAJOR=8
+E: MINOR=48
+E: DISK_MEDIA_CHANGE=1
+E: ID_PATH=pci-0000:00:14.0-usb-0:6:1.0-scsi-0:0:0:0
+
 P: /devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda
 E: SUBSYSTEM=block
 E: DEVTYPE=disk
@@ -163,6 +172,7 @@ for a in add remove; do
 	check "rule does nothing for a SATA disk $a" test -z "$(grep "^run: " <<<"$sata")"
 done
 check "rule does nothing for a USB disk change" test -z "$(udev_runs $usb_disk change)"
+check "rule runs the program for a card reader's change of medium" has "$(udev_runs 3-6/3-6:1.0/host7/target7:0:0/7:0:0:0/block/sdd change)" "run: '/usr/sbin/pve-usb-hotplug'"
 unit=$(cat "$root/usr/lib/systemd/system/pve-usb-hotplug@.service")
 check "the service runs 'pve-usb-hotplug plugged %i'" has "$unit" "ExecStart=/usr/sbin/pve-usb-hotplug plugged %i"
 check "the service stands aside while the listener runs" has "$unit" "ConditionPathExists=!/run/pve-usb-hotplug/listening"

@@ -2178,6 +2178,25 @@ class Disks(Case, LoopDisks):
         self.assertIn("is attached already", r.stdout)
         self.assertNotIn("replaced", r.stderr)
 
+    def test_a_card_reader_follows_its_medium(self):
+        g = self.guest(100, extra=[SCSI])
+        self.tool.usb_conf(100, "disk 000000000819\n")
+        d = self.plug_disk("3-4", "sdb", "000000000819", size=0, vendor="Generic", model="SD_MMC")
+        r = self.ok(self.disk_event("add", d))         # no card yet
+        self.assertIn("disk Generic_SD_MMC_000000000819-0:0 (sdb) has no medium; it is attached when one is put in", r.stdout)
+        self.assertEqual(self.disks(g), {})
+        r = self.ok(self.tool.run(["100", "post-start"], host=self.host))
+        self.assertIn("has no medium (a card reader without a card?); it is attached when one is put in", r.stdout)
+        d.size = 32 << 20                                # a card goes in
+        self.ok(self.disk_event("media", d))
+        self.assertEqual([v[0] for v in self.disks(g).values()], ["scsi-hd"])
+        self.assertTrue(self.qemu_opens(g, d.dev))
+        d.size = 0                                       # and out again
+        r = self.ok(self.disk_event("media", d))
+        self.assertIn("VM 100: detached disk Generic_SD_MMC_000000000819-0:0 (sdb)", r.stdout)
+        self.assertEqual((self.disks(g), self.nodes(g)), ({}, []))
+        self.assertFalse(self.qemu_opens(g, d.dev))
+
     def test_ata_passthrough_disk_by_the_drives_serial(self):
         g = self.guest(100, extra=[SCSI])
         self.tool.usb_conf(100, "disk WD-WX12A3456789\n")

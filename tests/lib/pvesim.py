@@ -122,9 +122,12 @@ class Host:
         return d
 
     def disk_env(self, action, name, d=None):
-        """The environment udev gives a RUN+= program for a disk's event."""
+        """The environment udev gives a RUN+= program for a disk's event
+        ("media": a card reader's change of medium)."""
         d = d or self.disks[name]
         env = {"ACTION": action, "SEQNUM": "1", "DEVPATH": self.disk_devpath(d)}
+        if action == "media":
+            env.update(ACTION="change", DISK_MEDIA_CHANGE="1")
         env.update(d.props(self))
         return env
 

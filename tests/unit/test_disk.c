@@ -80,7 +80,7 @@ static void test_event(void **state)
 	static const struct {
 		const char *key, *value, *why;
 	} bad[] = {
-		{ "ACTION", "change", "action is neither add nor remove" },
+		{ "ACTION", "change", "action is neither add nor remove (nor a change of medium)" },
 		{ "SUBSYSTEM", "usb", "not a block device" },
 		{ "DEVTYPE", "partition", "not a whole disk (a partition?)" },
 		{ "DEVPATH", "/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0/block/sda", "a disk on no USB device" },
@@ -96,6 +96,15 @@ static void test_event(void **state)
 		assert_int_equal(disk_from_event(lookup, &e, &action, &d, &why), 0);
 		assert_string_equal(why, bad[i].why);
 	}
+
+	/* a card reader's change of medium is looked at as an add */
+	e = base();
+	set(&e, "ACTION", "change");
+	set(&e, "DISK_MEDIA_CHANGE", "1");
+	assert_int_equal(disk_from_event(lookup, &e, &action, &d, &why), 1);
+	assert_int_equal(action, UEVENT_ADD);
+	set(&e, "DISK_MEDIA_CHANGE", "0");
+	assert_int_equal(disk_from_event(lookup, &e, &action, &d, &why), 0);
 
 	/* a remove without udev's database: named by what is left */
 	e = base();
