@@ -37,7 +37,7 @@ class RealHost(unittest.TestCase):
         if BED is None:
             bedmod.prepare()
             cls_dir = tempfile.mkdtemp(prefix="puh-realhost-")
-            BED = bedmod.Bed(cls_dir, deb=DEB)
+            BED = bedmod.Bed(cls_dir, deb=DEB, inner_accel="tcg")
             # the package enables its listener; the host's policy-rc.d may
             # keep dpkg from starting it
             r = BED.sh("dpkg -i /bed/pkg.deb >/tmp/dpkg.log 2>&1 && udevadm control --reload && "
@@ -306,7 +306,7 @@ class RealHost(unittest.TestCase):
 
     def test_a_qemu_started_by_hand(self):
         sock = "/run/desk.qmp"
-        pid = self.bed.run(("qemu-system-x86_64 -machine pc -accel kvm -accel tcg -m 64 -nodefaults -display none "
+        pid = self.bed.run(("qemu-system-x86_64 -machine pc -accel tcg -m 64 -nodefaults -display none "
                             "-device qemu-xhci,id=xhci,p2=8,p3=8 -qmp unix:%s,server=on,wait=off" % sock).split(),
                            background=True, log="/tmp/desk.log")["pid"]
         self.addCleanup(lambda: self.bed.sh("kill %d; rm -f %s" % (pid, sock)))
