@@ -284,7 +284,7 @@ struct devnums {
 };
 
 /* The disk and its partitions. */
-static int gather(const struct usb_disk *d, struct devnums *ret)
+static void gather(const struct usb_disk *d, struct devnums *ret)
 {
 	struct udev *udev = udev_new();
 	struct udev_device *disk = udev ? open_dev(udev, d->devpath) : NULL;
@@ -320,7 +320,6 @@ static int gather(const struct usb_disk *d, struct devnums *ret)
 		udev_device_unref(disk);
 	if (udev)
 		udev_unref(udev);
-	return 0;
 }
 
 static int find_dev(const struct devnums *s, dev_t dev)

@@ -119,12 +119,9 @@ static int disk_added(const struct settings *s, struct vms *v, const struct usb_
 			return -EBUSY;
 		if (p.kind != PLACE_VM)
 			return 0;
-		r = guest_open(s, &p.vm->t, &g);
-		if (r == -ENOENT || r == -ECONNREFUSED) {
-			p.vm->running = 0;
-			log_info("%s: placing it again without %s", desc, p.vm->t.label);
+		r = hotplug_open_placed(s, &p, desc, &g);
+		if (r == -EAGAIN)
 			continue;
-		}
 		if (r < 0)
 			return r;
 		r = attach_one(g, s, &p.vm->t, &d, p.rule);
@@ -201,7 +198,7 @@ static bool had_disks(const struct settings *s, const struct vm *vm)
 
 bool hotplug_disks_concern(const struct settings *s, const struct vm *vm)
 {
-	return (vm->rules && usbconf_has_disk_rules(vm->rules)) || had_disks(s, vm);
+	return (vm->rules && usbconf_has_disk_rules(vm->rules, false)) || had_disks(s, vm);
 }
 
 static int disk_removed(const struct settings *s, struct vms *v, const struct usb_disk *d)
@@ -255,18 +252,13 @@ int hotplug_disk_event(const struct settings *s, enum uevent_action action,
 	return r;
 }
 
-int hotplug_disks_attach(struct vms *v, struct vm *mine, struct guest *g)
+/* Attaches what of the host's disks mine's disk rules give it. */
+static int attach_from(struct vms *v, struct vm *mine, struct guest *g, const struct usb_disk *disks,
+		       size_t n)
 {
-	struct usb_disk *disks = NULL;
-	size_t n = 0;
 	int r, ret = 0;
 
-	if (!mine->rules || !usbconf_has_disk_rules(mine->rules))
-		return 0;
-	r = disk_scan(&disks, &n);
-	if (r < 0)
-		return log_err(r, "%s: cannot read the host's disks: %s", mine->t.label, strerror(-r));
-	for (size_t i = 0; i < n && guest_usable(g); i++) {
+	for (size_t i = 0; mine->rules && i < n && guest_usable(g); i++) {
 		struct disk_serials ser;
 		struct placement p;
 		char desc[256];
@@ -289,8 +281,23 @@ int hotplug_disks_attach(struct vms *v, struct vm *mine, struct guest *g)
 		if (p.kind == PLACE_CONFLICT)
 			ret = -EBUSY;
 	}
-	free(disks);
 	return ret;
+}
+
+int hotplug_disks_attach(struct vms *v, struct vm *mine, struct guest *g)
+{
+	struct usb_disk *disks = NULL;
+	size_t n = 0;
+	int r;
+
+	if (!mine->rules || !usbconf_has_disk_rules(mine->rules, false))
+		return 0;
+	r = disk_scan(&disks, &n);
+	if (r < 0)
+		return log_err(r, "%s: cannot read the host's disks: %s", mine->t.label, strerror(-r));
+	r = attach_from(v, mine, g, disks, n);
+	free(disks);
+	return r;
 }
 
 int hotplug_disks_sync(struct vms *v, struct vm *vm, struct guest *g)
@@ -303,7 +310,7 @@ int hotplug_disks_sync(struct vms *v, struct vm *vm, struct guest *g)
 	set = fetch(g, &ret);
 	if (!set)
 		return ret;
-	if (set->n == 0 && (!vm->rules || !usbconf_has_disk_rules(vm->rules))) {
+	if (set->n == 0 && (!vm->rules || !usbconf_has_disk_rules(vm->rules, false))) {
 		free(set);
 		return 0;
 	}
@@ -348,9 +355,9 @@ int hotplug_disks_sync(struct vms *v, struct vm *vm, struct guest *g)
 			ret = -EIO;
 	}
 	free(set);
-	free(disks);
-	if (guest_usable(g) && (r = hotplug_disks_attach(v, vm, g)) < 0)
+	if (guest_usable(g) && (r = attach_from(v, vm, g, disks, n)) < 0)
 		ret = r;
+	free(disks);
 	return ret;
 }
 

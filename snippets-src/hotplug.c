@@ -180,6 +180,20 @@ static void explain_denials(const struct vms *v, const struct usb_device_info *d
 	}
 }
 
+int hotplug_open_placed(const struct settings *s, const struct placement *p, const char *desc,
+			struct guest **ret)
+{
+	int r = guest_open(s, &p->vm->t, ret);
+
+	if (r == -ENOENT || r == -ECONNREFUSED) {
+		/* it counted as running, but does not answer */
+		p->vm->running = 0;
+		log_info("%s: placing it again without %s", desc, p->vm->t.label);
+		return -EAGAIN;
+	}
+	return r;
+}
+
 static int event_add(const struct settings *s, const struct uevent *ev, struct vms *v)
 {
 	struct usb_device_info dev;
@@ -217,13 +231,9 @@ static int event_add(const struct settings *s, const struct uevent *ev, struct v
 			return -EBUSY;
 		if (p.kind != PLACE_VM)
 			return cleared;
-		r = guest_open(s, &p.vm->t, &g);
-		if (r == -ENOENT || r == -ECONNREFUSED) {
-			/* it counted as running, but does not answer */
-			p.vm->running = 0;
-			log_info("%s: placing it again without %s", desc, p.vm->t.label);
+		r = hotplug_open_placed(s, &p, desc, &g);
+		if (r == -EAGAIN)
 			continue;
-		}
 		if (r < 0)
 			return r;
 		r = guest_attach(g, &dev);
@@ -416,7 +426,7 @@ static int hook_post_start(const struct settings *s, unsigned long vmid, const c
 		if (p.kind == PLACE_CONFLICT)
 			ret = -EBUSY;
 	}
-	if (n_take == 0 && ret == 0 && !usbconf_has_disk_rules(mine->rules))
+	if (n_take == 0 && ret == 0 && !usbconf_has_disk_rules(mine->rules, false))
 		log_info("VM %lu: nothing plugged in under its rules now; devices will be attached when plugged in",
 			 vmid);
 	else if (n_take == 0 && ret == 0)

@@ -55,6 +55,12 @@ int hotplug_hook(const struct settings *s, unsigned long vmid, const char *phase
 int hotplug_attach_all(struct guest *g, const struct target *t,
 		       const struct usb_device_info *devs, const bool *take, size_t n);
 
+/* Opens the guest p places a device (desc) in. -EAGAIN when that guest
+ * counted as running but does not answer: it is marked as not running
+ * (logged), and the caller places the device again. */
+int hotplug_open_placed(const struct settings *s, const struct placement *p, const char *desc,
+			struct guest **ret);
+
 /* Why a PLACE_PROXMOX device is its owner's: "Proxmox passes it itself
  * (usb0 of VM 101)", or a libvirt domain's own XML. */
 void owner_passes(const struct placement *p, char *buf, size_t n);

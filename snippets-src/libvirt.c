@@ -616,13 +616,12 @@ int lv_disk_attach(struct lv *l, const char *id, const char *path, enum disk_as 
 			       lv_error());
 	}
 	lv_parse_disks(xml, set, &scsi);
-	for (size_t i = 0; i < set->n; i++)
-		if (strcmp(set->d[i].id, id) == 0) {
-			free(xml);
-			free(set);
-			log_info("%s: %s is attached already (%s)", l->t->label, desc, id);
-			return 0;
-		}
+	if (vdisk_find(set, id)) {
+		free(xml);
+		free(set);
+		log_info("%s: %s is attached already (%s)", l->t->label, desc, id);
+		return 0;
+	}
 	free(set);
 	if (as == DISK_AS_SCSI && !scsi) {
 		free(xml);
@@ -655,21 +654,26 @@ int lv_disk_attach(struct lv *l, const char *id, const char *path, enum disk_as 
 	return 0;
 }
 
+/* Whether the domain has the tool's disk id (set: room to read into): 1,
+ * 0, or -EIO. */
+static int has_disk(struct lv *l, struct vdisk_set *set, const char *id)
+{
+	int r = lv_disks(l, set);
+
+	return r < 0 ? r : vdisk_find(set, id) != NULL;
+}
+
 int lv_disk_detach(struct lv *l, const char *id, int64_t deadline)
 {
 	char alias[DISK_ID_MAX + 4];
 	struct vdisk_set *set = malloc(sizeof(*set));
-	bool present = true;
 	int r;
 
 	if (!set)
 		return -ENOMEM;
 	snprintf(alias, sizeof(alias), ALIAS_PREFIX "%s", id);
-	r = lv_disks(l, set);
-	present = false;
-	for (size_t i = 0; r == 0 && i < set->n; i++)
-		present |= strcmp(set->d[i].id, id) == 0;
-	if (r < 0 || !present) {
+	r = has_disk(l, set, id);
+	if (r <= 0) {
 		free(set);
 		return r < 0 ? r : 1;
 	}
@@ -679,15 +683,8 @@ int lv_disk_detach(struct lv *l, const char *id, int64_t deadline)
 		free(set);
 		return -EIO;
 	}
-	for (;;) {
-		r = lv_disks(l, set);
-		present = false;
-		for (size_t i = 0; r == 0 && i < set->n; i++)
-			present |= strcmp(set->d[i].id, id) == 0;
-		if (r < 0 || !present || util_remaining_ms(deadline) == 0)
-			break;
+	while ((r = has_disk(l, set, id)) > 0 && util_remaining_ms(deadline) > 0)
 		poll(NULL, 0, 50);
-	}
 	free(set);
-	return r < 0 ? r : present ? -EBUSY : 0;
+	return r < 0 ? r : r > 0 ? -EBUSY : 0;
 }

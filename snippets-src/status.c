@@ -62,6 +62,16 @@ static json_t *rule_json(const struct vm *vm, const struct usb_rule *rule)
 	return j;
 }
 
+/* A claim two guests make equally: the first's rule, and its rival. */
+static json_t *conflict_json(const struct placement *p)
+{
+	json_t *j = rule_json(p->vm, p->rule);
+
+	json_object_set_new(j, "rival", json_string(p->rival->t.name));
+	json_object_set_new(j, "rival_label", json_string(p->rival->t.label));
+	return j;
+}
+
 /* Which guests hold port through the tool: their names. */
 static json_t *held_by(const struct vms *v, const struct usb_port *port)
 {
@@ -150,9 +160,7 @@ static json_t *device_json(struct vms *v, const struct usb_device_info *d)
 		claim = rule_json(p.vm, p.rule);
 		state = "disk";
 	} else if (p.kind == PLACE_CONFLICT) {
-		claim = rule_json(p.vm, p.rule);
-		json_object_set_new(claim, "rival", json_string(p.rival->t.name));
-		json_object_set_new(claim, "rival_label", json_string(p.rival->t.label));
+		claim = conflict_json(&p);
 		state = "conflict";
 	} else {
 		const struct usb_rule *rule = NULL;
@@ -250,9 +258,7 @@ static json_t *disk_json(struct vms *v, const struct disk_view *dv, const struct
 		claim = rule_json(p.vm, p.rule);
 		state = driver ? "attached" : "not-attached";
 	} else if (p.kind == PLACE_CONFLICT) {
-		claim = rule_json(p.vm, p.rule);
-		json_object_set_new(claim, "rival", json_string(p.rival->t.name));
-		json_object_set_new(claim, "rival_label", json_string(p.rival->t.label));
+		claim = conflict_json(&p);
 		state = "conflict";
 	} else {
 		for (size_t i = 0; i < v->n; i++) {

@@ -458,18 +458,10 @@ unsigned usbconf_disk_match(const struct vm_rules *rules, const struct disk_seri
 	return 0;
 }
 
-bool usbconf_has_any_disk_rule(const struct vm_rules *rules)
+bool usbconf_has_disk_rules(const struct vm_rules *rules, bool deny_too)
 {
 	for (size_t i = 0; i < rules->n_rules; i++)
-		if (rules->rules[i].kind == RULE_DISK)
-			return true;
-	return false;
-}
-
-bool usbconf_has_disk_rules(const struct vm_rules *rules)
-{
-	for (size_t i = 0; i < rules->n_rules; i++)
-		if (!rules->rules[i].deny && rules->rules[i].kind == RULE_DISK)
+		if (rules->rules[i].kind == RULE_DISK && (deny_too || !rules->rules[i].deny))
 			return true;
 	return false;
 }

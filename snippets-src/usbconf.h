@@ -127,9 +127,9 @@ unsigned usbconf_disk_match(const struct vm_rules *rules, const struct disk_seri
 /* The 'deny disk' rule of the VM's that matches d, or NULL. */
 const struct usb_rule *usbconf_disk_denied(const struct vm_rules *rules,
 					   const struct disk_serials *d);
-/* Whether the VM has any disk rule (not deny); any at all (deny too). */
-bool usbconf_has_disk_rules(const struct vm_rules *rules);
-bool usbconf_has_any_disk_rule(const struct vm_rules *rules);
+/* Whether the VM has a disk rule that gives it a disk (with deny_too, a
+ * 'deny disk' counts too). */
+bool usbconf_has_disk_rules(const struct vm_rules *rules, bool deny_too);
 
 /* The deny rule of the VM's that matches dev, or NULL. */
 const struct usb_rule *usbconf_denied(const struct vm_rules *rules,

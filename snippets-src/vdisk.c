@@ -234,6 +234,12 @@ static int add_scsi(struct qmp *q, const char *ctrl, const char *id, const struc
 	return r;
 }
 
+/* Why the command failed: QEMU's words, or the error's. */
+static void what_failed(struct qmp *q, int r, char *buf, size_t n)
+{
+	log_escape(r == -EREMOTEIO ? qmp_error_desc(q) : strerror(-r), buf, n);
+}
+
 /* Whether the guest's QEMU has d's block device open: 1, 0, or -1 when
  * that cannot be told (no pid file, /proc unreadable). */
 static int qemu_holds(const struct target *t, const struct usb_disk *d)
@@ -333,7 +339,7 @@ int vdisk_attach(struct guest *g, const struct usb_disk *d, const char *path, en
 					  "file", file, "discard", "unmap"),
 				NULL);
 	if (r < 0) {
-		log_escape(r == -EREMOTEIO ? qmp_error_desc(q) : strerror(-r), qemu_said, sizeof(qemu_said));
+		what_failed(q, r, qemu_said, sizeof(qemu_said));
 		(void)del_nodes(q, id, guest_deadline_in(g, VDISK_DEL_WAIT_MS), NULL);
 		return log_err(r, "%s: QEMU cannot open %s (%s): %s", t->label, path, desc, qemu_said);
 	}
@@ -350,8 +356,7 @@ int vdisk_attach(struct guest *g, const struct usb_disk *d, const char *path, en
 		if (r == -ENOSPC)
 			snprintf(qemu_said, sizeof(qemu_said), "%s", msg);
 		else
-			log_escape(r == -EREMOTEIO ? qmp_error_desc(q) : strerror(-r), qemu_said,
-				   sizeof(qemu_said));
+			what_failed(q, r, qemu_said, sizeof(qemu_said));
 		(void)del_nodes(q, id, guest_deadline_in(g, VDISK_DEL_WAIT_MS), NULL);
 		if (r == -EREMOTEIO && strstr(qemu_said, "lock"))
 			return log_err(r, "%s: %s is open for writing elsewhere (another VM, or a disk line of the VM's own config): not attached; QEMU says: %s",

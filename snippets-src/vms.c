@@ -406,7 +406,7 @@ out:
 bool vms_any_disk_rules(const struct vms *v)
 {
 	for (size_t i = 0; i < v->n; i++)
-		if (v->list[i]->rules && usbconf_has_any_disk_rule(v->list[i]->rules))
+		if (v->list[i]->rules && usbconf_has_disk_rules(v->list[i]->rules, true))
 			return true;
 	return false;
 }
@@ -427,11 +427,12 @@ int vms_list_disk_holders(struct vms *v)
 static bool holds_disk(struct vms *v, struct vm *vm, const char *id)
 {
 	struct vdisk_set *set = malloc(sizeof(*set));
+	const struct vdisk *e;
 	struct guest *g;
 	bool held = false;
 
 	if (set && guest_open(v->s, &vm->t, &g) == 0) {
-		held = vdisk_list(g, set) == 0 && vdisk_find(set, id) && vdisk_find(set, id)->driver[0];
+		held = vdisk_list(g, set) == 0 && (e = vdisk_find(set, id)) && e->driver[0];
 		guest_close(g);
 	}
 	free(set);

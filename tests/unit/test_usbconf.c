@@ -313,7 +313,7 @@ static void test_disk_match(void **state)
 	(void)state;
 
 	assert_int_equal(usbconf_parse_text(text, strlen(text), "x", 100, LOG_LVL_WARNING, &r), 0);
-	assert_true(usbconf_has_disk_rules(r));
+	assert_true(usbconf_has_disk_rules(r, false));
 	assert_int_equal(usbconf_disk_match(r, &d, &rule), SCORE_DISK);
 	assert_int_equal(rule->line, 2);
 	assert_int_equal(usbconf_disk_match(r, &ata, &rule), SCORE_DISK);
@@ -334,7 +334,8 @@ static void test_disk_match(void **state)
 	usbconf_free(r);
 
 	assert_int_equal(usbconf_parse_text("deny disk X\n3-4\n", 16, "x", 100, LOG_LVL_WARNING, &r), 0);
-	assert_false(usbconf_has_disk_rules(r));
+	assert_false(usbconf_has_disk_rules(r, false));
+	assert_true(usbconf_has_disk_rules(r, true)); /* a deny disk is a disk rule too */
 	usbconf_free(r);
 }
 
