@@ -194,7 +194,8 @@ int hotplug_open_placed(const struct settings *s, const struct placement *p, con
 	return r;
 }
 
-static int event_add(const struct settings *s, const struct uevent *ev, struct vms *v)
+static int event_add(const struct settings *s, const struct uevent *ev, struct vms *v,
+		     bool *passed)
 {
 	struct usb_device_info dev;
 	struct placement p;
@@ -229,6 +230,7 @@ static int event_add(const struct settings *s, const struct uevent *ev, struct v
 		cleared = clear_holders(s, v, &dev, &p, desc);
 		if (p.kind == PLACE_CONFLICT)
 			return -EBUSY;
+		*passed = p.kind == PLACE_PROXMOX;
 		if (p.kind != PLACE_VM)
 			return cleared;
 		r = hotplug_open_placed(s, &p, desc, &g);
@@ -238,6 +240,7 @@ static int event_add(const struct settings *s, const struct uevent *ev, struct v
 			return r;
 		r = guest_attach(g, &dev);
 		guest_close(g);
+		*passed = r >= 0;
 		return r < 0 ? r : cleared;
 	}
 }
@@ -282,12 +285,16 @@ int hotplug_load_event(const struct settings *s, struct vms *v)
 	return r;
 }
 
-int hotplug_event(const struct settings *s, const struct uevent *ev)
+int hotplug_event(const struct settings *s, const struct uevent *ev, bool *passed)
 {
 	struct usb_device_info dev;
+	bool dummy;
 	struct vms v;
 	int r;
 
+	if (!passed)
+		passed = &dummy;
+	*passed = false;
 	r = hotplug_load_event(s, &v);
 	if (r != 0)
 		return r > 0 ? 0 : r;
@@ -299,7 +306,7 @@ int hotplug_event(const struct settings *s, const struct uevent *ev)
 		log_debug("ignored: no VM claims or holds %s", port);
 		r = 0;
 	} else if (ev->action == UEVENT_ADD)
-		r = event_add(s, ev, &v);
+		r = event_add(s, ev, &v, passed);
 	else
 		r = event_remove(s, &v, &dev);
 	vms_free(&v);
@@ -329,7 +336,7 @@ int hotplug_attach_all(struct guest *g, const struct target *t,
 	return ret;
 }
 
-int hotplug_plugged(const struct settings *s, const char *name)
+int hotplug_plugged(const struct settings *s, const char *name, bool *passed)
 {
 	struct uevent ev = { .action = UEVENT_ADD, .dev_class = -1 };
 	struct usb_device_info dev;
@@ -354,7 +361,7 @@ int hotplug_plugged(const struct settings *s, const char *name)
 		log_debug("ignored: %s is a hub (hubs are never passed through)", name);
 		return 0;
 	}
-	return hotplug_event(s, &ev);
+	return hotplug_event(s, &ev, passed);
 }
 
 static int hook_post_start(const struct settings *s, unsigned long vmid, const char *migrated_from)
@@ -504,11 +511,20 @@ static int hook_pre_start(const struct settings *s, unsigned long vmid)
 int hotplug_hook(const struct settings *s, unsigned long vmid, const char *phase,
 		 const char *migrated_from)
 {
-	if (strcmp(phase, "post-start") == 0)
-		return hook_post_start(s, vmid, migrated_from);
+	if (strcmp(phase, "post-start") == 0) {
+		int r = hook_post_start(s, vmid, migrated_from);
+
+		hotplug_listen_poke(s);
+		return r;
+	}
 	if (strcmp(phase, "pre-start") == 0)
 		return hook_pre_start(s, vmid);
-	if (strcmp(phase, "pre-stop") == 0 || strcmp(phase, "post-stop") == 0)
+	if (strcmp(phase, "post-stop") == 0) {
+		/* what the VM held goes back to the host's drivers */
+		hotplug_listen_poke(s);
+		return 0;
+	}
+	if (strcmp(phase, "pre-stop") == 0)
 		return 0;
 	char shown[64];
 

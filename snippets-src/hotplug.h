@@ -16,8 +16,10 @@
  * free), or the error. */
 int hotplug_load_event(const struct settings *s, struct vms *v);
 
-/* One udev event for a USB device (already filtered by uevent_parse). */
-int hotplug_event(const struct settings *s, const struct uevent *ev);
+/* One udev event for a USB device (already filtered by uevent_parse).
+ * passed (may be NULL): set when an add has gone to a guest (or is
+ * Proxmox's own to pass). */
+int hotplug_event(const struct settings *s, const struct uevent *ev, bool *passed);
 
 struct usb_disk;
 struct guest;
@@ -40,7 +42,7 @@ bool hotplug_disks_concern(const struct settings *s, const struct vm *vm);
 /* plugged PORT: the add of the USB device at PORT ("3-4.1"), read from
  * sysfs, as pve-usb-hotplug@.service runs it once udev has announced the
  * device (then QEMU's libusb knows it and opens it at once). */
-int hotplug_plugged(const struct settings *s, const char *name);
+int hotplug_plugged(const struct settings *s, const char *name, bool *passed);
 
 /* Hookscript phase for a VM: post-start attaches every device the VM's
  * rules give it (nothing on the target of a live migration: migrated_from,
@@ -95,6 +97,11 @@ int hotplug_status(const struct settings *s, const char *name, bool json);
  * 'plugged PORT' in a child, until SIGTERM (or N adds were handled and
  * their children ended). config: the settings file each child reads. */
 int hotplug_listen(const struct settings *s, const char *config, unsigned max_events);
+/* In the state directory while the listener runs: its pid. */
+#define LISTEN_MARKER "listening"
+/* Tells a running listener that a guest has started or stopped: it holds
+ * the ports the running guests' rules name (hold.h). Quiet when none runs. */
+void hotplug_listen_poke(const struct settings *s);
 
 /* identify: waits up to timeout_ms for a USB device to be plugged in and
  * prints the lines that would select it. */

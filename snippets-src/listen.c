@@ -21,13 +21,22 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "hold.h"
 #include "hotplug.h"
 #include "log.h"
 #include "port.h"
 #include "state.h"
 #include "util.h"
 
-#define MARKER "listening"
+
+/* How often the held ports are brought up to date when nobody says so
+ * (a guest started without the hookscript, a rules file edited). */
+#define HOLD_SYNC_MS 5000
+/* Plugs into held ports being handled at once, remembered to hand a
+ * device nobody took to the host's drivers when its child ends. */
+#define MAX_PENDING 64
+/* A child's exit status: the device went to no guest (it did not fail). */
+#define EXIT_NOT_PASSED 3
 
 /* What the child inherits of the listening and lets go of at once. */
 struct listening {
@@ -35,12 +44,19 @@ struct listening {
 	struct udev_monitor *mon;
 	int sfd;
 	sigset_t mask;
+	struct hold *hold;
+};
+
+struct pending {
+	pid_t pid;
+	struct usb_port port;
 };
 
 /* Handles the add of name in a child; the parent goes on listening. */
 static pid_t handle(const char *config, const char *name, struct listening *l)
 {
 	struct settings s;
+	bool passed = false;
 	pid_t pid = fork();
 	int r;
 
@@ -50,6 +66,7 @@ static pid_t handle(const char *config, const char *name, struct listening *l)
 	close(l->sfd);
 	udev_monitor_unref(l->mon);
 	udev_unref(l->udev);
+	hold_forget(l->hold);
 	/* the settings as they are now: an edit needs no restart */
 	r = settings_load(&s, config);
 	log_setup(s.log_level, stdout, s.log_syslog);
@@ -59,16 +76,69 @@ static pid_t handle(const char *config, const char *name, struct listening *l)
 		log_error("%s has errors (see above); %s not handled", config, name);
 		_exit(2);
 	}
-	_exit(hotplug_plugged(&s, name) < 0 ? 1 : 0);
+	r = hotplug_plugged(&s, name, &passed);
+	_exit(r < 0 ? 1 : passed ? 0 : EXIT_NOT_PASSED);
 }
 
-static void reap(unsigned *running)
+/* Children that ended; a device on a held port that its child did not
+ * pass to a guest goes to the host's drivers. */
+static void reap(unsigned *running, struct pending *pend, size_t *n_pend, struct hold *h)
 {
 	int status;
+	pid_t pid;
 
-	while (waitpid(-1, &status, WNOHANG) > 0)
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		if (*running)
 			(*running)--;
+		for (size_t i = 0; i < *n_pend; i++) {
+			if (pend[i].pid != pid)
+				continue;
+			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+				hold_give_to_host(h, &pend[i].port);
+			else
+				hold_passed(h, &pend[i].port);
+			pend[i] = pend[--*n_pend];
+			break;
+		}
+	}
+}
+
+/* The held ports as the settings, the rules and the running guests say
+ * now. */
+static void resync(struct hold *h, const struct settings *s, const char *config,
+		   const struct pending *pend, size_t n_pend)
+{
+	struct usb_port busy[MAX_PENDING];
+	struct settings now;
+
+	if (!s->listen_hold_ports)
+		return;
+	if (settings_load(&now, config) < 0) {
+		log_warning("%s has errors (see above); the held ports are left as they are", config);
+		return;
+	}
+	if (!now.listen_hold_ports) {
+		hold_release_all(h);
+		return;
+	}
+	for (size_t i = 0; i < n_pend; i++)
+		busy[i] = pend[i].port;
+	hold_sync(h, &now, busy, n_pend);
+}
+
+static bool is_hub(const char *name)
+{
+	char path[96], buf[8] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/bus/usb/devices/%s/bDeviceClass", name);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = '\0';
+	fclose(f);
+	return strncmp(buf, "09", 2) == 0;
 }
 
 static int marker(const struct settings *s, bool set)
@@ -84,12 +154,40 @@ static int marker(const struct settings *s, bool set)
 		char pid[24];
 		int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
 
-		r = util_write_file_at(fd, MARKER, pid, (size_t)len);
+		r = util_write_file_at(fd, LISTEN_MARKER, pid, (size_t)len);
 	} else {
-		r = unlinkat(fd, MARKER, 0) < 0 && errno != ENOENT ? -errno : 0;
+		r = unlinkat(fd, LISTEN_MARKER, 0) < 0 && errno != ENOENT ? -errno : 0;
 	}
 	close(fd);
 	return r;
+}
+
+void hotplug_listen_poke(const struct settings *s)
+{
+	_cleanup_free_ char *text = NULL;
+	char why[128], comm[32] = "", path[64];
+	unsigned long pid;
+	size_t len;
+	FILE *f;
+	int fd;
+
+	if (state_open(s->state_dir, &fd, why, sizeof(why)) < 0)
+		return;
+	int r = util_read_file_at(fd, LISTEN_MARKER, true, 64, &text, &len);
+
+	close(fd);
+	if (r < 0 || (text[strcspn(text, "\n")] = '\0', util_parse_uint(text, 1UL << 22, &pid) < 0))
+		return;
+	/* only a listener of ours: the pid may have been reused */
+	snprintf(path, sizeof(path), "/proc/%lu/comm", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	if (!fgets(comm, sizeof(comm), f))
+		comm[0] = '\0';
+	fclose(f);
+	if (strcmp(comm, "pve-usb-hotplug\n") == 0 && kill((pid_t)pid, SIGHUP) == 0)
+		log_debug("told the listener (pid %lu) that the guests have changed", pid);
 }
 
 int hotplug_listen(const struct settings *s, const char *config, unsigned max_events)
@@ -97,6 +195,10 @@ int hotplug_listen(const struct settings *s, const char *config, unsigned max_ev
 	struct udev *udev = udev_new();
 	struct udev_monitor *mon = NULL;
 	unsigned handled = 0, running = 0;
+	struct pending pend[MAX_PENDING];
+	struct hold hold = { 0 };
+	size_t n_pend = 0;
+	int64_t next_sync = 0;
 	struct listening l;
 	sigset_t mask;
 	int sfd = -1, r = 0;
@@ -105,6 +207,7 @@ int hotplug_listen(const struct settings *s, const char *config, unsigned max_ev
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGHUP); /* the hookscript: a guest started or stopped */
 	if (!udev || sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ||
 	    (sfd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0) {
 		r = log_err(-ENOMEM, "cannot set up listening: %s", strerror(errno));
@@ -120,12 +223,21 @@ int hotplug_listen(const struct settings *s, const char *config, unsigned max_ev
 	if (r < 0)
 		goto out;
 	log_info("listening for USB devices plugged in");
+	resync(&hold, s, config, pend, n_pend);
+	next_sync = util_now_ms() + HOLD_SYNC_MS;
 
 	while (!max_events || handled < max_events || running) {
 		struct pollfd p[2] = { { .fd = udev_monitor_get_fd(mon), .events = POLLIN },
 				       { .fd = sfd, .events = POLLIN } };
 
-		if (poll(p, 2, -1) < 0) {
+		int wait = s->listen_hold_ports ? util_remaining_ms(next_sync) : -1;
+
+		if (wait == 0) {
+			resync(&hold, s, config, pend, n_pend);
+			next_sync = util_now_ms() + HOLD_SYNC_MS;
+			continue;
+		}
+		if (poll(p, 2, wait) < 0) {
 			if (errno == EINTR)
 				continue;
 			r = log_err(-errno, "poll: %s", strerror(errno));
@@ -134,9 +246,13 @@ int hotplug_listen(const struct settings *s, const char *config, unsigned max_ev
 		if (p[1].revents & POLLIN) {
 			struct signalfd_siginfo si;
 
-			if (read(sfd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo != SIGCHLD)
+			bool got = read(sfd, &si, sizeof(si)) == sizeof(si);
+
+			if (got && si.ssi_signo == SIGHUP)
+				resync(&hold, s, config, pend, n_pend);
+			else if (got && si.ssi_signo != SIGCHLD)
 				break;
-			reap(&running);
+			reap(&running, pend, &n_pend, &hold);
 		}
 		if (!(p[0].revents & POLLIN))
 			continue;
@@ -147,25 +263,44 @@ int hotplug_listen(const struct settings *s, const char *config, unsigned max_ev
 		struct usb_port port;
 		pid_t pid;
 
+		if (action && strcmp(action, "remove") == 0 && s->listen_hold_ports)
+			resync(&hold, s, config, pend, n_pend); /* a hub gone: its file goes */
 		if (!action || !name || strcmp(action, "add") != 0 || port_parse(name, &port) < 0 ||
 		    (max_events && handled == max_events)) {
 			udev_device_unref(d);
 			continue;
 		}
+		bool held = hold_is_held(&hold, &port);
+
+		if (held && is_hub(name)) {
+			/* a hub works for the host; its ports are held next */
+			hold_give_to_host(&hold, &port);
+			resync(&hold, s, config, pend, n_pend);
+			held = false;
+		}
 		/* the child gets the port's name, not the device */
 		port_format(&port, port_name, sizeof(port_name));
 		udev_device_unref(d);
-		l = (struct listening){ .udev = udev, .mon = mon, .sfd = sfd, .mask = mask };
+		l = (struct listening){ .udev = udev, .mon = mon, .sfd = sfd, .mask = mask, .hold = &hold };
 		pid = handle(config, port_name, &l);
-		if (pid < 0)
+		if (pid < 0) {
 			log_error("%s: cannot start its handling: %s", port_name, strerror(errno));
-		else
+			if (held)
+				hold_give_to_host(&hold, &port);
+		} else {
 			running++;
+			if (held && n_pend < MAX_PENDING)
+				pend[n_pend++] = (struct pending){ .pid = pid, .port = port };
+			else if (held)
+				hold_give_to_host(&hold, &port);
+		}
 		handled++;
 	}
 	/* what is being handled is finished, not cut off */
 	while (running && waitpid(-1, NULL, 0) > 0)
 		running--;
+	/* what nobody took gets the host's drivers */
+	hold_release_all(&hold);
 	marker(s, false);
 out:
 	if (sfd >= 0)

@@ -104,7 +104,7 @@ static int run_command(const struct settings *settings, int settings_r, const ch
 {
 	const char *cmd = argv[1], *name = NULL;
 	bool json = false;
-	int timeout_s = 60;
+	int timeout_s = 60, r;
 
 	if (!strcmp(cmd, "listen")) {
 		unsigned long n = 0;
@@ -129,7 +129,7 @@ static int run_command(const struct settings *settings, int settings_r, const ch
 			log_error("%s has errors (see above); %s not handled", config, "the plugged device");
 			return 2;
 		}
-		return exit_code(hotplug_plugged(settings, argv[2]));
+		return exit_code(hotplug_plugged(settings, argv[2], NULL));
 	}
 	for (int i = 2; i < argc; i++) {
 		unsigned long v;
@@ -172,9 +172,13 @@ static int run_command(const struct settings *settings, int settings_r, const ch
 			log_error("release needs the guest: pve-usb-hotplug release VMID|NAME");
 			return 2;
 		}
-		return exit_code(hotplug_release(settings, name));
+		r = hotplug_release(settings, name);
+	} else {
+		r = hotplug_sync(settings, name);
 	}
-	return exit_code(hotplug_sync(settings, name));
+	/* what the guests have has changed: the listener looks again */
+	hotplug_listen_poke(settings);
+	return exit_code(r);
 }
 
 /* As libvirt's hook /etc/libvirt/hooks/qemu (DOMAIN OPERATION SUB-OP
@@ -310,5 +314,5 @@ int main(int argc, char **argv)
 		log_error("%s has errors (see above); event for %s not handled", config, ev.devpath);
 		return 2;
 	}
-	return exit_code(hotplug_event(&settings, &ev));
+	return exit_code(hotplug_event(&settings, &ev, NULL));
 }

@@ -26,7 +26,8 @@ enum kind { K_PATH, K_MS, K_RUN_MS, K_LEVEL, K_BOOL };
 	X("retry", "command", K_PATH, retry_command, "/usr/bin/systemd-run")               \
 	X("retry", "delay_ms", K_MS, retry_delay_ms, "10000")                              \
 	X("log", "level", K_LEVEL, log_level, "info")                                      \
-	X("log", "syslog", K_BOOL, log_syslog, "yes")
+	X("log", "syslog", K_BOOL, log_syslog, "yes")                                      \
+	X("listen", "hold_ports", K_BOOL, listen_hold_ports, "yes")
 
 struct field {
 	const char *section, *name;

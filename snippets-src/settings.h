@@ -61,6 +61,7 @@ struct settings {
 	int retry_delay_ms;
 	enum log_level log_level;
 	bool log_syslog;
+	bool listen_hold_ports; /* the listener keeps host drivers off held ports (hold.h) */
 	size_t n_guests;
 
 	/* Not from the file: set by main() when the run starts. Every wait of

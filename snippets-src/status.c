@@ -2,6 +2,7 @@
  * guest claims it by which rule and whether that guest has it now. One model (JSON)
  * is built and then either printed as it is or drawn as a tree. */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +12,9 @@
 #include "disk.h"
 #include "guest.h"
 #include "hotplug.h"
+#include "hold.h"
 #include "log.h"
+#include "state.h"
 #include "usbtree.h"
 #include "vdisk.h"
 #include "util.h"
@@ -514,6 +517,43 @@ static void print_text(json_t *model)
 			printf("  has disk %s, whose host device is gone; 'pve-usb-hotplug sync' detaches it\n",
 			       json_string_value(p));
 	}
+	json_array_foreach(json_object_get(model, "held_ports"), i, d)
+		printf("Port %s and below: held for %s by the listener; the host's drivers stay off what is plugged there\n",
+		       json_string_value(json_object_get(d, "port")),
+		       json_string_value(json_object_get(d, "guest")));
+}
+
+/* The ports the listener holds (hold.h), from its state file while it
+ * runs: [{"port", "guest"}], of only when given. */
+static json_t *held_ports(const struct settings *s, const struct vm *only)
+{
+	_cleanup_free_ char *text = NULL;
+	json_t *list = json_array();
+	char why[128];
+	size_t len;
+	int fd;
+
+	if (!list || state_open(s->state_dir, &fd, why, sizeof(why)) < 0)
+		return list;
+	/* a file left by a listener that was killed says nothing */
+	if (faccessat(fd, LISTEN_MARKER, F_OK, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    util_read_file_at(fd, HOLD_FILE, true, 64 * 1024, &text, &len) == 0) {
+		for (char *line = text, *next; *line; line = next) {
+			char *tab;
+
+			next = line + strcspn(line, "\n");
+			if (*next)
+				*next++ = '\0';
+			tab = strchr(line, '\t');
+			if (!tab)
+				continue;
+			*tab = '\0';
+			if (!only || strcmp(only->t.label, tab + 1) == 0)
+				json_array_append_new(list, json_pack("{s:s, s:s}", "port", line, "guest", tab + 1));
+		}
+	}
+	close(fd);
+	return list;
 }
 
 int hotplug_status(const struct settings *s, const char *name, bool as_json)
@@ -628,6 +668,7 @@ int hotplug_status(const struct settings *s, const char *name, bool as_json)
 		json_array_append_new(vm_list, j);
 	}
 
+	json_object_set_new(model, "held_ports", held_ports(s, only));
 	if (as_json) {
 		char *text = json_dumps(model, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 

@@ -215,7 +215,9 @@ class Bed:
             time.sleep(0.2)
 
     def stop_vm(self, vmid):
-        self.sh("kill $(cat /var/run/qemu-server/%d.pid) 2>/dev/null; sleep 0.3; "
+        # gone, as Proxmox waits for QEMU to end before post-stop
+        self.sh("p=$(cat /var/run/qemu-server/%d.pid 2>/dev/null) && kill $p 2>/dev/null; "
+                "for i in $(seq 100); do kill -0 $p 2>/dev/null || break; sleep 0.1; done; "
                 "rm -f /var/run/qemu-server/%d.* /etc/pve/qemu-server/%d.*" % (vmid, vmid, vmid))
 
     def held(self, vmid):

@@ -63,6 +63,8 @@ def main():
                     help="added to the test bed kernel's command line")
     ap.add_argument("--no-listener", dest="listener", action="store_false",
                     help="plugs followed by the udev rule's systemd unit alone")
+    ap.add_argument("--no-hold", dest="hold", action="store_false",
+                    help="the listener holds no ports ([listen] hold_ports = no)")
     ap.add_argument("--libvirt", action="store_true",
                     help="the guest is a libvirt domain of a libvirtd started in the bed")
     ap.add_argument("--verbose", action="store_true")
@@ -72,7 +74,9 @@ def main():
                    kernel_args=a.kernel_args)
     try:
         r = b.sh("dpkg -i /bed/pkg.deb >/tmp/dpkg.log 2>&1 && udevadm control --reload && "
-                 + ("systemctl start pve-usb-hotplug.service" if a.listener else "systemctl stop pve-usb-hotplug.service"))
+                 + ("" if a.hold else "mkdir -p /etc/pve-usb-hotplug.conf.d && "
+                    "printf '[listen]\\nhold_ports = no\\n' >/etc/pve-usb-hotplug.conf.d/nohold.conf && ")
+                 + ("systemctl restart pve-usb-hotplug.service" if a.listener else "systemctl stop pve-usb-hotplug.service"))
         assert r["rc"] == 0, r
         if a.listener:
             b.wait_for(lambda: b.sh("test -e /run/pve-usb-hotplug/listening")["rc"], lambda rc: rc == 0, 20)
@@ -83,6 +87,10 @@ def main():
             b.start_vm(100, "1-1\n")
             b.run(["pve-usb-hotplug", "100", "post-start"])
             trace_log, gone = "/tmp/inner100.log", None
+        if a.listener and a.hold and not a.libvirt:
+            held = b.wait_for(lambda: b.sh("journalctl -u pve-usb-hotplug.service")["out"],
+                              lambda o: "holding port 1-1 (VM 100)" in o, 20)
+            assert "holding port 1-1 (VM 100)" in held, held
         b.sh("udevadm settle")
         b.run(["sh", "-c", "python3 /bed/watch.py %s >/tmp/watch.jsonl 2>/tmp/watch.err" % ("-" if a.libvirt else "100")],
               background=True)
@@ -130,7 +138,8 @@ def main():
         ms = [v * 1000 for v in values]
         print("| %s | %d | %.0f ms | %.0f ms |" % (name, len(ms), statistics.median(ms), max(ms)))
     print("| %s%s, %s%s, measured in the real-host test bed (TCG) | plugs | median | max |"
-          % (a.device, " into a libvirt domain" if a.libvirt else "", "listener" if a.listener else "udev rule's unit only",
+          % (a.device, " into a libvirt domain" if a.libvirt else "",
+             ("listener" + ("" if a.hold else ", no port held")) if a.listener else "udev rule's unit only",
              ", kernel " + a.kernel_args if a.kernel_args else ""))
     print("|---|---:|---:|---:|")
     row("udev announces the device -> QEMU has it open", [u for k, u in plugs])

@@ -174,7 +174,8 @@ class RealHost(unittest.TestCase):
     def test_a_usb_disk_becomes_a_scsi_disk_and_leaves_nothing_open(self):
         # a port rule covers the enclosure: the disk rule wins over it
         self.vm(100, "1-1\ndisk PUHDISK1\n", extra="-device virtio-scsi-pci,id=scsihw0,bus=pci.0,addr=0x5")
-        self.tool("100", "post-start")
+        # its port is held: the enclosure goes to the host's usb-storage
+        cursor = self.post_start_held(100, "1-1")
         img = os.path.join(self.bed.share, "disk.img")
         with open(img, "wb") as f:
             f.truncate(32 * 1024 * 1024)
@@ -210,6 +211,75 @@ class RealHost(unittest.TestCase):
         self.assertNotEqual(gone, 0, "the kernel still has %s" % dev)
         log = self.bed.sh("journalctl -t pve-usb-hotplug --no-pager")["out"]
         self.assertIn("it was pulled out (data the guest had not written to it yet is lost", log)
+        self.assertIn("1-1.2: not passed to a guest: handed to the host's drivers", self.listener_log(cursor))
+
+    def driver(self, iface):
+        r = self.bed.sh("basename $(readlink /sys/bus/usb/devices/%s/driver) 2>/dev/null" % iface)
+        return r["out"].strip()
+
+    def bound_by_host(self, port):
+        """Whether a host HID driver ever announced the device at port."""
+        return "-%s/input0" % port in self.bed.sh("dmesg")["out"]
+
+    def listener_log(self, cursor=None):
+        """The listener's log after cursor; with none, the cursor of its end."""
+        if cursor is None:
+            out = self.bed.sh("journalctl -u pve-usb-hotplug.service -n 0 --show-cursor")["out"]
+            return out.split("-- cursor: ", 1)[1].strip()
+        return self.bed.sh("journalctl -u pve-usb-hotplug.service --after-cursor '%s'" % cursor)["out"]
+
+    def post_start_held(self, vmid, port):
+        """post-start, then until the listener holds port for the VM."""
+        cursor = self.listener_log()
+        self.assertEqual(self.tool(str(vmid), "post-start")["rc"], 0)
+        want = "holding port %s (VM %d): the host's drivers stay off what is plugged there" % (port, vmid)
+        log = self.bed.wait_for(lambda: self.listener_log(cursor), lambda o: want in o, 20)
+        self.assertIn(want, log)
+        return cursor
+
+    def test_held_ports_keep_the_host_drivers_off(self):
+        # the listener holds the running VM's ports: usbhid never sees
+        # a keyboard plugged there, a denied device and a hub get the
+        # host's drivers, the VM's stop hands everything back
+        self.bed.sh("dmesg -C")
+        self.vm(100, "1-1\ndeny 1-1.2\n")
+        cursor = self.post_start_held(100, "1-1")
+        self.assertIn("Port 1-1 and below: held for VM 100 by the listener; the host's drivers stay off what is plugged there",
+                      self.tool("status")["out"])
+        self.assertEqual(json.loads(self.tool("status", "--json")["out"])["held_ports"], [{"port": "1-1", "guest": "VM 100"}])
+        self.plug("kbd", "usb-kbd", "1.1")
+        self.wait_open(100, ["1.1"])
+        self.assertFalse(self.bound_by_host("1.1"), self.bed.sh("dmesg")["out"])
+        self.plug("mouse", "usb-mouse", "1.2")
+        self.assertEqual(self.bed.wait_for(lambda: self.driver("1-1.2:1.0"), bool, 20), "usbhid",
+                         self.bed.sh("journalctl -b -u pve-usb-hotplug.service; ls /sys/bus/usb/devices; dmesg | tail")["out"])
+        # a hub plugged into a held port works, and its ports are held
+        self.plug("hub2", "usb-hub", "1.3")
+        self.present("1-1.3")
+        self.assertEqual(self.bed.wait_for(lambda: self.driver("1-1.3:1.0"), bool, 20), "hub")
+        self.plug("tab", "usb-tablet", "1.3.1")
+        self.wait_open(100, ["1.1", "1.3.1"])
+        self.assertFalse(self.bound_by_host("1.3.1"), self.bed.sh("dmesg")["out"])
+        self.assertEqual(self.driver("1-1.2:1.0"), "usbhid")
+        # a device 'sync' takes from the VM (its rules deny it now) gets
+        # the host's drivers, though its port stays held
+        self.bed.sh("printf '1-1\\ndeny 1-1.2\\ndeny 1-1.1\\n' >/etc/pve/qemu-server/100.usb.conf")
+        self.assertEqual(self.tool("sync", "100")["rc"], 0)
+        self.wait_open(100, ["1.3.1"])
+        self.assertEqual(self.bed.wait_for(lambda: self.driver("1-1.1:1.0"), bool, 20), "usbhid")
+        # the VM stops: what it had gets the host's drivers
+        self.bed.stop_vm(100)
+        self.vms.remove(100)
+        self.assertEqual(self.tool("100", "post-stop")["rc"], 0)
+        self.assertEqual(self.bed.wait_for(lambda: (self.driver("1-1.1:1.0"), self.driver("1-1.3.1:1.0")),
+                                           lambda d: d == ("usbhid", "usbhid"), 20), ("usbhid", "usbhid"))
+        log = self.listener_log(cursor)
+        self.assertIn("1-1.2: not passed to a guest: handed to the host's drivers", log)
+        self.assertIn("1-1.3: not passed to a guest: handed to the host's drivers", log)
+        self.assertIn("port 1-1 (VM 100) is held no more", log)
+        self.assertEqual(json.loads(self.tool("status", "--json")["out"])["held_ports"], [])
+        self.assertIn("1-1.1: no guest has it: handed to the host's drivers", log)
+        self.assertIn("1-1.3.1: its port is held no more: handed to the host's drivers", log)
 
     def test_rules_deny_id_serial_and_two_vms(self):
         # two boards of one model told apart by serial; a keyboard denied
