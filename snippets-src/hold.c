@@ -271,24 +271,47 @@ static void close_hub(struct hold_hub *hub, bool probe)
 	memset(hub->held, 0, sizeof(hub->held));
 }
 
-/* The hub files the rules' ports need now: each prefix's own port on its
- * parent, every port of each hub at or below it. */
-static int wanted(const struct usb_port *prefixes, size_t n_pre, struct hold_hub **ret, size_t *ret_n)
+bool hold_wanted(const struct hold_rule *rules, size_t n, const struct usb_port *port)
+{
+	for (size_t i = 0; i < n; i++) {
+		int pos = -1, deny = -1;
+
+		if (i > 0 && rules[i].guest == rules[i - 1].guest)
+			continue; /* each guest once: its rules are together */
+		for (size_t k = i; k < n && rules[k].guest == rules[i].guest; k++) {
+			int *depth = rules[k].deny ? &deny : &pos;
+
+			if (port_is_under(port, &rules[k].port) && (int)rules[k].port.depth > *depth)
+				*depth = (int)rules[k].port.depth;
+		}
+		if (pos > deny)
+			return true;
+	}
+	return false;
+}
+
+/* The hub files the rules' ports need now: each rule's own port on its
+ * parent, every port of each hub at or below it, but what a deny keeps
+ * out (hold.h). */
+static int wanted(const struct hold_rule *rules, size_t n_rules, struct hold_hub **ret, size_t *ret_n)
 {
 	struct hold_hub *hubs = NULL;
 	size_t n = 0;
 	struct dirent *e;
 	DIR *d;
 
-	for (size_t i = 0; i < n_pre; i++) {
+	for (size_t i = 0; i < n_rules; i++) {
+		const struct usb_port *port = &rules[i].port;
 		char parent[PORT_STRLEN];
 		struct hold_hub *hub;
 
-		hold_parent_name(&prefixes[i], parent, sizeof(parent));
+		if (rules[i].deny || !hold_wanted(rules, n_rules, port))
+			continue;
+		hold_parent_name(port, parent, sizeof(parent));
 		hub = want_hub(&hubs, &n, parent);
 		if (!hub)
 			goto oom;
-		set_bit(hub->held, prefixes[i].num[prefixes[i].depth - 1], true);
+		set_bit(hub->held, port->num[port->depth - 1], true);
 	}
 	d = opendir(SYS_USB);
 	while (d && (e = readdir(d))) {
@@ -298,9 +321,10 @@ static int wanted(const struct usb_port *prefixes, size_t n_pre, struct hold_hub
 
 		if (port_parse(e->d_name, &dev) < 0)
 			continue;
-		for (size_t i = 0; i < n_pre && !under; i++)
-			under = port_is_under(&dev, &prefixes[i]);
-		if (!under || (maxchild = attr_num(e->d_name, "maxchild", 10)) <= 0 ||
+		for (size_t i = 0; i < n_rules && !under; i++)
+			under = !rules[i].deny && port_is_under(&dev, &rules[i].port);
+		if (!under || dev.depth >= PORT_MAX_DEPTH ||
+		    (maxchild = attr_num(e->d_name, "maxchild", 10)) <= 0 ||
 		    attr_num(e->d_name, "bDeviceClass", 16) != 9)
 			continue;
 		struct hold_hub *hub = want_hub(&hubs, &n, e->d_name);
@@ -309,8 +333,13 @@ static int wanted(const struct usb_port *prefixes, size_t n_pre, struct hold_hub
 			closedir(d);
 			goto oom;
 		}
-		for (long p = 1; p <= maxchild && p <= MAX_PORT; p++)
-			set_bit(hub->held, (unsigned)p, true);
+		for (long p = 1; p <= maxchild && p <= MAX_PORT; p++) {
+			struct usb_port child = dev;
+
+			child.num[child.depth++] = (unsigned char)p;
+			if (hold_wanted(rules, n_rules, &child))
+				set_bit(hub->held, (unsigned)p, true);
+		}
 	}
 	if (d)
 		closedir(d);
@@ -322,11 +351,12 @@ oom:
 	return -ENOMEM;
 }
 
-/* The running guests' port rules, and a line for the log of each. */
-static int rule_ports(const struct settings *s, struct usb_port **ret, size_t *ret_n, char ***text,
+/* The running guests' port rules, and a line for the log of each port
+ * rule that is no deny. */
+static int rule_ports(const struct settings *s, struct hold_rule **ret, size_t *ret_n, char ***text,
 		      size_t *n_text)
 {
-	struct usb_port *ports = NULL;
+	struct hold_rule *rules = NULL;
 	char **lines = NULL;
 	size_t n = 0, nl = 0;
 	struct vms v;
@@ -352,13 +382,15 @@ static int rule_ports(const struct settings *s, struct usb_port **ret, size_t *r
 			char pname[PORT_STRLEN], line[PORT_STRLEN + SETTINGS_NAME_MAX + 32];
 			void *p;
 
-			if (rule->deny || rule->kind != RULE_PORT)
+			if (rule->kind != RULE_PORT)
 				continue;
-			p = realloc(ports, (n + 1) * sizeof(*ports));
+			p = realloc(rules, (n + 1) * sizeof(*rules));
 			if (!p)
 				goto oom;
-			ports = p;
-			ports[n++] = rule->port;
+			rules = p;
+			rules[n++] = (struct hold_rule){ .port = rule->port, .deny = rule->deny, .guest = i };
+			if (rule->deny)
+				continue;
 			port_format(&rule->port, pname, sizeof(pname));
 			snprintf(line, sizeof(line), "%s\t%s", pname, vm->t.label);
 			p = realloc(lines, (nl + 1) * sizeof(*lines));
@@ -371,11 +403,11 @@ static int rule_ports(const struct settings *s, struct usb_port **ret, size_t *r
 		}
 	}
 	vms_free(&v);
-	*ret = ports, *ret_n = n, *text = lines, *n_text = nl;
+	*ret = rules, *ret_n = n, *text = lines, *n_text = nl;
 	return 0;
 oom:
 	vms_free(&v);
-	free(ports);
+	free(rules);
 	for (size_t i = 0; i < nl; i++)
 		free(lines[i]);
 	free(lines);
@@ -491,7 +523,7 @@ static void orphans(struct hold *h, const struct usb_port *busy, size_t n_busy)
 
 void hold_sync(struct hold *h, const struct settings *s, const struct usb_port *busy, size_t n_busy)
 {
-	struct usb_port *prefixes;
+	struct hold_rule *prefixes;
 	struct hold_hub *want;
 	size_t n_pre, n_want;
 	char **text;

@@ -8,8 +8,9 @@
  * at once and configures it as the guest asks. Ownership lasts as long as the open hub
  * file, so only the resident listener holds ports.
  *
- * Held: each port rule of a running guest ('3-4', not 'deny 3-4'), and
- * every port of each hub below one, while the port is empty: a device
+ * Held: each port rule of a running guest ('3-4'), and every port of each
+ * hub below one, but those a more specific 'deny' port rule of that guest
+ * keeps out ('deny 3-4.2'), while the port is empty: a device
  * there already has its drivers, or a guest. A hub plugged into a held
  * port is handed to the host (the port let go, the hub configured, its
  * driver bound), and its own ports are held then. A device the program
@@ -49,6 +50,19 @@ struct hold {
 /* In the state directory while the listener holds ports: a line
  * "PORT\tLABEL" for each port rule held ("1-1\tVM 100"). */
 #define HOLD_FILE "held"
+
+/* A port rule of a running guest: a port and what is below it, or a
+ * deny. A guest's rules are next to each other. */
+struct hold_rule {
+	struct usb_port port;
+	bool deny;
+	size_t guest;
+};
+
+/* Whether port is held: for some guest, the most specific of its port
+ * rules that covers port is no deny (a deny as specific as a port rule
+ * wins, as in placing). */
+bool hold_wanted(const struct hold_rule *rules, size_t n, const struct usb_port *port);
 
 /* Makes what is held match the running guests' port rules (s read anew
  * by the caller) and the hubs present now, and hands a device on a held

@@ -61,11 +61,38 @@ static void test_is_held(void **state)
 	assert_false(hold_is_held(&h, &p));
 }
 
+static void test_wanted(void **state)
+{
+	/* VM a: 1-1 but not 1-1.2 (but 1-1.2.3 again); VM b: 1-1.2.4 */
+	struct hold_rule rules[] = {
+		{ port("1-1"), false, 0 },     { port("1-1.2"), true, 0 },
+		{ port("1-1.2.3"), false, 0 }, { port("1-1.2.4"), false, 1 },
+		{ port("2-3"), false, 2 },     { port("2-3"), true, 2 },
+	};
+	static const struct {
+		const char *port;
+		bool held;
+	} cases[] = {
+		{ "1-1", true },       { "1-1.1", true },      { "1-1.2", false },
+		{ "1-1.2.1", false },  { "1-1.2.3", true },    { "1-1.2.3.1", true },
+		{ "1-1.2.4", true },   { "1-2", false },       { "2-3", false },
+		{ "2-3.1", false },    { "3-1", false },
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct usb_port p = port(cases[i].port);
+
+		if (hold_wanted(rules, sizeof(rules) / sizeof(rules[0]), &p) != cases[i].held)
+			fail_msg("%s: held %d, expected %d", cases[i].port, !cases[i].held, cases[i].held);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parent),
 		cmocka_unit_test(test_is_held),
+		cmocka_unit_test(test_wanted),
 	};
 	return cmocka_run_group_tests_name("hold", tests, NULL, NULL);
 }
