@@ -485,6 +485,20 @@ static void open_hub(struct hold_hub *hub)
 	}
 }
 
+/* The hub file port hangs on, and its number there in *p; NULL when it
+ * has none. */
+static struct hold_hub *hub_of(const struct hold *h, const struct usb_port *port, unsigned *p)
+{
+	char parent[PORT_STRLEN];
+
+	*p = port->num[port->depth - 1];
+	hold_parent_name(port, parent, sizeof(parent));
+	for (size_t i = 0; i < h->n; i++)
+		if (strcmp(h->hubs[i].name, parent) == 0)
+			return h->hubs[i].fd >= 0 ? &h->hubs[i] : NULL;
+	return NULL;
+}
+
 static void give(struct hold_hub *hub, unsigned p, const char *name, const char *why);
 
 /* A device on a held port that a guest had (hold_passed) and has no more
@@ -537,24 +551,6 @@ void hold_sync(struct hold *h, const struct settings *s, const struct usb_port *
 		return;
 	}
 	free(prefixes);
-	bool changed = n_text != h->n_text;
-
-	for (size_t i = 0; i < n_text; i++)
-		if (!text_has(h->held_text, h->n_text, text[i])) {
-			log_info("holding port %.*s (%s): the host's drivers stay off what is plugged there",
-				 (int)strcspn(text[i], "\t"), text[i], strchr(text[i], '\t') + 1);
-			changed = true;
-		}
-	for (size_t i = 0; i < h->n_text; i++)
-		if (!text_has(text, n_text, h->held_text[i]))
-			log_let_go(h->held_text[i]);
-	free_text(h->held_text, h->n_text);
-	h->held_text = text, h->n_text = n_text;
-	if (changed || !h->state_dir[0]) {
-		util_strlcpy(h->state_dir, s->state_dir, sizeof(h->state_dir));
-		write_held(h);
-	}
-
 	/* hubs no longer wanted: let go, what had no driver gets one */
 	for (size_t i = 0; i < h->n;) {
 		bool keep = false;
@@ -610,21 +606,38 @@ void hold_sync(struct hold *h, const struct settings *s, const struct usb_port *
 		}
 	}
 	free(want);
+	/* a rule counts as held when the hub it hangs on could be opened */
+	size_t kept = 0;
+
+	for (size_t i = 0; i < n_text; i++) {
+		struct usb_port port;
+		unsigned p;
+
+		if (port_parse_n(text[i], strcspn(text[i], "\t"), &port) == 0 && hub_of(h, &port, &p))
+			text[kept++] = text[i];
+		else
+			free(text[i]);
+	}
+	n_text = kept;
+	bool changed = n_text != h->n_text;
+
+	for (size_t i = 0; i < n_text; i++)
+		if (!text_has(h->held_text, h->n_text, text[i])) {
+			log_info("holding port %.*s (%s): the host's drivers stay off what is plugged there",
+				 (int)strcspn(text[i], "\t"), text[i], strchr(text[i], '\t') + 1);
+			changed = true;
+		}
+	for (size_t i = 0; i < h->n_text; i++)
+		if (!text_has(text, n_text, h->held_text[i]))
+			log_let_go(h->held_text[i]);
+	free_text(h->held_text, h->n_text);
+	h->held_text = text, h->n_text = n_text;
+	if (changed || !h->state_dir[0]) {
+		util_strlcpy(h->state_dir, s->state_dir, sizeof(h->state_dir));
+		write_held(h);
+	}
+
 	orphans(h, busy, n_busy);
-}
-
-/* The hub file port hangs on, and its number there in *p; NULL when it
- * has none. */
-static struct hold_hub *hub_of(const struct hold *h, const struct usb_port *port, unsigned *p)
-{
-	char parent[PORT_STRLEN];
-
-	*p = port->num[port->depth - 1];
-	hold_parent_name(port, parent, sizeof(parent));
-	for (size_t i = 0; i < h->n; i++)
-		if (strcmp(h->hubs[i].name, parent) == 0)
-			return h->hubs[i].fd >= 0 ? &h->hubs[i] : NULL;
-	return NULL;
 }
 
 bool hold_is_held(const struct hold *h, const struct usb_port *dev)

@@ -8,7 +8,13 @@
  * guest"). While it runs it keeps the marker <state_dir>/listening, and the
  * rule's pve-usb-hotplug@.service stands aside (ConditionPathExists=!), so
  * a plug is handled once. Removal stays with the rule's RUN: it needs no
- * announcement. */
+ * announcement.
+ *
+ * It also holds the running guests' ports (hold.h): the parent owns the
+ * hub files, looks again on SIGHUP (the hookscript, sync, release), after
+ * every remove and every HOLD_SYNC_MS, and hands a device on a held port
+ * to the host's drivers when its child says it went to no guest (the
+ * child's exit status). */
 #include <errno.h>
 #include <fcntl.h>
 #include <libudev.h>
@@ -229,7 +235,6 @@ int hotplug_listen(const struct settings *s, const char *config, unsigned max_ev
 	while (!max_events || handled < max_events || running) {
 		struct pollfd p[2] = { { .fd = udev_monitor_get_fd(mon), .events = POLLIN },
 				       { .fd = sfd, .events = POLLIN } };
-
 		int wait = s->listen_hold_ports ? util_remaining_ms(next_sync) : -1;
 
 		if (wait == 0) {
@@ -245,7 +250,6 @@ int hotplug_listen(const struct settings *s, const char *config, unsigned max_ev
 		}
 		if (p[1].revents & POLLIN) {
 			struct signalfd_siginfo si;
-
 			bool got = read(sfd, &si, sizeof(si)) == sizeof(si);
 
 			if (got && si.ssi_signo == SIGHUP)
@@ -272,9 +276,10 @@ int hotplug_listen(const struct settings *s, const char *config, unsigned max_ev
 		}
 		bool held = hold_is_held(&hold, &port);
 
-		if (held && is_hub(name)) {
+		if (s->listen_hold_ports && is_hub(name)) {
 			/* a hub works for the host; its ports are held next */
-			hold_give_to_host(&hold, &port);
+			if (held)
+				hold_give_to_host(&hold, &port);
 			resync(&hold, s, config, pend, n_pend);
 			held = false;
 		}

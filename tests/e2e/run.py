@@ -242,10 +242,10 @@ class Udev(Case):
         marker = os.path.join(self.tool.state_dir, "listening")
         r = self.ok(self.tool.run_while_plugging(["listen", "--events", "1"], self.host, new,
                                                  marker="listening for USB devices plugged in"))
-        # it holds the running VM's port; the simulated host has no usbfs
-        # file for the root hub, and that is said (the real-host suite
-        # shows the holding itself)
-        self.assertIn("holding port 3-4 (VM 100): the host's drivers stay off what is plugged there", r.stdout)
+        # it would hold the running VM's port; the simulated host has no
+        # usbfs file for the root hub, and that is said, and nothing is
+        # said to be held (the real-host suite shows the holding itself)
+        self.assertNotIn("holding port", r.stdout)
         self.assertIn("warning: cannot hold the ports of hub usb3 (/dev/bus/usb/003/001: No such file or directory): "
                       "the host's drivers take what is plugged there first, and QEMU takes it from them", r.stderr)
         self.assertIn("VM 100: added 3-4.2 (046d:c52b) as usbhost3-4.2 on xhci.0 port 15", r.stdout)

@@ -49,6 +49,7 @@ class RealHost(unittest.TestCase):
         cls.bed = BED
 
     def setUp(self):
+        self.addCleanup(self.nothing_held)
         self.vms = []
         self.devs = []
         self.bed.plug("hub", "usb-hub", "1")
@@ -67,7 +68,15 @@ class RealHost(unittest.TestCase):
         self.settle()
         for vmid in self.vms:
             self.bed.stop_vm(vmid)
-        self.bed.sh("find /run/pve-usb-hotplug -mindepth 1 ! -name listening -delete")  # the listener stays
+            self.tool(str(vmid), "post-stop")   # as Proxmox runs it
+        # the listener's files stay
+        self.bed.sh("find /run/pve-usb-hotplug -mindepth 1 ! -name listening ! -name held -delete")
+
+    def nothing_held(self):
+        """The last cleanup: once the test's guests are gone (some by its
+        own cleanups), the listener holds no port before the next test."""
+        r = self.bed.wait_for(lambda: self.bed.sh("test -e /run/pve-usb-hotplug/held")["rc"], lambda rc: rc != 0, 20)
+        self.assertNotEqual(r, 0, self.bed.sh("cat /run/pve-usb-hotplug/held"))
 
     def settle(self):
         self.bed.sh("udevadm settle -t 30")
