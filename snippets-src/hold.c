@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "hold.h"
@@ -14,6 +16,7 @@
 #include "state.h"
 #include "usbconf.h"
 #include "util.h"
+#include "vmproc.h"
 #include "vms.h"
 
 #define SYS_USB "/sys/bus/usb/devices"
@@ -68,6 +71,11 @@ static long usbfs_node(const char *dev, char node[static 32])
 	return num;
 }
 
+bool hold_is_hub(const char *name)
+{
+	return attr_num(name, "bDeviceClass", 16) == 9;
+}
+
 void hold_parent_name(const struct usb_port *dev, char *buf, size_t n)
 {
 	struct usb_port parent = *dev;
@@ -80,21 +88,20 @@ void hold_parent_name(const struct usb_port *dev, char *buf, size_t n)
 	port_format(&parent, buf, n);
 }
 
-static struct hold_hub *find_hub(struct hold *h, const char *name)
+static struct hold_hub *by_name(struct hold_hub *hubs, size_t n, const char *name)
 {
-	for (size_t i = 0; i < h->n; i++)
-		if (strcmp(h->hubs[i].name, name) == 0)
-			return &h->hubs[i];
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(hubs[i].name, name) == 0)
+			return &hubs[i];
 	return NULL;
 }
 
 static struct hold_hub *want_hub(struct hold_hub **hubs, size_t *n, const char *name)
 {
-	struct hold_hub *nh;
+	struct hold_hub *nh = by_name(*hubs, *n, name);
 
-	for (size_t i = 0; i < *n; i++)
-		if (strcmp((*hubs)[i].name, name) == 0)
-			return &(*hubs)[i];
+	if (nh)
+		return nh;
 	nh = realloc(*hubs, (*n + 1) * sizeof(**hubs));
 	if (!nh)
 		return NULL;
@@ -138,21 +145,6 @@ static size_t driverless(const char *dev, char (*ifaces)[PORT_STRLEN + 16], size
 	return n;
 }
 
-/* Has the host's drivers probe each of the interfaces. */
-static void probe(char (*ifaces)[PORT_STRLEN + 16], size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		int fd = open(DRIVERS_PROBE, O_WRONLY | O_CLOEXEC);
-
-		if (fd < 0 || write(fd, ifaces[i], strlen(ifaces[i])) < 0)
-			log_debug("%s: the host's drivers were not probed: %s", ifaces[i], strerror(errno));
-		if (fd >= 0)
-			close(fd);
-	}
-}
-
-#define MAX_IFACES 32
-
 static int write_attr(const char *path, const char *value)
 {
 	int fd = open(path, O_WRONLY | O_CLOEXEC), r = 0;
@@ -164,40 +156,37 @@ static int write_attr(const char *path, const char *value)
 	return r;
 }
 
+/* Has the host's drivers probe each of the interfaces. */
+static void probe(char (*ifaces)[PORT_STRLEN + 16], size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		int r = write_attr(DRIVERS_PROBE, ifaces[i]);
+
+		if (r < 0)
+			log_debug("%s: the host's drivers were not probed: %s", ifaces[i], strerror(-r));
+	}
+}
+
+#define MAX_IFACES 32
+
 /* Whether a process has dev's usbfs file open (QEMU has passed it, and
  * its guest may not have configured it yet). Read from /proc: only when a
- * port is let go. */
+ * port is let go, or a device a guest had may have been let go. */
 static bool open_elsewhere(const char *dev)
 {
 	char node[32];
 	bool found = false;
 	struct dirent *p;
+	struct stat st;
 	DIR *proc;
 
-	if (usbfs_node(dev, node) < 0 || !(proc = opendir("/proc")))
+	if (usbfs_node(dev, node) < 0 || stat(node, &st) < 0 || !(proc = opendir("/proc")))
 		return false;
 	while (!found && (p = readdir(proc))) {
-		char fds[300];
-		struct dirent *f;
-		DIR *d;
+		unsigned long pid;
 
-		if (p->d_name[0] < '1' || p->d_name[0] > '9')
-			continue;
-		snprintf(fds, sizeof(fds), "/proc/%s/fd", p->d_name);
-		if (!(d = opendir(fds)))
-			continue;
-		while (!found && (f = readdir(d))) {
-			char link[600], target[80];
-			ssize_t len;
-
-			snprintf(link, sizeof(link), "%s/%s", fds, f->d_name);
-			len = readlink(link, target, sizeof(target) - 1);
-			if (len > 0) {
-				target[len] = '\0';
-				found = strcmp(target, node) == 0;
-			}
-		}
-		closedir(d);
+		found = util_parse_uint(p->d_name, ULONG_MAX, &pid) == 0 && pid > 0 &&
+			vmproc_has_open(pid, S_IFCHR, st.st_rdev) == 1;
 	}
 	closedir(proc);
 	return found;
@@ -260,12 +249,16 @@ static void released(const struct hold_hub *hub, unsigned p)
 		log_info("%s: its port is held no more: handed to the host's drivers", dev);
 }
 
-static void close_hub(struct hold_hub *hub, bool probe)
+/* Closes hub's file: its ports are let go. With hand_over, and the hub
+ * still the one the file was for, their devices get the host's drivers. */
+static void close_hub(struct hold_hub *hub, bool hand_over)
 {
 	if (hub->fd >= 0)
 		close(hub->fd);
 	hub->fd = -1;
-	for (unsigned p = 1; probe && p <= MAX_PORT; p++)
+	if (hand_over && attr_num(hub->name, "devnum", 10) != hub->devnum)
+		hand_over = false;
+	for (unsigned p = 1; hand_over && p <= MAX_PORT; p++)
 		if (bit(hub->held, p))
 			released(hub, p);
 	memset(hub->held, 0, sizeof(hub->held));
@@ -324,8 +317,7 @@ static int wanted(const struct hold_rule *rules, size_t n_rules, struct hold_hub
 		for (size_t i = 0; i < n_rules && !under; i++)
 			under = !rules[i].deny && port_is_under(&dev, &rules[i].port);
 		if (!under || dev.depth >= PORT_MAX_DEPTH ||
-		    (maxchild = attr_num(e->d_name, "maxchild", 10)) <= 0 ||
-		    attr_num(e->d_name, "bDeviceClass", 16) != 9)
+		    (maxchild = attr_num(e->d_name, "maxchild", 10)) <= 0 || !hold_is_hub(e->d_name))
 			continue;
 		struct hold_hub *hub = want_hub(&hubs, &n, e->d_name);
 
@@ -351,18 +343,15 @@ oom:
 	return -ENOMEM;
 }
 
-/* The running guests' port rules, and a line for the log of each port
- * rule that is no deny. */
-static int rule_ports(const struct settings *s, struct hold_rule **ret, size_t *ret_n, char ***text,
-		      size_t *n_text)
+/* The running guests' port rules (deny ones too). */
+static int rule_ports(const struct settings *s, struct hold_rule **ret, size_t *ret_n)
 {
 	struct hold_rule *rules = NULL;
-	char **lines = NULL;
-	size_t n = 0, nl = 0;
+	size_t n = 0;
 	struct vms v;
 	int r = vms_load(s, LOG_LVL_DEBUG, 0, &v);
 
-	*ret = NULL, *ret_n = 0, *text = NULL, *n_text = 0;
+	*ret = NULL, *ret_n = 0;
 	if (r == -ENOENT)
 		return 0;
 	if (r < 0)
@@ -379,39 +368,24 @@ static int rule_ports(const struct settings *s, struct hold_rule **ret, size_t *
 			continue;
 		for (size_t k = 0; k < vm->rules->n_rules; k++) {
 			const struct usb_rule *rule = &vm->rules->rules[k];
-			char pname[PORT_STRLEN], line[PORT_STRLEN + SETTINGS_NAME_MAX + 32];
-			void *p;
+			struct hold_rule *more;
 
 			if (rule->kind != RULE_PORT)
 				continue;
-			p = realloc(rules, (n + 1) * sizeof(*rules));
-			if (!p)
-				goto oom;
-			rules = p;
-			rules[n++] = (struct hold_rule){ .port = rule->port, .deny = rule->deny, .guest = i };
-			if (rule->deny)
-				continue;
-			port_format(&rule->port, pname, sizeof(pname));
-			snprintf(line, sizeof(line), "%s\t%s", pname, vm->t.label);
-			p = realloc(lines, (nl + 1) * sizeof(*lines));
-			if (!p)
-				goto oom;
-			lines = p;
-			if (!(lines[nl] = strdup(line)))
-				goto oom;
-			nl++;
+			more = realloc(rules, (n + 1) * sizeof(*rules));
+			if (!more) {
+				vms_free(&v);
+				free(rules);
+				return -ENOMEM;
+			}
+			rules = more;
+			rules[n] = (struct hold_rule){ .port = rule->port, .deny = rule->deny, .guest = i };
+			util_strlcpy(rules[n++].label, vm->t.label, sizeof(rules[0].label));
 		}
 	}
 	vms_free(&v);
-	*ret = rules, *ret_n = n, *text = lines, *n_text = nl;
+	*ret = rules, *ret_n = n;
 	return 0;
-oom:
-	vms_free(&v);
-	free(rules);
-	for (size_t i = 0; i < nl; i++)
-		free(lines[i]);
-	free(lines);
-	return -ENOMEM;
 }
 
 static bool text_has(char **t, size_t n, const char *s)
@@ -490,13 +464,12 @@ static void open_hub(struct hold_hub *hub)
 static struct hold_hub *hub_of(const struct hold *h, const struct usb_port *port, unsigned *p)
 {
 	char parent[PORT_STRLEN];
+	struct hold_hub *hub;
 
 	*p = port->num[port->depth - 1];
 	hold_parent_name(port, parent, sizeof(parent));
-	for (size_t i = 0; i < h->n; i++)
-		if (strcmp(h->hubs[i].name, parent) == 0)
-			return h->hubs[i].fd >= 0 ? &h->hubs[i] : NULL;
-	return NULL;
+	hub = by_name(h->hubs, h->n, parent);
+	return hub && hub->fd >= 0 ? hub : NULL;
 }
 
 static void give(struct hold_hub *hub, unsigned p, const char *name, const char *why);
@@ -514,16 +487,18 @@ static void orphans(struct hold *h, const struct usb_port *busy, size_t n_busy)
 			char name[PORT_STRLEN + 8], ifaces[MAX_IFACES][PORT_STRLEN + 16];
 			struct usb_port port;
 			bool passed, skip = false;
+			long devnum;
 			size_t n;
 
 			if (!bit(hub->held, p))
 				continue;
 			port_name(hub, p, name, sizeof(name));
-			if (attr_num(name, "devnum", 10) <= 0 || port_parse(name, &port) < 0)
+			devnum = attr_num(name, "devnum", 10);
+			if (devnum <= 0 || hub->passed[p] != devnum || port_parse(name, &port) < 0)
 				continue;
 			for (size_t k = 0; k < n_busy && !skip; k++)
 				skip = port_equal(&busy[k], &port);
-			if (skip || hub->passed[p] != attr_num(name, "devnum", 10))
+			if (skip)
 				continue;
 			n = driverless(name, ifaces, MAX_IFACES, &passed);
 			if (passed || (n == 0 && attr_num(name, "bConfigurationValue", 10) > 0) ||
@@ -537,35 +512,27 @@ static void orphans(struct hold *h, const struct usb_port *busy, size_t n_busy)
 
 void hold_sync(struct hold *h, const struct settings *s, const struct usb_port *busy, size_t n_busy)
 {
-	struct hold_rule *prefixes;
+	struct hold_rule *rules;
 	struct hold_hub *want;
-	size_t n_pre, n_want;
+	size_t n_rules, n_want, n_text = 0;
 	char **text;
-	size_t n_text;
 
-	if (rule_ports(s, &prefixes, &n_pre, &text, &n_text) < 0 ||
-	    wanted(prefixes, n_pre, &want, &n_want) < 0) {
+	if (rule_ports(s, &rules, &n_rules) < 0 || wanted(rules, n_rules, &want, &n_want) < 0) {
 		log_warning("cannot work out which ports to hold now; left as they are");
-		free(prefixes);
-		free_text(text, n_text);
+		free(rules);
 		return;
 	}
-	free(prefixes);
 	/* hubs no longer wanted: let go, what had no driver gets one */
 	for (size_t i = 0; i < h->n;) {
-		bool keep = false;
-
-		for (size_t k = 0; k < n_want && !keep; k++)
-			keep = strcmp(want[k].name, h->hubs[i].name) == 0;
-		if (keep) {
+		if (by_name(want, n_want, h->hubs[i].name)) {
 			i++;
 			continue;
 		}
-		close_hub(&h->hubs[i], attr_num(h->hubs[i].name, "devnum", 10) == h->hubs[i].devnum);
+		close_hub(&h->hubs[i], true);
 		h->hubs[i] = h->hubs[--h->n];
 	}
 	for (size_t k = 0; k < n_want; k++) {
-		struct hold_hub *hub = find_hub(h, want[k].name);
+		struct hold_hub *hub = by_name(h->hubs, h->n, want[k].name);
 
 		if (!hub) {
 			struct hold_hub *nh = realloc(h->hubs, (h->n + 1) * sizeof(*nh));
@@ -607,18 +574,22 @@ void hold_sync(struct hold *h, const struct settings *s, const struct usb_port *
 	}
 	free(want);
 	/* a rule counts as held when the hub it hangs on could be opened */
-	size_t kept = 0;
-
-	for (size_t i = 0; i < n_text; i++) {
-		struct usb_port port;
+	text = calloc(n_rules + 1, sizeof(*text));
+	for (size_t i = 0; text && i < n_rules; i++) {
+		char pname[PORT_STRLEN];
 		unsigned p;
 
-		if (port_parse_n(text[i], strcspn(text[i], "\t"), &port) == 0 && hub_of(h, &port, &p))
-			text[kept++] = text[i];
-		else
-			free(text[i]);
+		if (rules[i].deny || !hub_of(h, &rules[i].port, &p))
+			continue;
+		port_format(&rules[i].port, pname, sizeof(pname));
+		if (asprintf(&text[n_text], "%s\t%s", pname, rules[i].label) >= 0)
+			n_text++;
 	}
-	n_text = kept;
+	free(rules);
+	if (!text) {
+		log_warning("cannot note which ports are held: out of memory");
+		return;
+	}
 	bool changed = n_text != h->n_text;
 
 	for (size_t i = 0; i < n_text; i++)
@@ -707,7 +678,7 @@ void hold_passed(struct hold *h, const struct usb_port *port)
 void hold_release_all(struct hold *h)
 {
 	for (size_t i = 0; i < h->n; i++)
-		close_hub(&h->hubs[i], attr_num(h->hubs[i].name, "devnum", 10) == h->hubs[i].devnum);
+		close_hub(&h->hubs[i], true);
 	for (size_t i = 0; i < h->n_text; i++)
 		log_let_go(h->held_text[i]);
 	free_text(h->held_text, h->n_text);

@@ -57,6 +57,7 @@ struct hold_rule {
 	struct usb_port port;
 	bool deny;
 	size_t guest;
+	char label[SETTINGS_NAME_MAX + 24]; /* the guest's: "VM 100" */
 };
 
 /* Whether port is held: for some guest, the most specific of its port
@@ -89,6 +90,9 @@ void hold_release_all(struct hold *h);
 
 /* A forked child lets go of its copies of the hub files. */
 void hold_forget(struct hold *h);
+
+/* Whether the USB device name ("3-4") is a hub (bDeviceClass 09). */
+bool hold_is_hub(const char *name);
 
 /* For the tests: the name of the hub that port dev is plugged into
  * ("usb3" for 3-4, "3-4" for 3-4.1) into buf. */

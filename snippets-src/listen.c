@@ -132,21 +132,6 @@ static void resync(struct hold *h, const struct settings *s, const char *config,
 	hold_sync(h, &now, busy, n_pend);
 }
 
-static bool is_hub(const char *name)
-{
-	char path[96], buf[8] = "";
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/sys/bus/usb/devices/%s/bDeviceClass", name);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	if (!fgets(buf, sizeof(buf), f))
-		buf[0] = '\0';
-	fclose(f);
-	return strncmp(buf, "09", 2) == 0;
-}
-
 static int marker(const struct settings *s, bool set)
 {
 	char why[128];
@@ -276,7 +261,7 @@ int hotplug_listen(const struct settings *s, const char *config, unsigned max_ev
 		}
 		bool held = hold_is_held(&hold, &port);
 
-		if (s->listen_hold_ports && is_hub(name)) {
+		if (s->listen_hold_ports && hold_is_hub(name)) {
 			/* a hub works for the host; its ports are held next */
 			if (held)
 				hold_give_to_host(&hold, &port);

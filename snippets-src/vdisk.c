@@ -245,26 +245,8 @@ static void what_failed(struct qmp *q, int r, char *buf, size_t n)
 static int qemu_holds(const struct target *t, const struct usb_disk *d)
 {
 	unsigned long pid = t->pidfile[0] ? vmproc_pid(t->pidfile) : 0;
-	char path[64];
-	struct dirent *de;
-	DIR *dir;
-	int held = 0;
 
-	if (!pid)
-		return -1;
-	snprintf(path, sizeof(path), "/proc/%lu/fd", pid);
-	dir = opendir(path);
-	if (!dir)
-		return -1;
-	while (!held && (de = readdir(dir))) {
-		struct stat st;
-
-		/* the fd's link followed: the device it has open */
-		held = de->d_name[0] != '.' && fstatat(dirfd(dir), de->d_name, &st, 0) == 0 &&
-		       S_ISBLK(st.st_mode) && st.st_rdev == makedev(d->major, d->minor);
-	}
-	closedir(dir);
-	return held;
+	return pid ? vmproc_has_open(pid, S_IFBLK, makedev(d->major, d->minor)) : -1;
 }
 
 int vdisk_attach(struct guest *g, const struct usb_disk *d, const char *path, enum disk_as as)

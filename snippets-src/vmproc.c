@@ -1,5 +1,6 @@
 #include "vmproc.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -123,4 +124,26 @@ void vmproc_stamp(const char *pidfile, char *buf, size_t n)
 		p = strchr(p + 1, ' ');
 	if (p && sscanf(p, " %lu", &start) == 1)
 		snprintf(buf, n, "%lu:%lu", pid, start);
+}
+
+int vmproc_has_open(unsigned long pid, mode_t type, dev_t rdev)
+{
+	char path[64];
+	struct dirent *de;
+	DIR *dir;
+	int held = 0;
+
+	snprintf(path, sizeof(path), "/proc/%lu/fd", pid);
+	dir = opendir(path);
+	if (!dir)
+		return -1;
+	while (!held && (de = readdir(dir))) {
+		struct stat st;
+
+		/* the fd's link followed: the device it has open */
+		held = de->d_name[0] != '.' && fstatat(dirfd(dir), de->d_name, &st, 0) == 0 &&
+		       (st.st_mode & S_IFMT) == type && st.st_rdev == rdev;
+	}
+	closedir(dir);
+	return held;
 }

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* The pid of the running QEMU that pidfile names, or 0. */
 unsigned long vmproc_pid(const char *pidfile);
@@ -16,6 +17,10 @@ unsigned long vmproc_pid(const char *pidfile);
  * stamped with: a pid can be reused, the pair cannot). "" when it does not
  * run. */
 void vmproc_stamp(const char *pidfile, char *buf, size_t n);
+
+/* Whether process pid has the device rdev of type (S_IFBLK, S_IFCHR)
+ * open: 1, 0, or -1 when that cannot be told (/proc unreadable). */
+int vmproc_has_open(unsigned long pid, mode_t type, dev_t rdev);
 
 /* Pure, for the tests: whether a NUL-separated command line (as
  * /proc/PID/cmdline holds it) has "-pidfile PATH" or "--pidfile PATH"

@@ -63,11 +63,12 @@ static void test_is_held(void **state)
 
 static void test_wanted(void **state)
 {
-	/* VM a: 1-1 but not 1-1.2 (but 1-1.2.3 again); VM b: 1-1.2.4 */
+	/* VM a: 1-1 but not 1-1.2 (but 1-1.2.3 again); VM b: 1-1.2.4; VM c:
+	 * 2-3 and deny 2-3 */
 	struct hold_rule rules[] = {
-		{ port("1-1"), false, 0 },     { port("1-1.2"), true, 0 },
-		{ port("1-1.2.3"), false, 0 }, { port("1-1.2.4"), false, 1 },
-		{ port("2-3"), false, 2 },     { port("2-3"), true, 2 },
+		{ port("1-1"), false, 0, "VM a" },     { port("1-1.2"), true, 0, "VM a" },
+		{ port("1-1.2.3"), false, 0, "VM a" }, { port("1-1.2.4"), false, 1, "VM b" },
+		{ port("2-3"), false, 2, "VM c" },     { port("2-3"), true, 2, "VM c" },
 	};
 	static const struct {
 		const char *port;
