@@ -28,7 +28,7 @@ WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wformat-truncation=1 -Wstrict-prototy
 	-Wmissing-prototypes -Wpointer-arith -Wwrite-strings -Wundef -Wvla \
 	-Wnull-dereference -Wcast-qual -Wimplicit-fallthrough -Wmissing-declarations
 CFLAGS ?= -O2 -g
-CPPFLAGS += -D_GNU_SOURCE -DVERSION='"$(VERSION)"'
+CPPFLAGS += -Isnippets-src -D_GNU_SOURCE -DVERSION='"$(VERSION)"'
 ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) $(PKG_CFLAGS)
 
 ifeq ($(WERROR),1)
@@ -50,7 +50,9 @@ BUILD ?= build
 ALL_CFLAGS += -D_FORTIFY_SOURCE=2 -fstack-protector-strong
 endif
 
-SRC := $(filter-out snippets-src/main.c,$(wildcard snippets-src/*.c))
+# snippets-src/<layer>/<module>.c; main.c alone at the top
+SRC := $(wildcard snippets-src/*/*.c)
+HDR := $(wildcard snippets-src/*/*.h)
 OBJ := $(SRC:snippets-src/%.c=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/libpveusb.a
 BIN := $(BUILD)/pve-usb-hotplug
@@ -61,7 +63,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 .PHONY: all check check-unit check-e2e check-e2e-qemu10 check-valgrind check-deb check-realhost bench-realhost deb demo deps install clean fuzz bench
 all: $(BIN)
 
-$(BUILD)/obj/%.o: snippets-src/%.c $(wildcard snippets-src/*.h) Makefile
+$(BUILD)/obj/%.o: snippets-src/%.c $(HDR) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -71,7 +73,7 @@ $(LIB): $(OBJ)
 $(BIN): $(BUILD)/obj/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LIB) $(wildcard snippets-src/*.h)
+$(BUILD)/tests/%: tests/unit/%.c $(LIB) $(HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Isnippets-src $(shell pkg-config --cflags cmocka) \
 		-o $@ $< $(LIB) $(LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
@@ -133,7 +135,7 @@ FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 FUZZ_OBJ := $(SRC:snippets-src/%.c=build/fuzz/obj/%.o)
 .SECONDARY: $(FUZZ_OBJ)
 
-build/fuzz/obj/%.o: snippets-src/%.c $(wildcard snippets-src/*.h) Makefile
+build/fuzz/obj/%.o: snippets-src/%.c $(HDR) Makefile
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 -Wall -Wextra -Werror $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link \
 		$(PKG_CFLAGS) -c -o $@ $<

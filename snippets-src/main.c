@@ -11,13 +11,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "disk.h"
-#include "hotplug.h"
-#include "log.h"
-#include "settings.h"
-#include "uevent.h"
-#include "usbconf.h"
-#include "util.h"
+#include "host/disk.h"
+#include "commands/check.h"
+#include "commands/hook.h"
+#include "commands/identify.h"
+#include "commands/release.h"
+#include "commands/status.h"
+#include "commands/sync.h"
+#include "events/diskevent.h"
+#include "events/listen.h"
+#include "events/usbevent.h"
+#include "base/log.h"
+#include "base/state.h"
+#include "base/settings.h"
+#include "host/uevent.h"
+#include "policy/usbconf.h"
+#include "base/util.h"
 
 #ifndef VERSION
 #define VERSION "0"
@@ -118,7 +127,7 @@ static int run_command(const struct settings *settings, int settings_r, const ch
 			log_error("%s has errors (see above); fix them and start again", config);
 			return 2;
 		}
-		return exit_code(hotplug_listen(settings, config, (unsigned)n));
+		return exit_code(listen_run(settings, config, (unsigned)n));
 	}
 	if (!strcmp(cmd, "plugged")) {
 		if (argc != 3) {
@@ -129,7 +138,7 @@ static int run_command(const struct settings *settings, int settings_r, const ch
 			log_error("%s has errors (see above); %s not handled", config, "the plugged device");
 			return 2;
 		}
-		return exit_code(hotplug_plugged(settings, argv[2], NULL));
+		return exit_code(usbevent_plugged(settings, argv[2], NULL));
 	}
 	for (int i = 2; i < argc; i++) {
 		unsigned long v;
@@ -157,27 +166,27 @@ static int run_command(const struct settings *settings, int settings_r, const ch
 			log_error("%s: has errors (see above)", config);
 		else
 			log_info("%s: valid", config);
-		return hotplug_check(settings, name, false) < 0 || settings_r < 0 ? 1 : 0;
+		return check_run(settings, name, false) < 0 || settings_r < 0 ? 1 : 0;
 	}
 	if (!strcmp(cmd, "identify"))
-		return exit_code(hotplug_identify(timeout_s * 1000));
+		return exit_code(identify_run(timeout_s * 1000));
 	if (settings_r < 0) {
 		log_error("%s has errors (see above); fix them and run again", config);
 		return 2;
 	}
 	if (!strcmp(cmd, "status"))
-		return exit_code(hotplug_status(settings, name, json));
+		return exit_code(status_run(settings, name, json));
 	if (!strcmp(cmd, "release")) {
 		if (!name) {
 			log_error("release needs the guest: pve-usb-hotplug release VMID|NAME");
 			return 2;
 		}
-		r = hotplug_release(settings, name);
+		r = release_run(settings, name);
 	} else {
-		r = hotplug_sync(settings, name);
+		r = sync_run(settings, name);
 	}
 	/* what the guests have has changed: the listener looks again */
-	hotplug_listen_poke(settings);
+	(void)state_poke_listener(settings->state_dir);
 	return exit_code(r);
 }
 
@@ -205,7 +214,7 @@ static int libvirt_hook(const struct settings *s, int settings_r, const char *do
 	    !freopen("/dev/null", "w", stderr))
 		_exit(1);
 	log_setup(s->log_level, NULL, true);
-	_exit(exit_code(hotplug_sync(s, g->name)));
+	_exit(exit_code(sync_run(s, g->name)));
 }
 
 /* Which try a scheduled retry is (retry.h); 0 for anything else. */
@@ -283,7 +292,7 @@ int main(int argc, char **argv)
 		}
 		const char *from = getenv("PVE_MIGRATED_FROM");
 
-		return exit_code(hotplug_hook(&settings, vmid, argv[2], from && from[0] ? from : NULL));
+		return exit_code(hook_run(&settings, vmid, argv[2], from && from[0] ? from : NULL));
 	}
 
 	/* udev: cheap checks first, so the many uninteresting events cost
@@ -304,7 +313,7 @@ int main(int argc, char **argv)
 				  disk.devpath);
 			return 2;
 		}
-		return exit_code(hotplug_disk_event(&settings, action, &disk));
+		return exit_code(diskevent_handle(&settings, action, &disk));
 	}
 	if (uevent_parse(env_lookup, NULL, &ev, &reason) == 0) {
 		log_debug("ignored event: %s", reason);
@@ -314,5 +323,5 @@ int main(int argc, char **argv)
 		log_error("%s has errors (see above); event for %s not handled", config, ev.devpath);
 		return 2;
 	}
-	return exit_code(hotplug_event(&settings, &ev, NULL));
+	return exit_code(usbevent_handle(&settings, &ev, NULL));
 }

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "libvirt.h"
-#include "vdisk.h"
+#include "guests/libvirt.h"
+#include "guests/vdisk.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "pveconf.h"
-#include "settings.h"
-#include "usbconf.h"
+#include "base/log.h"
+#include "policy/pveconf.h"
+#include "base/settings.h"
+#include "policy/usbconf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "disk.h"
-#include "port.h"
-#include "uevent.h"
+#include "host/disk.h"
+#include "host/port.h"
+#include "host/uevent.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

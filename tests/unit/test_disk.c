@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "disk.h"
+#include "host/disk.h"
 
 #define DEVPATH "/devices/pci0000:00/0000:00:14.0/usb3/3-4/3-4.1/3-4.1:1.0/host6/target6:0:0/6:0:0:0/block/sdb"
 

@@ -6,7 +6,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "hold.h"
+#include "host/hold.h"
 
 static struct usb_port port(const char *s)
 {

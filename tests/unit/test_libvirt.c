@@ -7,8 +7,8 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "libvirt.h"
-#include "vdisk.h"
+#include "guests/libvirt.h"
+#include "guests/vdisk.h"
 
 /* as libvirt 9 prints a live domain (trimmed) */
 static const char live[] =

@@ -6,7 +6,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "place.h"
+#include "policy/place.h"
 
 #define MAX_GUESTS 4
 #define NONE ((size_t)-1)

@@ -6,7 +6,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "port.h"
+#include "host/port.h"
 
 static void test_parse(void **state)
 {

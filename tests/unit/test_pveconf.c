@@ -6,8 +6,8 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "log.h"
-#include "pveconf.h"
+#include "base/log.h"
+#include "policy/pveconf.h"
 
 static struct usb_device_info dev(const char *port, unsigned vid, unsigned pid)
 {

@@ -10,8 +10,8 @@
 #include <errno.h>
 #include <string.h>
 
-#include "qmp.h"
-#include "util.h"
+#include "guests/qmp.h"
+#include "base/util.h"
 
 static void test_frame(void **state)
 {

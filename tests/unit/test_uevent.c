@@ -6,7 +6,7 @@
 #include <cmocka.h>
 #include <string.h>
 
-#include "uevent.h"
+#include "host/uevent.h"
 
 #define DEV "/devices/pci0000:00/0000:00:14.0/usb3/3-4/3-4.1"
 

@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "log.h"
-#include "usbconf.h"
+#include "base/log.h"
+#include "policy/usbconf.h"
 
 #define PORT_HELP "expected a port such as 3-4 or 3-4.1, or port, path, id, serial, disk, deny"
 

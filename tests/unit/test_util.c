@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "util.h"
-#include "vmproc.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "host/vmproc.h"
 
 static void test_parse_uint(void **state)
 {

@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "xhci.h"
+#include "guests/xhci.h"
 
 static struct xhci_ctrl ctrl(const char *id, unsigned p2, unsigned p3, uint32_t taken)
 {

@@ -1,0 +1,127 @@
+#include "act/deliver.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guests/guest.h"
+#include "base/log.h"
+#include "base/retry.h"
+#include "policy/usbconf.h"
+#include "host/usbtree.h"
+#include "base/util.h"
+#include "policy/vms.h"
+
+void deliver_explain(const struct placement *p, const struct vm *for_vm, const char *desc)
+{
+	char rule[USB_STRING_MAX * 4 + 32];
+
+	switch (p->kind) {
+	case PLACE_NOBODY:
+		if (for_vm)
+			log_info("%s: %s is not claimed by it now", for_vm->t.label, desc);
+		else
+			log_info("%s: no running VM claims it; nothing to do", desc);
+		break;
+	case PLACE_PROXMOX:
+		if (!p->pve)
+			log_info("%s is passed by %s's own XML; left to libvirt", desc, p->vm->t.label);
+		else if (p->pve->kind == PVE_USB_MAPPING)
+			log_info("%s is passed by Proxmox itself (usb%u in VM %lu's config, mapping '%s'); left to Proxmox",
+				 desc, p->pve->index, p->vm->t.vmid, p->pve->mapping);
+		else
+			log_info("%s is passed by Proxmox itself (usb%u in VM %lu's config); left to Proxmox",
+				 desc, p->pve->index, p->vm->t.vmid);
+		break;
+	case PLACE_CONFLICT:
+		log_error("%s is claimed equally by %s (%s) and %s (%s), both running: attached to neither; %s",
+			  desc, p->vm->t.label, p->vm->rules->path, p->rival->t.label, p->rival->rules->path,
+			  p->rule->kind == RULE_DISK ? "keep the disk rule in one of them"
+						     : "make one rule more specific");
+		break;
+	case PLACE_DISK:
+		usbconf_format_rule(p->rule, rule, sizeof(rule));
+		log_info("%s carries a disk that %s takes as a disk ('%s', %s:%u); the USB device itself is passed to no VM",
+			 desc, p->vm->t.label, rule, p->vm->rules->path, p->rule->line);
+		break;
+	case PLACE_VM:
+		usbconf_format_rule(p->rule, rule, sizeof(rule));
+		if (p->held && p->vm != for_vm)
+			log_info("%s stays with %s, which has it now ('%s', %s:%u)", desc, p->vm->t.label,
+				 rule, p->vm->rules->path, p->rule->line);
+		else if (for_vm && p->vm != for_vm)
+			log_info("%s: %s is left to %s, whose rule is more specific ('%s', %s:%u)",
+				 for_vm->t.label, desc, p->vm->t.label, rule, p->vm->rules->path,
+				 p->rule->line);
+		break;
+	}
+}
+
+void deliver_owner_passes(const struct placement *p, char *buf, size_t n)
+{
+	if (p->pve)
+		snprintf(buf, n, "Proxmox passes it itself (usb%u of VM %lu)", p->pve->index,
+			 p->vm->t.vmid);
+	else
+		snprintf(buf, n, "%s's own XML passes it", p->vm->t.label);
+}
+
+void deliver_explain_denial(const struct vm *vm, const struct usb_rule *deny, const char *desc)
+{
+	char rule[USB_STRING_MAX * 4 + 32];
+
+	usbconf_format_rule(deny, rule, sizeof(rule));
+	log_info("%s is kept out of %s by '%s' (%s:%u)", desc, vm->t.label, rule, vm->rules->path,
+		 deny->line);
+}
+
+int deliver_open_placed(const struct settings *s, const struct placement *p, const char *desc,
+			struct guest **ret)
+{
+	int r = guest_open(s, &p->vm->t, ret);
+
+	if (r == -ENOENT || r == -ECONNREFUSED) {
+		/* it counted as running, but does not answer */
+		p->vm->running = 0;
+		log_info("%s: placing it again without %s", desc, p->vm->t.label);
+		return -EAGAIN;
+	}
+	return r;
+}
+
+int deliver_load(const struct settings *s, struct vms *v)
+{
+	/* every VM's file on every plug: their bad lines are for 'check' */
+	int r = vms_load(s, LOG_LVL_DEBUG, 0, v);
+
+	if (r == -ENOENT) {
+		/* at boot udev replays every device before /etc/pve is there */
+		log_debug("%s does not exist (yet): no rules, nothing to do", s->vm_config_dir);
+		return 1;
+	}
+	return r;
+}
+
+int deliver_attach_all(struct guest *g, const struct target *t,
+		       const struct usb_device_info *devs, const bool *take, size_t n)
+{
+	int r, ret = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!take[i])
+			continue;
+		if (!guest_usable(g)) {
+			size_t left = 0;
+
+			for (size_t k = i; k < n; k++)
+				left += take[k];
+			return log_err(ret, "%s: %zu more device(s) not attached: the QMP connection failed (see above); 'pve-usb-hotplug sync %s' tries again",
+				       t->label, left, t->name);
+		}
+		r = guest_attach(g, &devs[i]);
+		if (r < 0)
+			ret = r;
+	}
+	return ret;
+}

@@ -1,0 +1,39 @@
+/* Delivering a device to the guest a placement chose (policy/vms.h): the
+ * shared steps of an event, post-start and sync. Opening the placed guest,
+ * attaching a list of devices, and the one line that says why a device
+ * goes where it goes. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "base/settings.h"
+#include "guests/guest.h"
+#include "policy/vms.h"
+
+/* The guests as a udev event sees them (bad lines at debug level): 0, 1
+ * when there is no rules directory (yet; nothing to load, nothing to
+ * free), or the error. */
+int deliver_load(const struct settings *s, struct vms *v);
+
+/* Attaches devs[i] for each take[i], stopping (with one line) once the QMP
+ * connection has failed: every further command would fail at once. */
+int deliver_attach_all(struct guest *g, const struct target *t,
+		       const struct usb_device_info *devs, const bool *take, size_t n);
+
+/* Opens the guest p places a device (desc) in. -EAGAIN when that guest
+ * counted as running but does not answer: it is marked as not running
+ * (logged), and the caller places the device again. */
+int deliver_open_placed(const struct settings *s, const struct placement *p, const char *desc,
+			struct guest **ret);
+
+/* Why a PLACE_PROXMOX device is its owner's: "Proxmox passes it itself
+ * (usb0 of VM 101)", or a libvirt domain's own XML. */
+void deliver_owner_passes(const struct placement *p, char *buf, size_t n);
+
+/* "DESC is kept out of VM 100 by 'deny 3-4.4' (FILE:LINE)" */
+void deliver_explain_denial(const struct vm *vm, const struct usb_rule *deny, const char *desc);
+
+/* Logs why a device is not attached to for_vm (NULL: to any guest), as p
+ * says. */
+void deliver_explain(const struct placement *p, const struct vm *for_vm, const char *desc);

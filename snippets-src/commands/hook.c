@@ -1,0 +1,157 @@
+#include "commands/hook.h"
+#include "commands/check.h"
+#include "act/deliver.h"
+#include "act/guestdisks.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guests/guest.h"
+#include "base/log.h"
+#include "base/state.h"
+#include "base/retry.h"
+#include "policy/usbconf.h"
+#include "host/usbtree.h"
+#include "base/util.h"
+#include "policy/vms.h"
+
+static int hook_post_start(const struct settings *s, unsigned long vmid, const char *migrated_from)
+{
+	struct usb_device_info *devs = NULL;
+	bool *take = NULL;
+	struct guest *g = NULL;
+	size_t n_devs = 0, n_take = 0;
+	struct target t;
+	struct vm *mine;
+	struct vms v;
+	int r, ret = 0;
+
+	r = target_pve(s, vmid, &t);
+	if (r < 0)
+		return r;
+	if (migrated_from) {
+		char node[128];
+
+		/* QEMU is receiving the VM's state here; devices added now
+		 * would break the migration */
+		log_info("VM %lu: started as the target of a migration from node %s: nothing is attached now; run 'pve-usb-hotplug sync %lu' when the migration has finished",
+			 vmid, log_escape(migrated_from, node, sizeof(node)), vmid);
+		return 0;
+	}
+	/* a new QEMU: a hold from 'release' ends with the old one */
+	(void)guest_unrelease(s, &t);
+	r = vms_load(s, LOG_LVL_WARNING, vmid, &v);
+	if (r < 0)
+		return r;
+	mine = vms_find(&v, t.name);
+	if (!mine || !mine->rules || mine->rules->n_rules == 0) {
+		if (mine && mine->rules)
+			log_info("VM %lu: %s has no valid rule; nothing to attach", vmid, mine->rules->path);
+		goto out;
+	}
+
+	r = usbtree_scan(vms_any_disk_rules(&v), &devs, &n_devs);
+	if (r < 0) {
+		ret = log_err(r, "VM %lu: cannot read the host's USB devices: %s", vmid, strerror(-r));
+		goto out;
+	}
+	take = calloc(n_devs + 1, sizeof(*take));
+	if (!take) {
+		ret = -ENOMEM;
+		goto out;
+	}
+
+	/* First decide everything (that may ask other VMs what they hold),
+	 * then talk to this VM alone: never hold two VMs' locks at once. */
+	for (size_t i = 0; i < n_devs; i++) {
+		struct placement p;
+		char desc[256];
+
+		if (devs[i].dev_class == USB_CLASS_HUB || !usbconf_match(mine->rules, &devs[i], NULL))
+			continue;
+		r = vms_place(&v, &devs[i], &p);
+		if (r < 0) {
+			ret = r;
+			goto out;
+		}
+		if (p.kind == PLACE_VM && p.vm == mine) {
+			take[i] = true;
+			n_take++;
+			continue;
+		}
+		guest_describe(&devs[i], desc, sizeof(desc));
+		deliver_explain(&p, mine, desc);
+		if (p.kind == PLACE_CONFLICT)
+			ret = -EBUSY;
+	}
+	if (n_take == 0 && ret == 0 && !usbconf_has_disk_rules(mine->rules, false))
+		log_info("VM %lu: nothing plugged in under its rules now; devices will be attached when plugged in",
+			 vmid);
+	else if (n_take == 0 && ret == 0)
+		log_info("VM %lu: no USB device to pass under its rules now; looking for its disks",
+			 vmid);
+
+	r = guest_open(s, &mine->t, &g);
+	if (r < 0) {
+		ret = r;
+		goto out;
+	}
+	if (n_take == 0) {
+		/* nothing to attach, but the record of what it holds (nothing)
+		 * saves later events a question to QEMU */
+		const struct xhci_set *held;
+
+		(void)guest_held(g, true, &held);
+	} else {
+		r = deliver_attach_all(g, &mine->t, devs, take, n_devs);
+		if (r < 0)
+			ret = r;
+	}
+	if (guest_usable(g) && (r = guestdisks_attach(&v, mine, g)) < 0)
+		ret = r;
+out:
+	guest_close(g);
+	free(take);
+	free(devs);
+	vms_free(&v);
+	return ret;
+}
+
+static int hook_pre_start(const struct settings *s, unsigned long vmid)
+{
+	/* the same as 'check VMID', but a VM must never be kept from starting */
+	char name[24];
+
+	snprintf(name, sizeof(name), "%lu", vmid);
+	if (check_run(s, name, true) < 0)
+		log_warning("VM %lu: USB hot-plug rules have problems (see above); the VM starts anyway",
+			    vmid);
+	return 0;
+}
+
+int hook_run(const struct settings *s, unsigned long vmid, const char *phase,
+		 const char *migrated_from)
+{
+	if (strcmp(phase, "post-start") == 0) {
+		int r = hook_post_start(s, vmid, migrated_from);
+
+		(void)state_poke_listener(s->state_dir);
+		return r;
+	}
+	if (strcmp(phase, "pre-start") == 0)
+		return hook_pre_start(s, vmid);
+	if (strcmp(phase, "post-stop") == 0) {
+		/* what the VM held goes back to the host's drivers */
+		(void)state_poke_listener(s->state_dir);
+		return 0;
+	}
+	if (strcmp(phase, "pre-stop") == 0)
+		return 0;
+	char shown[64];
+
+	log_info("VM %lu: phase '%s' is not one this tool acts on; ignored", vmid,
+		 log_escape(phase, shown, sizeof(shown)));
+	return 0;
+}

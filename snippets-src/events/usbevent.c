@@ -1,0 +1,253 @@
+#include "events/usbevent.h"
+#include "act/deliver.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guests/guest.h"
+#include "base/log.h"
+#include "base/retry.h"
+#include "policy/usbconf.h"
+#include "host/usbtree.h"
+#include "base/util.h"
+#include "policy/vms.h"
+
+/* What a udev event tells about a device, before (or instead of) sysfs:
+ * enough to tell whether any rule could claim it. */
+static void dev_from_event(const struct uevent *ev, struct usb_device_info *dev)
+{
+	memset(dev, 0, sizeof(*dev));
+	dev->port = ev->port;
+	dev->dev_class = ev->dev_class;
+	dev->have_ids = ev->have_ids;
+	dev->vid = ev->vid;
+	dev->pid = ev->pid;
+	if (port_controller(ev->devpath, dev->controller, sizeof(dev->controller)) < 0)
+		dev->controller[0] = '\0';
+	dev->serial_known = false;
+}
+
+/* Whether anything about dev concerns any VM: a rule claims it, a deny
+ * rule keeps it out (worth a line), or a running VM holds its port. */
+static bool concerns_anyone(struct vms *v, const struct usb_device_info *dev)
+{
+	for (size_t i = 0; i < v->n; i++)
+		if (v->list[i]->rules && (usbconf_match(v->list[i]->rules, dev, NULL) ||
+					  usbconf_kept_out(v->list[i]->rules, dev)))
+			return true;
+	if (vms_list_hinted(v) < 0)
+		return true; /* cannot tell cheaply: take the long way */
+	for (size_t i = 0; i < v->n; i++)
+		if (target_cheap(&v->list[i]->t) && vms_running(v, v->list[i]) &&
+		    vms_holds(v, v->list[i], &dev->port))
+			return true;
+	return false;
+}
+
+/* Detaches port from vm; when QEMU could not be reached, tries again later
+ * (retry.h): a usb-host left behind takes the next device plugged in
+ * there. */
+static int detach_from(const struct settings *s, struct vm *vm, const struct usb_port *port,
+		       const char *desc, const char *why)
+{
+	struct guest *g;
+	int r;
+
+	r = guest_open(s, &vm->t, &g);
+	if (r == -ENOENT || r == -ECONNREFUSED)
+		return 0; /* stopped: it holds nothing any more */
+	if (r == 0) {
+		r = guest_detach(g, port, desc, why);
+		guest_close(g);
+	}
+	if (retry_worth(r))
+		retry_schedule(s, &vm->t);
+	return r;
+}
+
+/* Every running VM but keep that holds dev's port loses it: a usb-host
+ * left there would take the device (or the next one) by QEMU's rescan. */
+static int clear_holders(const struct settings *s, struct vms *v,
+			 const struct usb_device_info *dev, const struct placement *p,
+			 const char *desc)
+{
+	struct vm *keep = p->kind == PLACE_VM ? p->vm : NULL;
+	char why[160];
+	int ret = 0;
+
+	if (vms_list_hinted(v) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < v->n; i++) {
+		struct vm *vm = v->list[i];
+		int r;
+
+		/* a libvirt domain that does not claim it is not asked (libvirt
+		 * is loaded only for what concerns it): sync clears what such a
+		 * domain still holds after its rules changed */
+		if (vm == keep || (!target_cheap(&vm->t) && !vms_claims(vm, dev)) ||
+		    !vms_running(v, vm) || !vms_holds(v, vm, &dev->port))
+			continue;
+		if (keep)
+			snprintf(why, sizeof(why), "it goes to %s now", keep->t.label);
+		else if (p->kind == PLACE_PROXMOX)
+			deliver_owner_passes(p, why, sizeof(why));
+		else if (p->kind == PLACE_DISK)
+			snprintf(why, sizeof(why), "it carries a disk that %s takes as a disk",
+				 p->vm->t.label);
+		else
+			snprintf(why, sizeof(why), "no running VM's rules give it to this VM now");
+		r = detach_from(s, vm, &dev->port, desc, why);
+		if (r < 0)
+			ret = r;
+	}
+	return ret;
+}
+
+/* A deny rule that keeps dev out of a VM whose other rules select it is
+ * worth a line: the admin may wonder why it stays on the host. */
+static void explain_denials(const struct vms *v, const struct usb_device_info *dev,
+			    const char *desc)
+{
+	for (size_t i = 0; i < v->n; i++) {
+		const struct usb_rule *deny;
+
+		if (v->list[i]->rules && (deny = usbconf_kept_out(v->list[i]->rules, dev)))
+			deliver_explain_denial(v->list[i], deny, desc);
+	}
+}
+
+static int event_add(const struct settings *s, const struct uevent *ev, struct vms *v,
+		     bool *passed)
+{
+	struct usb_device_info dev;
+	struct placement p;
+	char desc[256];
+	int r;
+
+	r = usbtree_get(ev->devpath, vms_any_disk_rules(v), &dev);
+	if (r < 0) {
+		char port[PORT_STRLEN];
+
+		port_format(&ev->port, port, sizeof(port));
+		log_info("%s is gone again before it could be attached; nothing to do", port);
+		return 0;
+	}
+	if (dev.dev_class == USB_CLASS_HUB) {
+		log_debug("ignored: %s is a hub (hubs are never passed through)", ev->devpath);
+		return 0;
+	}
+	guest_describe(&dev, desc, sizeof(desc));
+
+	/* Each round either ends or finds one more VM not running: bounded. */
+	for (;;) {
+		struct guest *g;
+		int cleared;
+
+		r = vms_place(v, &dev, &p);
+		if (r < 0)
+			return r;
+		deliver_explain(&p, NULL, desc);
+		if (p.kind == PLACE_NOBODY)
+			explain_denials(v, &dev, desc);
+		cleared = clear_holders(s, v, &dev, &p, desc);
+		if (p.kind == PLACE_CONFLICT)
+			return -EBUSY;
+		*passed = p.kind == PLACE_PROXMOX;
+		if (p.kind != PLACE_VM)
+			return cleared;
+		r = deliver_open_placed(s, &p, desc, &g);
+		if (r == -EAGAIN)
+			continue;
+		if (r < 0)
+			return r;
+		r = guest_attach(g, &dev);
+		guest_close(g);
+		*passed = r >= 0;
+		return r < 0 ? r : cleared;
+	}
+}
+
+static int event_remove(const struct settings *s, struct vms *v,
+			const struct usb_device_info *dev)
+{
+	char desc[256];
+	int ret = 0;
+
+	guest_describe(dev, desc, sizeof(desc));
+	if (vms_list_hinted(v) < 0)
+		return -ENOMEM;
+	/* Detached from every running VM that holds it, and from every one
+	 * whose rules claim it (its record may be behind); rules may have
+	 * changed since it was attached. Not being there is fine. */
+	for (size_t i = 0; i < v->n; i++) {
+		struct vm *vm = v->list[i];
+		bool claims = vms_claims(vm, dev);
+		int r;
+
+		if ((!claims && !target_cheap(&vm->t)) || !vms_running(v, vm) ||
+		    (!claims && !vms_holds(v, vm, &dev->port)))
+			continue;
+		r = detach_from(s, vm, &dev->port, desc, NULL);
+		if (r < 0)
+			ret = r;
+	}
+	return ret;
+}
+
+int usbevent_handle(const struct settings *s, const struct uevent *ev, bool *passed)
+{
+	struct usb_device_info dev;
+	bool dummy;
+	struct vms v;
+	int r;
+
+	if (!passed)
+		passed = &dummy;
+	*passed = false;
+	r = deliver_load(s, &v);
+	if (r != 0)
+		return r > 0 ? 0 : r;
+	dev_from_event(ev, &dev);
+	if (!concerns_anyone(&v, &dev)) {
+		char port[PORT_STRLEN];
+
+		port_format(&ev->port, port, sizeof(port));
+		log_debug("ignored: no VM claims or holds %s", port);
+		r = 0;
+	} else if (ev->action == UEVENT_ADD)
+		r = event_add(s, ev, &v, passed);
+	else
+		r = event_remove(s, &v, &dev);
+	vms_free(&v);
+	return r;
+}
+
+int usbevent_plugged(const struct settings *s, const char *name, bool *passed)
+{
+	struct uevent ev = { .action = UEVENT_ADD, .dev_class = -1 };
+	struct usb_device_info dev;
+	char shown[64];
+	int r;
+
+	if (port_parse(name, &ev.port) < 0)
+		return log_err(-EINVAL, "'%s' is not a USB device such as 3-4 or 3-4.1",
+			       log_escape(name, shown, sizeof(shown)));
+	r = usbtree_devpath(name, ev.devpath, sizeof(ev.devpath));
+	if (r == 0)
+		r = usbtree_get(ev.devpath, false, &dev);
+	if (r < 0) {
+		log_info("%s is gone again before it could be attached; nothing to do", name);
+		return 0;
+	}
+	ev.dev_class = dev.dev_class;
+	ev.have_ids = dev.have_ids;
+	ev.vid = dev.vid;
+	ev.pid = dev.pid;
+	if (dev.dev_class == USB_CLASS_HUB) {
+		log_debug("ignored: %s is a hub (hubs are never passed through)", name);
+		return 0;
+	}
+	return usbevent_handle(s, &ev, passed);
+}

@@ -1,0 +1,19 @@
+/* A USB device's udev event (add, remove), and `plugged PORT`, the add as
+ * the listener or pve-usb-hotplug@.service hands it over. Each logs what it
+ * does; the return value maps to the exit code. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "base/settings.h"
+#include "host/uevent.h"
+
+/* One udev event for a USB device (already filtered by uevent_parse).
+ * passed (may be NULL): set when an add has gone to a guest (or is
+ * Proxmox's own to pass). */
+int usbevent_handle(const struct settings *s, const struct uevent *ev, bool *passed);
+
+/* plugged PORT: the add of the USB device at PORT ("3-4.1"), read from
+ * sysfs, as pve-usb-hotplug@.service runs it once udev has announced the
+ * device (then QEMU's libusb knows it and opens it at once). */
+int usbevent_plugged(const struct settings *s, const char *name, bool *passed);

@@ -1,0 +1,690 @@
+#include "guests/libvirt.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/util.h"
+#include "guests/vdisk.h"
+
+/* The few calls used, as libvirt's public API declares them
+ * (libvirt-host.h, libvirt-domain.h, virterror.h). */
+typedef struct virConnect *virConnectPtr;
+typedef struct virDomain *virDomainPtr;
+typedef void (*virErrorFunc)(void *user, void *error);
+
+#define VIR_DOMAIN_AFFECT_LIVE 1u
+#define VIR_UUID_STRING_BUFLEN 37
+/* A user alias: "ua-" and then only letters, digits, '_' and '-' (libvirt
+ * quietly drops one with a '.', measured): the port's dots become '_'. */
+#define ALIAS_PREFIX "ua-"
+#define ALIAS_MAX (XHCI_DEV_ID_MAX + 4)
+
+/* "ua-usbhost3-4_1" for 3-4.1 */
+static void alias_of(const struct usb_port *port, char *buf, size_t n)
+{
+	char id[XHCI_DEV_ID_MAX];
+
+	xhci_dev_id(port, id, sizeof(id));
+	for (char *c = id; *c; c++)
+		if (*c == '.')
+			*c = '_';
+	snprintf(buf, n, ALIAS_PREFIX "%s", id);
+}
+
+/* The port of such an alias; 0 or -EINVAL. */
+static int port_of_alias(const char *alias, struct usb_port *ret)
+{
+	size_t len = strlen(alias);
+	char id[ALIAS_MAX];
+
+	if (!util_startswith(alias, ALIAS_PREFIX) || len >= sizeof(id) || strchr(alias, '.'))
+		return -EINVAL;
+	memcpy(id, alias + strlen(ALIAS_PREFIX), len - strlen(ALIAS_PREFIX) + 1);
+	for (char *c = id; *c; c++)
+		if (*c == '_')
+			*c = '.';
+	return xhci_parse_dev_id(id, ret);
+}
+
+static struct {
+	int state; /* 0: not loaded yet; 1: loaded; <0: cannot be */
+	void *so;
+	virConnectPtr (*connect_open)(const char *uri);
+	int (*connect_close)(virConnectPtr c);
+	virDomainPtr (*lookup)(virConnectPtr c, const char *name);
+	int (*domain_free)(virDomainPtr d);
+	int (*is_active)(virDomainPtr d);
+	unsigned int (*get_id)(virDomainPtr d);
+	int (*get_uuid)(virDomainPtr d, char *buf);
+	char *(*get_xml)(virDomainPtr d, unsigned int flags);
+	int (*attach)(virDomainPtr d, const char *xml, unsigned int flags);
+	int (*detach_alias)(virDomainPtr d, const char *alias, unsigned int flags);
+	const char *(*last_error)(void);
+	void (*set_error_func)(void *user, virErrorFunc fn);
+} L;
+
+struct lv {
+	const struct target *t;
+	virConnectPtr conn;
+	virDomainPtr dom;
+};
+
+/* libvirt prints every error to stderr unless told otherwise: each is told
+ * once, by the caller, with the guest's name. */
+static void quiet(void *user, void *error)
+{
+	(void)user;
+	(void)error;
+}
+
+static int load(void)
+{
+	static const struct {
+		const char *name;
+		size_t offset;
+	} syms[] = {
+#define SYM(field, name) { name, offsetof(__typeof__(L), field) }
+		SYM(connect_open, "virConnectOpen"),
+		SYM(connect_close, "virConnectClose"),
+		SYM(lookup, "virDomainLookupByName"),
+		SYM(domain_free, "virDomainFree"),
+		SYM(is_active, "virDomainIsActive"),
+		SYM(get_id, "virDomainGetID"),
+		SYM(get_uuid, "virDomainGetUUIDString"),
+		SYM(get_xml, "virDomainGetXMLDesc"),
+		SYM(attach, "virDomainAttachDeviceFlags"),
+		SYM(detach_alias, "virDomainDetachDeviceAlias"),
+		SYM(last_error, "virGetLastErrorMessage"),
+		SYM(set_error_func, "virSetErrorFunc"),
+#undef SYM
+	};
+
+	if (L.state)
+		return L.state;
+	L.so = dlopen("libvirt.so.0", RTLD_NOW | RTLD_LOCAL);
+	if (!L.so) {
+		log_error("libvirt domains are declared, but libvirt's library cannot be loaded (%s); install libvirt0",
+			  dlerror());
+		return L.state = -ENOPKG;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(syms); i++) {
+		void *fn = dlsym(L.so, syms[i].name);
+
+		if (!fn) {
+			log_error("libvirt's library has no %s (too old?); libvirt domains are left alone",
+				  syms[i].name);
+			return L.state = -ENOSYS;
+		}
+		memcpy((char *)&L + syms[i].offset, &fn, sizeof(fn));
+	}
+	L.set_error_func(NULL, quiet);
+	return L.state = 1;
+}
+
+const char *lv_error(void)
+{
+	const char *m = L.state > 0 ? L.last_error() : NULL;
+
+	return m ? m : "unknown error";
+}
+
+static char cached_uri[SETTINGS_PATH_MAX];
+static virConnectPtr cached;
+
+static void close_cached(void)
+{
+	if (cached)
+		L.connect_close(cached);
+	cached = NULL;
+}
+
+/* One connection per URI and run, kept until the program ends. */
+static virConnectPtr connection(const char *uri)
+{
+	static bool registered;
+
+	if (cached && strcmp(cached_uri, uri) == 0)
+		return cached;
+	close_cached();
+	if (!registered)
+		registered = atexit(close_cached) == 0;
+	snprintf(cached_uri, sizeof(cached_uri), "%s", uri);
+	cached = L.connect_open(uri);
+	return cached;
+}
+
+/* The domain, running; NULL with why (-ENOENT: not running or unknown). */
+static virDomainPtr running_domain(const struct target *t, virConnectPtr *conn, int *why)
+{
+	virDomainPtr d;
+	int r = load();
+
+	*why = r < 0 ? r : 0;
+	if (r < 0)
+		return NULL;
+	*conn = connection(t->uri);
+	if (!*conn) {
+		*why = -ECONNREFUSED;
+		return NULL;
+	}
+	d = L.lookup(*conn, t->domain);
+	if (!d || L.is_active(d) != 1) {
+		if (d)
+			L.domain_free(d);
+		*why = -ENOENT;
+		return NULL;
+	}
+	return d;
+}
+
+int lv_probe(const struct target *t, char *buf, size_t n)
+{
+	char uuid[VIR_UUID_STRING_BUFLEN] = "";
+	virConnectPtr conn;
+	virDomainPtr d;
+	int why;
+
+	if (buf && n)
+		buf[0] = '\0';
+	d = running_domain(t, &conn, &why);
+	if (!d) {
+		if (why == -ECONNREFUSED)
+			log_error("%s: cannot connect to libvirt at %s: %s", t->label, t->uri, lv_error());
+		return why == -ENOENT ? 0 : why;
+	}
+	/* libvirt numbers each start of a domain anew */
+	if (buf && L.get_uuid(d, uuid) == 0)
+		snprintf(buf, n, "lv:%u:%s", L.get_id(d), uuid);
+	L.domain_free(d);
+	return 1;
+}
+
+int lv_open(const struct target *t, struct lv **ret)
+{
+	struct lv *l;
+	int why;
+
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->t = t;
+	l->dom = running_domain(t, &l->conn, &why);
+	if (!l->dom) {
+		free(l);
+		if (why == -ENOENT)
+			log_warning("%s is not running (libvirt at %s has no running domain '%s'); nothing to do",
+				    t->label, t->uri, t->domain);
+		else if (why == -ECONNREFUSED)
+			log_error("%s: cannot connect to libvirt at %s: %s", t->label, t->uri, lv_error());
+		return why;
+	}
+	*ret = l;
+	return 0;
+}
+
+struct lv *lv_close(struct lv *l)
+{
+	if (l) {
+		L.domain_free(l->dom);
+		free(l);
+	}
+	return NULL;
+}
+
+/* The next element <name ...> at or after p (not a longer name), or NULL. */
+static const char *next_tag(const char *p, const char *name)
+{
+	size_t len = strlen(name);
+
+	while ((p = strchr(p, '<'))) {
+		p++;
+		if (strncmp(p, name, len) == 0 && strchr(" />", p[len]))
+			return p - 1;
+	}
+	return NULL;
+}
+
+/* An attribute of the tag at tag (up to its '>'): 0, or -ENOENT. */
+static int attr(const char *tag, const char *name, char *buf, size_t n)
+{
+	const char *end = strchr(tag, '>'), *p = tag;
+	size_t len = strlen(name);
+
+	while (end && (p = strstr(p, name)) && p < end) {
+		if (p[-1] == ' ' && p[len] == '=' && (p[len + 1] == '\'' || p[len + 1] == '"')) {
+			const char *v = p + len + 2, *close = strchr(v, p[len + 1]);
+
+			if (!close || close > end || (size_t)(close - v) >= n)
+				return -ENOENT;
+			memcpy(buf, v, (size_t)(close - v));
+			buf[close - v] = '\0';
+			return 0;
+		}
+		p += len;
+	}
+	return -ENOENT;
+}
+
+static int attr_uint(const char *tag, const char *name, unsigned long max, unsigned long *ret)
+{
+	unsigned long x;
+	char v[32], *end;
+
+	if (attr(tag, name, v, sizeof(v)) < 0)
+		return -ENOENT;
+	if (!util_startswith(v, "0x"))
+		return util_parse_uint(v, max, ret);
+	/* ids are written 0x046d; *ret is left alone unless it is one */
+	errno = 0;
+	x = strtoul(v + 2, &end, 16);
+	if (errno || *end || !v[2] || v[2] == '-' || v[2] == '+' || v[2] == ' ' || x > max)
+		return -EINVAL;
+	*ret = x;
+	return 0;
+}
+
+/* The span of the element starting at tag, up to its closing tag. */
+static const char *element_end(const char *tag, const char *name)
+{
+	char close[32];
+
+	snprintf(close, sizeof(close), "</%s>", name);
+	return strstr(tag, close);
+}
+
+/* Within [from, to): the first <name ...> tag, or NULL. */
+static const char *tag_within(const char *from, const char *to, const char *name)
+{
+	const char *p = next_tag(from, name);
+
+	return p && p < to ? p : NULL;
+}
+
+int lv_parse_held(const char *xml, struct xhci_set *ret)
+{
+	struct xhci_set set = { .any = true };
+
+	for (const char *h = xml; (h = next_tag(h, "hostdev"));) {
+		const char *end = element_end(h, "hostdev"), *a, *src, *tag;
+		unsigned long vid = 0, pid = 0;
+		char alias[64], type[16];
+		struct usb_port port;
+
+		if (!end)
+			break;
+		if (attr(h, "type", type, sizeof(type)) == 0 && strcmp(type, "usb") == 0 &&
+		    (a = tag_within(h, end, "alias")) && attr(a, "name", alias, sizeof(alias)) == 0 &&
+		    port_of_alias(alias, &port) == 0) {
+			if ((src = tag_within(h, end, "source"))) {
+				if ((tag = tag_within(src, end, "vendor")))
+					(void)attr_uint(tag, "id", 0xffff, &vid);
+				if ((tag = tag_within(src, end, "product")))
+					(void)attr_uint(tag, "id", 0xffff, &pid);
+			}
+			xhci_note_attached(&set, XHCI_NO_CTRL, 0, &port, (unsigned)vid, (unsigned)pid);
+		}
+		h = end;
+	}
+	*ret = set;
+	return 0;
+}
+
+bool lv_parse_passes(const char *xml, const struct usb_device_info *dev)
+{
+	for (const char *h = xml; (h = next_tag(h, "hostdev"));) {
+		const char *end = element_end(h, "hostdev"), *a, *src, *tag;
+		unsigned long vid = 0, pid = 0, bus = 0, devnum = 0;
+		bool by_ids = false, by_address = false;
+		char alias[64], type[16];
+
+		if (!end)
+			break;
+		if (attr(h, "type", type, sizeof(type)) < 0 || strcmp(type, "usb") != 0 ||
+		    ((a = tag_within(h, end, "alias")) && attr(a, "name", alias, sizeof(alias)) == 0 &&
+		     util_startswith(alias, ALIAS_PREFIX "usbhost")) ||
+		    !(src = tag_within(h, end, "source"))) {
+			h = end;
+			continue;
+		}
+		if ((tag = tag_within(src, end, "vendor")) && attr_uint(tag, "id", 0xffff, &vid) == 0 &&
+		    (tag = tag_within(src, end, "product")) && attr_uint(tag, "id", 0xffff, &pid) == 0)
+			by_ids = true;
+		if ((tag = tag_within(src, end, "address")) && attr_uint(tag, "bus", 999, &bus) == 0 &&
+		    attr_uint(tag, "device", 127, &devnum) == 0)
+			by_address = true;
+		/* what libvirt would match: the ids, the address, or both */
+		if ((by_ids || by_address) &&
+		    (!by_ids || (dev->have_ids && vid == dev->vid && pid == dev->pid)) &&
+		    (!by_address || (bus == dev->port.bus && devnum == dev->devnum)))
+			return true;
+		h = end;
+	}
+	return false;
+}
+
+int lv_passes(const struct target *t, const struct usb_device_info *dev)
+{
+	virConnectPtr conn;
+	virDomainPtr d = running_domain(t, &conn, &(int){ 0 });
+	char *xml;
+	int r;
+
+	if (!d)
+		return 0;
+	xml = L.get_xml(d, 0);
+	r = xml && lv_parse_passes(xml, dev);
+	free(xml);
+	L.domain_free(d);
+	return r;
+}
+
+int lv_pick_port(const char *xml, bool superspeed, unsigned *ret_bus, unsigned *ret_port)
+{
+	bool any = false;
+
+	(void)superspeed; /* libvirt gives an xHCI's USB 2 and 3 halves the same count */
+	for (const char *c = xml; (c = next_tag(c, "controller")); c++) {
+		char type[16], model[32];
+		unsigned long index, ports = 4; /* QEMU's default for both models */
+		uint32_t taken = 0;
+
+		if (attr(c, "type", type, sizeof(type)) < 0 || strcmp(type, "usb") != 0 ||
+		    attr(c, "model", model, sizeof(model)) < 0 ||
+		    (strcmp(model, "qemu-xhci") != 0 && strcmp(model, "nec-xhci") != 0) ||
+		    attr_uint(c, "index", 255, &index) < 0)
+			continue;
+		any = true;
+		(void)attr_uint(c, "ports", XHCI_MAX_PORTS, &ports);
+		/* every device on that bus, hubs' ports ("1.2") by their root port */
+		for (const char *a = xml; (a = next_tag(a, "address")); a++) {
+			char atype[16], port[16];
+			unsigned long bus, root;
+
+			if (attr(a, "type", atype, sizeof(atype)) == 0 && strcmp(atype, "usb") == 0 &&
+			    attr_uint(a, "bus", 255, &bus) == 0 && bus == index &&
+			    attr(a, "port", port, sizeof(port)) == 0) {
+				port[strcspn(port, ".")] = '\0';
+				if (util_parse_uint(port, 31, &root) == 0)
+					taken |= 1u << root;
+			}
+		}
+		for (unsigned p = (unsigned)ports; p >= 1; p--)
+			if (!(taken & (1u << p))) {
+				*ret_bus = (unsigned)index;
+				*ret_port = p;
+				return 0;
+			}
+	}
+	return any ? -ENOSPC : -ENOENT;
+}
+
+static char *live_xml(struct lv *l)
+{
+	return L.get_xml(l->dom, 0);
+}
+
+int lv_held(struct lv *l, struct xhci_set *ret)
+{
+	char *xml = live_xml(l);
+	int r;
+
+	if (!xml)
+		return -EIO;
+	r = lv_parse_held(xml, ret);
+	free(xml);
+	return r;
+}
+
+int lv_attach(struct lv *l, const struct usb_device_info *dev, const char *desc)
+{
+	char id[ALIAS_MAX], source[96] = "", address[64] = "", *xml_text = NULL;
+	const struct xhci_dev *have;
+	struct xhci_set held;
+	unsigned bus, port;
+	char *xml = live_xml(l);
+	int r;
+
+	if (!xml)
+		return log_err(-EIO, "%s: reading the domain's XML to attach %s: %s", l->t->label, desc,
+			       lv_error());
+	lv_parse_held(xml, &held);
+	alias_of(&dev->port, id, sizeof(id));
+	have = xhci_find(&held, &dev->port);
+	if (have && (!dev->have_ids || (have->vid == dev->vid && have->pid == dev->pid))) {
+		free(xml);
+		log_info("%s: %s already attached as %s", l->t->label, desc, id);
+		return 0;
+	}
+	if (have) {
+		/* left for another model: take it out first */
+		r = lv_detach(l, &dev->port);
+		if (r < 0) {
+			free(xml);
+			return log_err(-EIO, "%s: detaching the old %s: %s", l->t->label, id, lv_error());
+		}
+	}
+	r = lv_pick_port(xml, xhci_is_superspeed(dev->speed), &bus, &port);
+	free(xml);
+	if (r == -ENOSPC)
+		return log_err(r, "%s: found no free port on its xHCI controllers for %s; give one more ports (<controller type='usb' model='qemu-xhci' ports='15'/>)",
+			       l->t->label, desc);
+	if (r == 0)
+		snprintf(address, sizeof(address), "<address type='usb' bus='%u' port='%u'/>", bus, port);
+	if (dev->devnum)
+		snprintf(source, sizeof(source), "<address bus='%u' device='%u'/>", dev->port.bus,
+			 dev->devnum);
+	if (asprintf(&xml_text,
+		     "<hostdev mode='subsystem' type='usb'><source>"
+		     "<vendor id='0x%04x'/><product id='0x%04x'/>%s</source>"
+		     "<alias name='%s'/>%s</hostdev>",
+		     dev->vid, dev->pid, source, id, address) < 0)
+		return -ENOMEM;
+	r = L.attach(l->dom, xml_text, VIR_DOMAIN_AFFECT_LIVE);
+	free(xml_text);
+	if (r < 0)
+		return log_err(-EIO, "%s: libvirt did not attach %s: %s", l->t->label, desc, lv_error());
+	if (address[0])
+		log_info("%s: added %s as %s on USB bus %u port %u", l->t->label, desc, id, bus, port);
+	else
+		log_info("%s: added %s as %s (it has no xHCI controller: libvirt chose the port)",
+			 l->t->label, desc, id);
+	return 0;
+}
+
+int lv_detach(struct lv *l, const struct usb_port *port)
+{
+	char alias[ALIAS_MAX];
+	struct xhci_set held;
+	int r = lv_held(l, &held);
+
+	if (r < 0)
+		return r;
+	if (!xhci_find(&held, port))
+		return 1;
+	alias_of(port, alias, sizeof(alias));
+	return L.detach_alias(l->dom, alias, VIR_DOMAIN_AFFECT_LIVE) < 0 ? -EIO : 0;
+}
+
+/* USB disks (vdisk.h): a live <disk> aliased "ua-usbdisk-HASH". */
+
+int lv_parse_disks(const char *xml, struct vdisk_set *ret, bool *ret_scsi)
+{
+	memset(ret, 0, sizeof(*ret));
+	*ret_scsi = false;
+	for (const char *c = xml; (c = next_tag(c, "controller"));) {
+		char type[16], model[32];
+
+		if (attr(c, "type", type, sizeof(type)) == 0 && strcmp(type, "scsi") == 0 &&
+		    attr(c, "model", model, sizeof(model)) == 0 && util_startswith(model, "virtio-scsi"))
+			*ret_scsi = true;
+		c++;
+	}
+	for (const char *h = xml; (h = next_tag(h, "disk"));) {
+		const char *end = element_end(h, "disk"), *a, *tag;
+		char alias[64], bus[16] = "";
+		struct vdisk *e;
+
+		if (!end)
+			break;
+		if ((a = tag_within(h, end, "alias")) && attr(a, "name", alias, sizeof(alias)) == 0 &&
+		    util_startswith(alias, ALIAS_PREFIX DISK_ID_PREFIX) &&
+		    strlen(alias) - strlen(ALIAS_PREFIX) < sizeof(e->id) && ret->n < VDISK_MAX) {
+			e = &ret->d[ret->n++];
+			memset(e, 0, sizeof(*e));
+			memcpy(e->id, alias + strlen(ALIAS_PREFIX), strlen(alias) - strlen(ALIAS_PREFIX) + 1);
+			if ((tag = tag_within(h, end, "target")))
+				(void)attr(tag, "bus", bus, sizeof(bus));
+			snprintf(e->driver, sizeof(e->driver), "%s",
+				 strcmp(bus, "scsi") == 0 ? "scsi-hd" : strcmp(bus, "virtio") == 0 ? "virtio-blk-pci" : bus);
+			if ((tag = tag_within(h, end, "source")))
+				(void)attr(tag, "dev", e->file, sizeof(e->file));
+		}
+		h = end;
+	}
+	return 0;
+}
+
+int lv_pick_target(const char *xml, const char *prefix, char *buf, size_t n)
+{
+	/* sda..sdz, then sdaa..sdzz: the first no disk of the domain has */
+	for (unsigned i = 0; i < 26 + 26 * 26; i++) {
+		char name[8], tag[32];
+		bool used = false;
+
+		if (i < 26)
+			snprintf(name, sizeof(name), "%s%c", prefix, 'a' + i);
+		else
+			snprintf(name, sizeof(name), "%s%c%c", prefix, 'a' + (i - 26) / 26, 'a' + (i - 26) % 26);
+		for (const char *c = xml; !used && (c = next_tag(c, "target")); c++)
+			used = attr(c, "dev", tag, sizeof(tag)) == 0 && strcmp(tag, name) == 0;
+		if (!used)
+			return snprintf(buf, n, "%s", name) < (int)n ? 0 : -ENAMETOOLONG;
+	}
+	return -ENOSPC;
+}
+
+/* s with &, <, >, ' and " as XML entities, or NULL. */
+static char *xml_escape(const char *s)
+{
+	char *out = malloc(strlen(s) * 6 + 1), *o = out;
+
+	for (; out && *s; s++) {
+		const char *ent = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;"
+				: *s == '\'' ? "&apos;" : *s == '"' ? "&quot;" : NULL;
+
+		if (ent)
+			o = stpcpy(o, ent);
+		else
+			*o++ = *s;
+	}
+	if (out)
+		*o = '\0';
+	return out;
+}
+
+int lv_disks(struct lv *l, struct vdisk_set *ret)
+{
+	char *xml = live_xml(l);
+	bool scsi;
+	int r;
+
+	if (!xml)
+		return -EIO;
+	r = lv_parse_disks(xml, ret, &scsi);
+	free(xml);
+	return r;
+}
+
+int lv_disk_attach(struct lv *l, const char *id, const char *path, enum disk_as as,
+		   const char *serial, const char *desc, char *where, size_t n)
+{
+	char target[8], serial_xml[64] = "", *xml = live_xml(l), *text = NULL, *src;
+	struct vdisk_set *set = malloc(sizeof(*set));
+	bool scsi;
+	int r;
+
+	if (!xml || !set) {
+		free(xml);
+		free(set);
+		return log_err(-EIO, "%s: reading the domain's XML to attach %s: %s", l->t->label, desc,
+			       lv_error());
+	}
+	lv_parse_disks(xml, set, &scsi);
+	if (vdisk_find(set, id)) {
+		free(xml);
+		free(set);
+		log_info("%s: %s is attached already (%s)", l->t->label, desc, id);
+		return 0;
+	}
+	free(set);
+	if (as == DISK_AS_SCSI && !scsi) {
+		free(xml);
+		return log_err(-ENODEV, "%s: %s is to go in as SCSI, but the domain has no virtio-scsi controller (<controller type='scsi' model='virtio-scsi'/>); write 'as virtio', or leave 'as' out",
+			       l->t->label, desc);
+	}
+	scsi = scsi && as != DISK_AS_VIRTIO;
+	r = lv_pick_target(xml, scsi ? "sd" : "vd", target, sizeof(target));
+	free(xml);
+	if (r < 0)
+		return log_err(r, "%s: no free disk name for %s", l->t->label, desc);
+	if (serial)
+		snprintf(serial_xml, sizeof(serial_xml), "<serial>%s</serial>", serial);
+	src = xml_escape(path);
+	if (!src || asprintf(&text,
+			     "<disk type='block' device='disk'>"
+			     "<driver name='qemu' type='raw' cache='none' io='native' discard='unmap'/>"
+			     "<source dev='%s'/><target dev='%s' bus='%s'/>%s"
+			     "<alias name='" ALIAS_PREFIX "%s'/></disk>",
+			     src, target, scsi ? "scsi" : "virtio", serial_xml, id) < 0) {
+		free(src);
+		return -ENOMEM;
+	}
+	free(src);
+	r = L.attach(l->dom, text, VIR_DOMAIN_AFFECT_LIVE);
+	free(text);
+	if (r < 0)
+		return log_err(-EIO, "%s: libvirt did not attach %s: %s", l->t->label, desc, lv_error());
+	snprintf(where, n, "%s disk %s", scsi ? "a SCSI" : "a virtio", target);
+	return 0;
+}
+
+/* Whether the domain has the tool's disk id (set: room to read into): 1,
+ * 0, or -EIO. */
+static int has_disk(struct lv *l, struct vdisk_set *set, const char *id)
+{
+	int r = lv_disks(l, set);
+
+	return r < 0 ? r : vdisk_find(set, id) != NULL;
+}
+
+int lv_disk_detach(struct lv *l, const char *id, int64_t deadline)
+{
+	char alias[DISK_ID_MAX + 4];
+	struct vdisk_set *set = malloc(sizeof(*set));
+	int r;
+
+	if (!set)
+		return -ENOMEM;
+	snprintf(alias, sizeof(alias), ALIAS_PREFIX "%s", id);
+	r = has_disk(l, set, id);
+	if (r <= 0) {
+		free(set);
+		return r < 0 ? r : 1;
+	}
+	/* asynchronous: done once the alias is gone from the live XML (libvirt
+	 * deletes the disk's nodes before it drops the disk from it) */
+	if (L.detach_alias(l->dom, alias, VIR_DOMAIN_AFFECT_LIVE) < 0) {
+		free(set);
+		return -EIO;
+	}
+	while ((r = has_disk(l, set, id)) > 0 && util_remaining_ms(deadline) > 0)
+		poll(NULL, 0, 50);
+	free(set);
+	return r < 0 ? r : r > 0 ? -EBUSY : 0;
+}

@@ -1,0 +1,206 @@
+#include "guests/target.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "guests/libvirt.h"
+#include "base/log.h"
+#include "guests/qmp.h"
+#include "policy/usbconf.h"
+#include "base/util.h"
+#include "host/vmproc.h"
+
+const char *target_kind_name(enum target_kind kind)
+{
+	switch (kind) {
+	case TARGET_PVE:
+		return "proxmox";
+	case TARGET_QEMU:
+		return "qemu";
+	case TARGET_XEN:
+		return "xen";
+	case TARGET_LIBVIRT:
+		return "libvirt";
+	}
+	return "?";
+}
+
+static void init(struct target *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->sock_state = 1;
+}
+
+int target_pve(const struct settings *s, unsigned long vmid, struct target *ret)
+{
+	init(ret);
+	ret->kind = TARGET_PVE;
+	ret->vmid = vmid;
+	snprintf(ret->name, sizeof(ret->name), "%lu", vmid);
+	snprintf(ret->label, sizeof(ret->label), "VM %lu", vmid);
+	snprintf(ret->key, sizeof(ret->key), "%lu", vmid);
+	if (snprintf(ret->qmp, sizeof(ret->qmp), "%s/%lu.qmp", s->qmp_socket_dir, vmid) >=
+		    (int)sizeof(ret->qmp) ||
+	    snprintf(ret->pidfile, sizeof(ret->pidfile), "%s/%lu.pid", s->qmp_socket_dir, vmid) >=
+		    (int)sizeof(ret->pidfile) ||
+	    snprintf(ret->rules, sizeof(ret->rules), "%s/%lu.usb.conf", s->vm_config_dir, vmid) >=
+		    (int)sizeof(ret->rules))
+		return log_err(-ENAMETOOLONG, "VM %lu: the paths made from [paths] are too long", vmid);
+	return 0;
+}
+
+void target_from_conf(const struct guest_conf *c, struct target *ret)
+{
+	static const struct {
+		enum target_kind kind;
+		const char *label, *key;
+	} kinds[] = {
+		[GUEST_QEMU] = { TARGET_QEMU, "QEMU guest", "qemu" },
+		[GUEST_XEN] = { TARGET_XEN, "Xen guest", "xen" },
+		[GUEST_LIBVIRT] = { TARGET_LIBVIRT, "libvirt domain", "libvirt" },
+	};
+
+	init(ret);
+	ret->kind = kinds[c->kind].kind;
+	snprintf(ret->name, sizeof(ret->name), "%s", c->name);
+	snprintf(ret->label, sizeof(ret->label), "%s %s", kinds[c->kind].label, c->name);
+	snprintf(ret->key, sizeof(ret->key), "%s-%s", kinds[c->kind].key, c->name);
+	snprintf(ret->uri, sizeof(ret->uri), "%s", c->uri);
+	snprintf(ret->domain, sizeof(ret->domain), "%s", c->domain);
+	snprintf(ret->qmp, sizeof(ret->qmp), "%s", c->qmp);
+	snprintf(ret->qemu_name, sizeof(ret->qemu_name), "%s", c->qemu_name);
+	snprintf(ret->pidfile, sizeof(ret->pidfile), "%s", c->pidfile);
+	snprintf(ret->rules, sizeof(ret->rules), "%s", c->rules);
+	ret->origin = c->origin;
+}
+
+/* Whether something listens on the unix socket at path. A connect() that
+ * would have to wait (a full backlog) counts as listening. */
+static bool listening(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, r;
+
+	if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode) || strlen(path) >= sizeof(sa.sun_path))
+		return false;
+	memcpy(sa.sun_path, path, strlen(path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return false;
+	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	r = r == 0 || errno == EAGAIN || errno == EINPROGRESS;
+	close(fd);
+	return r;
+}
+
+/* Whether the QEMU on path says its -name is name. */
+static bool named(const struct settings *s, const char *path, const char *name)
+{
+	struct qmp *q = NULL;
+	json_t *v = NULL;
+	bool r = false;
+
+	if (qmp_open(path, s->qmp_timeout_ms, s->run_deadline_ms, &q) < 0)
+		return false;
+	if (qmp_execute(q, "query-name", json_object(), &v) == 0)
+		r = json_is_string(json_object_get(v, "name")) &&
+		    strcmp(json_string_value(json_object_get(v, "name")), name) == 0;
+	json_decref(v);
+	qmp_close(q);
+	return r;
+}
+
+static int find_socket(struct target *t, const struct settings *s)
+{
+	glob_t g;
+	size_t found = 0;
+	int r;
+
+	if (!strpbrk(t->qmp, "*?[")) {
+		snprintf(t->sock, sizeof(t->sock), "%s", t->qmp);
+		return access(t->sock, F_OK) == 0 ? 0 : -ENOENT;
+	}
+	r = glob(t->qmp, GLOB_NOSORT, NULL, &g);
+	if (r == GLOB_NOMATCH)
+		return -ENOENT;
+	if (r != 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < g.gl_pathc && found < 2; i++) {
+		const char *p = g.gl_pathv[i];
+
+		/* only sockets with a QEMU behind them; with a name, the one
+		 * whose QEMU carries it */
+		if (!listening(p) || (t->qemu_name[0] && !named(s, p, t->qemu_name)))
+			continue;
+		if (found++ == 0)
+			snprintf(t->sock, sizeof(t->sock), "%s", p);
+	}
+	globfree(&g);
+	return found == 0 ? -ENOENT : found > 1 ? -ENOTUNIQ : 0;
+}
+
+int target_socket(struct target *t, const struct settings *s)
+{
+	if (t->sock_state == 1)
+		t->sock_state = find_socket(t, s);
+	return t->sock_state;
+}
+
+bool target_running(struct target *t, const struct settings *s)
+{
+	if (t->kind == TARGET_LIBVIRT)
+		return lv_probe(t, NULL, 0) > 0;
+	if (t->pidfile[0])
+		return vmproc_pid(t->pidfile) != 0;
+	return target_socket(t, s) == 0 && listening(t->sock);
+}
+
+void target_stamp(struct target *t, const struct settings *s, char *buf, size_t n)
+{
+	struct stat st;
+
+	buf[0] = '\0';
+	if (t->kind == TARGET_LIBVIRT) {
+		(void)lv_probe(t, buf, n);
+		return;
+	}
+	if (t->pidfile[0]) {
+		vmproc_stamp(t->pidfile, buf, n);
+		return;
+	}
+	/* each QEMU makes its socket anew: a new inode, a new change time */
+	if (target_socket(t, s) == 0 && stat(t->sock, &st) == 0 && S_ISSOCK(st.st_mode))
+		snprintf(buf, n, "sock:%lx:%lx:%lld.%09ld", (unsigned long)st.st_dev,
+			 (unsigned long)st.st_ino, (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+}
+
+int target_by_name(const struct settings *s, const char *name, struct target *ret)
+{
+	const struct guest_conf *c = settings_guest(s, name);
+	unsigned long vmid;
+	char shown[96];
+
+	if (usbconf_parse_vmid(name, &vmid) == 0)
+		return target_pve(s, vmid, ret);
+	if (c) {
+		target_from_conf(c, ret);
+		return 0;
+	}
+	return log_err(-ENOENT, "'%s' is neither a Proxmox VMID nor a guest declared in %s ([qemu NAME], [xen NAME] or [libvirt NAME])",
+		       log_escape(name, shown, sizeof(shown)), s->path ? s->path : SETTINGS_DEFAULT_PATH);
+}
+
+void target_explain_ambiguous(const struct target *t, enum log_level level)
+{
+	log_msg(level, "%s: %s finds more than one QEMU; %s", t->label, t->qmp,
+		t->qemu_name[0] ? "their -name is the same: make it tell them apart"
+				: "set qemu_name to QEMU's -name of the guest");
+}

@@ -1,0 +1,94 @@
+/* A target: a guest the program passes devices to, and how to reach it.
+ *
+ *   - a Proxmox VE VM (the default): VMID, rules in
+ *     <vm_config_dir>/<vmid>.usb.conf, QEMU's QMP socket and pid file in
+ *     <qmp_socket_dir>, running when the pid file names a live QEMU that was
+ *     started with it;
+ *   - a QEMU guest the admin declares in the settings ([qemu NAME]): its
+ *     QMP socket (a path, or a glob where it changes from run to run), its
+ *     rules file and, optionally, its pid file;
+ *   - a Xen HVM guest ([xen NAME]): a QEMU guest whose device model listens
+ *     on /var/run/xen/qmp-libxl-<domid>; the domid changes with every start,
+ *     so the socket is the one whose QEMU carries the domain's name (-name);
+ *   - a libvirt domain ([libvirt NAME]): libvirtd owns its QEMU's monitor,
+ *     so devices go through libvirt's API (libvirt.h), loaded only for it.
+ *
+ * QEMU and Xen guests are reached like a Proxmox VM once their socket is
+ * known (QMP); rules, placement, the commands and the state files are
+ * shared by every kind. Messages
+ * name a target by its label ("VM 100", "QEMU guest desktop"). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "base/log.h"
+#include "base/settings.h"
+
+enum target_kind {
+	TARGET_PVE,
+	TARGET_QEMU,
+	TARGET_XEN,
+	TARGET_LIBVIRT,
+};
+
+struct target {
+	enum target_kind kind;
+	unsigned long vmid;		     /* TARGET_PVE; 0 for the others */
+	char name[SETTINGS_NAME_MAX + 1];    /* "100"; the section's name */
+	char label[SETTINGS_NAME_MAX + 24];  /* "VM 100", "QEMU guest desktop" */
+	char key[SETTINGS_NAME_MAX + 8];     /* its state files: "100", "qemu-desktop" */
+	char qmp[SETTINGS_PATH_MAX];	     /* the socket, or a glob of sockets */
+	char qemu_name[SETTINGS_NAME_MAX + 1]; /* of a glob's sockets, the QEMU with this -name */
+	char pidfile[SETTINGS_PATH_MAX];     /* "": none */
+	char rules[SETTINGS_PATH_MAX];
+	char uri[SETTINGS_PATH_MAX];	     /* libvirt: the connection */
+	char domain[SETTINGS_PATH_MAX];	     /* libvirt: the domain's name */
+	const char *origin; /* where it is declared: "FILE:LINE"; NULL for a Proxmox VM */
+
+	/* the socket found for qmp: 0 when found, 1 before the search, or
+	 * why not (-ENOENT: none, -ENOTUNIQ: several) */
+	int sock_state;
+	char sock[SETTINGS_PATH_MAX];
+};
+
+/* "proxmox", "qemu", "xen", "libvirt": as status and check print it. */
+const char *target_kind_name(enum target_kind kind);
+
+/* A Proxmox VM. -ENAMETOOLONG when the configured directories make a path
+ * too long (logged). */
+int target_pve(const struct settings *s, unsigned long vmid, struct target *ret);
+
+/* A declared guest, from its settings section. */
+void target_from_conf(const struct guest_conf *c, struct target *ret);
+
+/* The QMP socket path (t->sock): 0, -ENOENT when none exists, -ENOTUNIQ
+ * when a glob finds several and no -name tells them apart. Asks a
+ * candidate QEMU its name only when that is needed; found once per target.
+ * Logs nothing. */
+int target_socket(struct target *t, const struct settings *s);
+
+/* Whether the guest's QEMU runs: its pid file names a live QEMU started
+ * with that pid file (Proxmox, and any guest with a pid file); without a
+ * pid file, whether something listens on its socket. Logs nothing. */
+bool target_running(struct target *t, const struct settings *s);
+
+/* An identity of the running QEMU that a new QEMU never shares ("" when it
+ * does not run): what the state files are stamped with. From the pid file
+ * (pid and start time) or else the socket (a new QEMU makes a new one). */
+void target_stamp(struct target *t, const struct settings *s, char *buf, size_t n);
+
+/* The guest a command names: a VMID, or a declared guest's name. -ENOENT
+ * (logged) when it is neither. */
+int target_by_name(const struct settings *s, const char *name, struct target *ret);
+
+/* Logs that t's socket glob finds several QEMUs (-ENOTUNIQ). */
+void target_explain_ambiguous(const struct target *t, enum log_level level);
+
+/* Whether asking if t runs, and what it holds, costs no more than a file
+ * read or a local socket: not so for a libvirt domain (loading libvirt,
+ * talking to libvirtd), which is asked only about devices its rules claim. */
+static inline bool target_cheap(const struct target *t)
+{
+	return t->kind != TARGET_LIBVIRT;
+}

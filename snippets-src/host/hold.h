@@ -1,0 +1,99 @@
+/* Holding ports: keeping the host's drivers off what is plugged into the
+ * ports running guests claim, so that a device reaches the guest without
+ * a host driver's probe first (and its release after).
+ *
+ * The kernel lets a usbfs user own hub ports (USBDEVFS_CLAIM_PORT): no
+ * interface driver binds to a device plugged into an owned port; the
+ * device is enumerated but left unconfigured, and QEMU's usb-host opens it
+ * at once and configures it as the guest asks. Ownership lasts as long as the open hub
+ * file, so only the resident listener holds ports.
+ *
+ * Held: each port rule of a running guest ('3-4'), and every port of each
+ * hub below one, but those a more specific 'deny' port rule of that guest
+ * keeps out ('deny 3-4.2'), while the port is empty: a device
+ * there already has its drivers, or a guest. A hub plugged into a held
+ * port is handed to the host (the port let go, the hub configured, its
+ * driver bound), and its own ports are held then. A device the program
+ * did not pass to a guest is handed to the host's drivers the same way;
+ * its port is held again once it is empty. Ports that are no longer held,
+ * and every held port when the listener ends, hand their device to the
+ * host's drivers unless a program (QEMU) has it open. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "host/port.h"
+#include "base/settings.h"
+
+/* A hub whose ports are held: its open usbfs file, which ports. */
+struct hold_hub {
+	char name[PORT_STRLEN]; /* sysfs name: "usb3" for a root hub, "3-4" */
+	unsigned devnum;	/* the hub device this file is for */
+	int fd;			/* -1: could not be opened (warned once) */
+	uint8_t held[32];	/* bit p: port p held (ports 1..255) */
+	uint8_t warned[32];	/* bit p: claiming port p failed (warned once) */
+	uint16_t passed[256];	/* port p: devnum of the device passed to a guest there */
+};
+
+struct hold {
+	struct hold_hub *hubs;
+	size_t n;
+	/* the rules' ports held now, "PORT\tLABEL", for the log and the
+	 * state file HOLD_FILE that 'status' reads */
+	char **held_text;
+	size_t n_text;
+	char state_dir[SETTINGS_PATH_MAX]; /* where HOLD_FILE was written */
+};
+
+/* In the state directory while the listener holds ports: a line
+ * "PORT\tLABEL" for each port rule held ("1-1\tVM 100"). */
+#define HOLD_FILE "held"
+
+/* A port rule of a running guest: a port and what is below it, or a
+ * deny. A guest's rules are next to each other. */
+struct hold_rule {
+	struct usb_port port;
+	bool deny;
+	size_t guest;
+	char label[SETTINGS_NAME_MAX + 24]; /* the guest's: "VM 100" */
+};
+
+/* Whether port is held: for some guest, the most specific of its port
+ * rules that covers port is no deny (a deny as specific as a port rule
+ * wins, as in placing). */
+bool hold_wanted(const struct hold_rule *rules, size_t n, const struct usb_port *port);
+
+/* Makes what is held match the running guests' port rules (s read anew
+ * by the caller) and the hubs present now, and hands a device on a held
+ * port that a guest had (hold_passed) and has no more to the host's
+ * drivers, unless its port is one of busy (its plug is being handled). Logs what starts and stops being
+ * held, and failures (once). */
+void hold_sync(struct hold *h, const struct settings *s, const struct usb_port *busy,
+	       size_t n_busy);
+
+/* Whether the port dev is plugged into is held. */
+bool hold_is_held(const struct hold *h, const struct usb_port *dev);
+
+/* The device at port (held) goes to the host's drivers: its port is let
+ * go (until it is empty again), the kernel configures it as at a plug (it
+ * leaves a device on an owned port unconfigured) and its drivers bind. */
+void hold_give_to_host(struct hold *h, const struct usb_port *port);
+
+/* The device at port (held) has gone to a guest: when the guest lets it
+ * go, it gets the host's drivers (hold_sync). */
+void hold_passed(struct hold *h, const struct usb_port *port);
+
+/* Lets every port go and probes what had no driver: the listener ends. */
+void hold_release_all(struct hold *h);
+
+/* A forked child lets go of its copies of the hub files. */
+void hold_forget(struct hold *h);
+
+/* Whether the USB device name ("3-4") is a hub (bDeviceClass 09). */
+bool hold_is_hub(const char *name);
+
+/* For the tests: the name of the hub that port dev is plugged into
+ * ("usb3" for 3-4, "3-4" for 3-4.1) into buf. */
+void hold_parent_name(const struct usb_port *dev, char *buf, size_t n);

@@ -1,0 +1,149 @@
+#include "host/vmproc.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/util.h"
+
+/* Up to n-1 bytes of a small file, terminated. Length, or -1. */
+static ssize_t read_small(const char *path, char *buf, size_t n)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	ssize_t len;
+
+	if (fd < 0)
+		return -1;
+	len = read(fd, buf, n - 1);
+	close(fd);
+	if (len <= 0)
+		return -1;
+	buf[len] = '\0';
+	return len;
+}
+
+/* Whether fn holds for a value of -pidfile/--pidfile (as "-pidfile V" or
+ * "-pidfile=V") in a NUL-separated command line. */
+static bool any_pidfile(const char *cmdline, size_t len, bool (*fn)(const char *v, const void *ud),
+			const void *ud)
+{
+	const char *end = cmdline + len;
+	bool value_next = false;
+
+	for (const char *a = cmdline; a < end; a += strnlen(a, (size_t)(end - a)) + 1) {
+		/* the last argument may lack its NUL (a cut read) */
+		if (memchr(a, '\0', (size_t)(end - a)) == NULL)
+			break;
+		if (value_next && fn(a, ud))
+			return true;
+		value_next = strcmp(a, "-pidfile") == 0 || strcmp(a, "--pidfile") == 0;
+		if ((util_startswith(a, "-pidfile=") || util_startswith(a, "--pidfile=")) &&
+		    fn(strchr(a, '=') + 1, ud))
+			return true;
+	}
+	return false;
+}
+
+static bool same_text(const char *v, const void *pidfile)
+{
+	return strcmp(v, pidfile) == 0;
+}
+
+/* the same file by another name (/var/run is /run) */
+static bool same_file(const char *v, const void *st)
+{
+	const struct stat *a = st;
+	struct stat b;
+
+	return stat(v, &b) == 0 && a->st_dev == b.st_dev && a->st_ino == b.st_ino;
+}
+
+bool vmproc_cmdline_names(const char *cmdline, size_t len, const char *pidfile)
+{
+	return any_pidfile(cmdline, len, same_text, pidfile);
+}
+
+static bool started_with(unsigned long pid, const char *pidfile)
+{
+	char path[64], cmdline[16384];
+	struct stat st;
+	ssize_t len;
+
+	snprintf(path, sizeof(path), "/proc/%lu/cmdline", pid);
+	len = read_small(path, cmdline, sizeof(cmdline));
+	if (len < 0)
+		return false;
+	if (vmproc_cmdline_names(cmdline, (size_t)len, pidfile))
+		return true;
+	return stat(pidfile, &st) == 0 && any_pidfile(cmdline, (size_t)len, same_file, &st);
+}
+
+/* The fields of /proc/PID/stat after the command name: state first. */
+static const char *stat_fields(unsigned long pid, char *buf, size_t n)
+{
+	char path[64], *p;
+
+	snprintf(path, sizeof(path), "/proc/%lu/stat", pid);
+	if (read_small(path, buf, n) < 0 || !(p = strrchr(buf, ')')))
+		return NULL;
+	return p + 1;
+}
+
+unsigned long vmproc_pid(const char *path)
+{
+	char buf[1024];
+	const char *fields;
+	unsigned long pid;
+
+	if (!path[0] || read_small(path, buf, 32) < 0)
+		return 0;
+	buf[strcspn(buf, "\n")] = '\0';
+	if (util_parse_uint(buf, INT32_MAX, &pid) < 0 || pid < 2)
+		return 0;
+	/* alive, and not a zombie waiting for its parent */
+	fields = stat_fields(pid, buf, sizeof(buf));
+	if (!fields || fields[0] != ' ' || fields[1] == 'Z' || fields[1] == 'X')
+		return 0;
+	return started_with(pid, path) ? pid : 0;
+}
+
+void vmproc_stamp(const char *pidfile, char *buf, size_t n)
+{
+	unsigned long pid = vmproc_pid(pidfile), start;
+	char stat[1024];
+	const char *p;
+
+	buf[0] = '\0';
+	if (!pid || !(p = stat_fields(pid, stat, sizeof(stat))))
+		return;
+	/* field 22, starttime; p is at the space before field 3 */
+	for (int field = 3; p && field < 22; field++)
+		p = strchr(p + 1, ' ');
+	if (p && sscanf(p, " %lu", &start) == 1)
+		snprintf(buf, n, "%lu:%lu", pid, start);
+}
+
+int vmproc_has_open(unsigned long pid, mode_t type, dev_t rdev)
+{
+	char path[64];
+	struct dirent *de;
+	DIR *dir;
+	int held = 0;
+
+	snprintf(path, sizeof(path), "/proc/%lu/fd", pid);
+	dir = opendir(path);
+	if (!dir)
+		return -1;
+	while (!held && (de = readdir(dir))) {
+		struct stat st;
+
+		/* the fd's link followed: the device it has open */
+		held = de->d_name[0] != '.' && fstatat(dirfd(dir), de->d_name, &st, 0) == 0 &&
+		       (st.st_mode & S_IFMT) == type && st.st_rdev == rdev;
+	}
+	closedir(dir);
+	return held;
+}
