@@ -48,6 +48,34 @@ int util_parse_uint_n(const char *s, size_t len, unsigned long max,
 	return 0;
 }
 
+int util_hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int util_parse_hex_n(const char *s, size_t len, size_t max_digits, unsigned long *ret)
+{
+	unsigned long v = 0;
+
+	if (len == 0 || len > max_digits || max_digits > 2 * sizeof(v))
+		return -EINVAL;
+	for (size_t i = 0; i < len; i++) {
+		int d = util_hex_digit(s[i]);
+
+		if (d < 0)
+			return -EINVAL;
+		v = v * 16 + (unsigned long)d;
+	}
+	*ret = v;
+	return 0;
+}
+
 int util_parse_uint(const char *s, unsigned long max, unsigned long *ret)
 {
 	return util_parse_uint_n(s, strlen(s), max, ret);

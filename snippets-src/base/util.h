@@ -53,6 +53,14 @@ int util_parse_uint(const char *s, unsigned long max, unsigned long *ret);
 int util_parse_uint_n(const char *s, size_t len, unsigned long max,
 		      unsigned long *ret);
 
+/* The one hex parser: a digit's value (0-15), or -1 for anything else. */
+int util_hex_digit(char c);
+
+/* The first len bytes of s as 1 to max_digits hex digits (either case, no
+ * "0x", no sign, nothing else): 0 with *ret, -EINVAL otherwise. max_digits
+ * 4 reads a USB id, 2 a class byte. */
+int util_parse_hex_n(const char *s, size_t len, size_t max_digits, unsigned long *ret);
+
 /* true if s starts with prefix. */
 bool util_startswith(const char *s, const char *prefix);
 

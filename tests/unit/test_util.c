@@ -14,6 +14,32 @@
 #include "base/util.h"
 #include "host/vmproc.h"
 
+static void test_parse_hex(void **state)
+{
+	static const struct {
+		const char *in;
+		size_t max;
+		int r;
+		unsigned long v;
+	} t[] = {
+		{ "046d", 4, 0, 0x46d }, { "C52B", 4, 0, 0xc52b }, { "9", 2, 0, 9 },
+		{ "09", 2, 0, 9 },	 { "ff", 2, 0, 0xff },	   { "", 4, -EINVAL, 0 },
+		{ "046d1", 4, -EINVAL, 0 }, { "0x46", 4, -EINVAL, 0 }, { "4g", 4, -EINVAL, 0 },
+		{ "-1", 4, -EINVAL, 0 },	 { " 1", 4, -EINVAL, 0 },  { "12345678", 17, -EINVAL, 0 },
+	};
+	unsigned long v;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		v = 12345;
+		assert_int_equal(util_parse_hex_n(t[i].in, strlen(t[i].in), t[i].max, &v), t[i].r);
+		assert_int_equal(v, t[i].r == 0 ? t[i].v : 12345);
+	}
+	assert_int_equal(util_hex_digit('a'), 10);
+	assert_int_equal(util_hex_digit('F'), 15);
+	assert_int_equal(util_hex_digit('g'), -1);
+}
+
 static void test_parse_uint(void **state)
 {
 	static const struct {
@@ -115,6 +141,7 @@ static void test_cmdline(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_hex),
 		cmocka_unit_test(test_parse_uint),
 		cmocka_unit_test(test_log),
 		cmocka_unit_test(test_cmdline),
