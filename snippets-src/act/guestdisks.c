@@ -38,10 +38,14 @@ static int ready(const struct settings *s, const struct target *t, const struct 
 		return log_err(r, "%s: cannot check %s/%s for %s: %s", t->label, s->disk_dir, d->link, desc,
 			       strerror(-r));
 	r = disk_host_busy(d, why, sizeof(why));
+	if (r == 0)
+		r = disk_claim_check(path, d, why, sizeof(why));
 	if (r == -EBUSY)
 		return log_err(r, "%s: %s is not attached: %s; a disk must be in one place at a time (unmount it, or stop what holds it, and run 'pve-usb-hotplug sync %s')",
 			       t->label, desc, why, t->name);
-	return r;
+	if (r < 0)
+		return log_err(r, "%s: %s is not attached: %s", t->label, desc, why);
+	return 0;
 }
 
 int guestdisks_attach_one(struct guest *g, const struct settings *s, const struct target *t,

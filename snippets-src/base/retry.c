@@ -53,7 +53,10 @@ int retry_schedule(const struct settings *s, const struct target *t)
 		return log_err(-errno, "%s: cannot schedule a retry (own path unknown); run 'pve-usb-hotplug sync %s'",
 			       t->label, t->name);
 	self[len] = '\0';
-	snprintf(unit, sizeof(unit), "pve-usb-hotplug-retry-%s", t->key);
+	/* one unit name per try: the next try is scheduled from inside the
+	 * running one, and systemd refuses a second unit of the same name
+	 * while the first is active */
+	snprintf(unit, sizeof(unit), "pve-usb-hotplug-retry-%s-%u", t->key, s->retry_attempt + 1);
 	snprintf(when, sizeof(when), "%dms", s->retry_delay_ms);
 	snprintf(vm, sizeof(vm), "%s", t->name);
 	snprintf(attempt, sizeof(attempt), "PVE_USB_HOTPLUG_RETRY=%u", s->retry_attempt + 1);

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <libudev.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "base/util.h"
@@ -351,22 +353,39 @@ struct busy_ctx {
 	const struct devnums *s;
 	char *why;
 	size_t n;
+	const char *where; /* "on the host", or "in the mount namespace of process 42" */
 };
+
+/* The device a mountinfo line mounts: its MAJ:MIN, or, where that is an
+ * anonymous 0:N (btrfs, ZFS, bcachefs), its source when that is a /dev
+ * node. -1 when neither is one of s's. */
+static int mounted_dev(const struct devnums *s, const char *line)
+{
+	const char *sep = strstr(line, " - ");
+	unsigned maj, min;
+	char src[256];
+	struct stat st;
+	int k;
+
+	/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... - FSTYPE SOURCE OPTIONS */
+	if (sscanf(line, "%*u %*u %u:%u", &maj, &min) != 2)
+		return -1;
+	k = find_dev(s, makedev(maj, min));
+	if (k >= 0 || !sep || sscanf(sep, " - %*s %255s", src) != 1 ||
+	    strncmp(src, "/dev/", 5) != 0 || stat(src, &st) < 0 || !S_ISBLK(st.st_mode))
+		return k;
+	return find_dev(s, st.st_rdev);
+}
 
 static int mount_line(const char *line, void *ud)
 {
 	struct busy_ctx *c = ud;
-	unsigned maj, min;
 	char mnt[512];
-	int k;
+	int k = mounted_dev(c->s, line);
 
-	/* ID PARENT MAJ:MIN ROOT MOUNTPOINT ... */
-	if (sscanf(line, "%*u %*u %u:%u %*s %511s", &maj, &min, mnt) != 3)
+	if (k < 0 || sscanf(line, "%*u %*u %*s %*s %511s", mnt) != 1)
 		return 0;
-	k = find_dev(c->s, makedev(maj, min));
-	if (k < 0)
-		return 0;
-	snprintf(c->why, c->n, "/dev/%s is mounted on the host at %s", c->s->name[k], mnt);
+	snprintf(c->why, c->n, "/dev/%s is mounted %s at %s", c->s->name[k], c->where, mnt);
 	return -EBUSY;
 }
 
@@ -419,7 +438,7 @@ int disk_host_busy(const struct usb_disk *d, char *why, size_t n)
 
 	if (!s)
 		return -ENOMEM;
-	struct busy_ctx c = { .s = s, .why = why, .n = n };
+	struct busy_ctx c = { .s = s, .why = why, .n = n, .where = "on the host" };
 
 	gather(d, s);
 	r = each_line("/proc/self/mountinfo", mount_line, &c);
@@ -429,6 +448,82 @@ int disk_host_busy(const struct usb_disk *d, char *why, size_t n)
 		r = check_holders(s, why, n);
 	free(s);
 	return r;
+}
+
+/* Why a disk that cannot be opened exclusively is busy, where another
+ * mount namespace than ours mounts it (a container's): each namespace's
+ * mountinfo is read once. 0 when none does. */
+static int mounted_elsewhere(struct devnums *s, char *why, size_t n)
+{
+	char self[64] = "", ns[64], path[64], where[96];
+	unsigned long seen[256];
+	size_t n_seen = 0;
+	struct dirent *de;
+	DIR *proc;
+	ssize_t len;
+	int r = 0;
+
+	len = readlink("/proc/self/ns/mnt", self, sizeof(self) - 1);
+	self[len > 0 ? len : 0] = '\0';
+	proc = opendir("/proc");
+	if (!proc)
+		return 0;
+	while (r == 0 && (de = readdir(proc))) {
+		unsigned long pid, ino;
+		bool known = false;
+
+		if (util_parse_uint(de->d_name, 1UL << 22, &pid) < 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%lu/ns/mnt", pid);
+		len = readlink(path, ns, sizeof(ns) - 1);
+		if (len <= 0)
+			continue;
+		ns[len] = '\0';
+		if (strcmp(ns, self) == 0 || sscanf(ns, "mnt:[%lu]", &ino) != 1)
+			continue;
+		for (size_t i = 0; i < n_seen && !known; i++)
+			known = seen[i] == ino;
+		if (known || n_seen == ARRAY_SIZE(seen))
+			continue;
+		seen[n_seen++] = ino;
+		snprintf(where, sizeof(where), "in the mount namespace of process %lu", pid);
+		struct busy_ctx c = { .s = s, .why = why, .n = n, .where = where };
+
+		snprintf(path, sizeof(path), "/proc/%lu/mountinfo", pid);
+		r = each_line(path, mount_line, &c);
+	}
+	closedir(proc);
+	return r;
+}
+
+int disk_claim_check(const char *path, const struct usb_disk *d, char *why, size_t n)
+{
+	struct devnums *s;
+	int fd, r;
+
+	/* The kernel's own answer: an exclusive open of a block device fails
+	 * while anything claims it or one of its partitions: a mount in any
+	 * namespace, swap, a dm/md/LVM holder, a process's O_EXCL. */
+	fd = open(path, O_RDONLY | O_EXCL | O_NONBLOCK | O_CLOEXEC);
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	r = -errno;
+	if (r != -EBUSY) {
+		snprintf(why, n, "%s cannot be opened to check that the host does not use it: %s",
+			 path, strerror(-r));
+		return r;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	gather(d, s);
+	if (mounted_elsewhere(s, why, n) == 0)
+		snprintf(why, n, "/dev/%s is in use on the host (something holds it exclusively: a mount, possibly in another mount namespace, a device-mapper, md or LVM holder, or a program)",
+			 d->name);
+	free(s);
+	return -EBUSY;
 }
 
 void disk_format_size(uint64_t bytes, char *buf, size_t n)

@@ -78,6 +78,15 @@ int disk_node_path(const char *dir, const struct usb_disk *d, char *buf, size_t 
  * -EBUSY with why ("/dev/sdb1 is mounted on /mnt/backup"). */
 int disk_host_busy(const struct usb_disk *d, char *why, size_t n);
 
+/* The kernel's word, right before an attach: whether path (the disk's
+ * checked node) can be opened exclusively (O_EXCL), which fails while a
+ * filesystem of the disk or of a partition is mounted in any mount
+ * namespace (btrfs and ZFS included), or swap, a dm/md/LVM holder or a
+ * program claims it. 0; -EBUSY with why naming the mount (and the
+ * namespace's process) where it can be told; another -errno with why when
+ * the node cannot be opened. */
+int disk_claim_check(const char *path, const struct usb_disk *d, char *why, size_t n);
+
 /* "disk WD_Elements_57584C-0:0 (sdb, 2.0 TB)" for messages. */
 void disk_describe(const struct usb_disk *d, char *buf, size_t n);
 

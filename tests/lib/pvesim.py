@@ -215,11 +215,13 @@ class Qmp:
         self.sock = socket.socket(socket.AF_UNIX)
         self.sock.settimeout(timeout)
         deadline = time.monotonic() + timeout
-        while True:     # a full listen backlog says EAGAIN: wait for room
+        # a full listen backlog says EAGAIN: wait for room; a QEMU that has
+        # bound its socket but not yet listened on it says ECONNREFUSED
+        while True:
             try:
                 self.sock.connect(path)
                 break
-            except BlockingIOError:
+            except (BlockingIOError, ConnectionRefusedError):
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
