@@ -1332,11 +1332,11 @@ class Hardening(Case):
         self.host.unplug("3-4")
         r = self.failed(self.tool.event(self.host, "remove", "3-4", dev=d))
         self.assertIn("VM 100: another pve-usb-hotplug still works on this VM after 300 ms", r.stderr)
-        self.assertIn("VM 100: will try again in 10000 ms ('pve-usb-hotplug sync 100', unit pve-usb-hotplug-retry-100)", r.stdout)
+        self.assertIn("VM 100: will try again in 10000 ms ('pve-usb-hotplug sync 100', unit pve-usb-hotplug-retry-100-1)", r.stdout)
         self.assertEqual(g.ports(), ["3-4"])
         calls = self.tool.retry_calls()
         self.assertEqual(len(calls), 1)
-        self.assertIn("--unit pve-usb-hotplug-retry-100 --on-active 10000ms", calls[0])
+        self.assertIn("--unit pve-usb-hotplug-retry-100-1 --on-active 10000ms", calls[0])
         self.assertIn("--setenv PVE_USB_HOTPLUG_RETRY=1 --setenv PVE_USB_HOTPLUG_CONFIG=%s" % self.tool.config, calls[0])
         self.assertTrue(calls[0].endswith(" sync 100"), calls[0])
         lock.close()
@@ -1357,6 +1357,8 @@ class Hardening(Case):
         r = self.failed(self.tool.run(["sync", "100"], host=self.host, env={"PVE_USB_HOTPLUG_RETRY": "1"}))
         self.assertIn("VM 100: will try again in 10000 ms", r.stdout)
         self.assertIn("--setenv PVE_USB_HOTPLUG_RETRY=2 ", self.tool.retry_calls()[-1])
+        # scheduled from inside the running unit: another unit name
+        self.assertIn("--unit pve-usb-hotplug-retry-100-2 ", self.tool.retry_calls()[-1])
         # a sync run by hand that fails schedules nothing; the fifth try is the last
         self.failed(self.tool.run(["sync", "100"], host=self.host))
         r = self.failed(self.tool.run(["sync", "100"], host=self.host, env={"PVE_USB_HOTPLUG_RETRY": "5"}))
