@@ -50,6 +50,7 @@ class UsbDisk:
         self.major, self.minor = os.major(rdev), os.minor(rdev)
         self.size, self.vendor, self.model = size, vendor, model
         self.ata_serial = ata_serial   # a bridge that passes ATA through: the drive's own
+        self.partitions = []            # [(name, rdev)]: "sdb1" and a real partition's numbers
 
     @property
     def usb_serial(self):
@@ -197,6 +198,11 @@ class Host:
             blocks.append([("P", self.disk_devpath(d))] +
                           [("E", "%s=%s" % kv) for kv in d.props(self).items()] +
                           [("A", "size=%d" % (d.size // 512))])
+            for part, rdev in d.partitions:
+                blocks.append([("P", "%s/%s" % (self.disk_devpath(d), part)),
+                               ("E", "SUBSYSTEM=block"), ("E", "DEVTYPE=partition"),
+                               ("E", "DEVNAME=/dev/%s" % part), ("E", "MAJOR=%d" % os.major(rdev)),
+                               ("E", "MINOR=%d" % os.minor(rdev))])
         text = "\n\n".join("\n".join("%s: %s" % kv for kv in b) for b in blocks) + "\n"
         path = os.path.join(self.workdir, name)
         with open(path, "w") as f:
