@@ -268,13 +268,66 @@ static void test_same_device(void **state)
 	}
 }
 
+/* The decision from a gathered snapshot, mapped onto the guests. */
+static void test_decide(void **state)
+{
+	struct vm *list[3] = { &guests[0], &guests[1], &guests[2] };
+	struct vms v = { .list = list, .n = 3 };
+	struct place_view views[3] = { { .score = 2, .running = true },
+				       { .score = 5, .running = true },
+				       { .running = true } };
+	struct usb_rule port_rule = { .line = 1, .kind = RULE_PORT };
+	struct usb_rule disk_rule = { .line = 2, .kind = RULE_DISK };
+	const struct usb_rule *rules[3] = { &port_rule, &port_rule, NULL };
+	const struct pve_usb usb0 = { .index = 0 };
+	const struct pve_usb *pves[3] = { NULL, NULL, NULL };
+	struct vms_snapshot snap = { .n = 3, .views = views, .rules = rules, .pves = pves };
+	struct placement p;
+
+	(void)state;
+	setup_guests();
+	vms_decide(&v, &snap, &p);
+	assert_int_equal(p.kind, PLACE_VM);
+	assert_ptr_equal(p.vm, &guests[1]);
+	assert_int_equal(p.score, 5);
+	assert_ptr_equal(p.rule, &port_rule);
+
+	/* the winning claim is a disk rule: the disk goes, the device not */
+	rules[1] = &disk_rule;
+	vms_decide(&v, &snap, &p);
+	assert_int_equal(p.kind, PLACE_DISK);
+	assert_ptr_equal(p.vm, &guests[1]);
+
+	/* Proxmox passes it to the third: left to Proxmox, with its usbN */
+	views[2].proxmox_passes = true;
+	pves[2] = &usb0;
+	vms_decide(&v, &snap, &p);
+	assert_int_equal(p.kind, PLACE_PROXMOX);
+	assert_ptr_equal(p.vm, &guests[2]);
+	assert_ptr_equal(p.pve, &usb0);
+
+	/* an equal claim: a conflict naming both */
+	views[2].proxmox_passes = false;
+	views[0].score = 5;
+	rules[1] = &port_rule;
+	vms_decide(&v, &snap, &p);
+	assert_int_equal(p.kind, PLACE_CONFLICT);
+	assert_ptr_equal(p.vm, &guests[0]);
+	assert_ptr_equal(p.rival, &guests[1]);
+
+	/* nothing gathered (a hub, or no running claim) */
+	snap = (struct vms_snapshot){ 0 };
+	vms_decide(&v, &snap, &p);
+	assert_int_equal(p.kind, PLACE_NOBODY);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_add),	    cmocka_unit_test(test_add_holder_reasons),
 		cmocka_unit_test(test_post_start),  cmocka_unit_test(test_remove),
 		cmocka_unit_test(test_sync_holder), cmocka_unit_test(test_sync_attaches),
-		cmocka_unit_test(test_same_device),
+		cmocka_unit_test(test_same_device), cmocka_unit_test(test_decide),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
