@@ -104,15 +104,21 @@ void deliver_why(enum plan_why why, const struct placement *p, char *buf, size_t
 	}
 }
 
+/* Reads the device at port now: true with *ret, false when none is there. */
+static bool read_port(const struct usb_port *port, struct usb_device_info *ret)
+{
+	char name[PORT_STRLEN], devpath[UEVENT_DEVPATH_MAX];
+
+	port_format(port, name, sizeof(name));
+	return usbtree_devpath(name, devpath, sizeof(devpath)) == 0 &&
+	       usbtree_get(devpath, false, ret) == 0;
+}
+
 bool deliver_still_there(const struct usb_device_info *dev, const char *desc)
 {
 	struct usb_device_info now;
-	char name[PORT_STRLEN], devpath[UEVENT_DEVPATH_MAX];
-	bool there;
+	bool there = read_port(&dev->port, &now);
 
-	port_format(&dev->port, name, sizeof(name));
-	there = usbtree_devpath(name, devpath, sizeof(devpath)) == 0 &&
-		usbtree_get(devpath, false, &now) == 0;
 	if (plan_same_device(dev, there ? &now : NULL))
 		return true;
 	if (!there)
@@ -120,6 +126,21 @@ bool deliver_still_there(const struct usb_device_info *dev, const char *desc)
 	else
 		log_info("%s was unplugged before it could be attached (device %u on bus %u is there now); not attached: its own event places it",
 			 desc, now.devnum, now.port.bus);
+	return false;
+}
+
+bool deliver_port_unchanged(const struct usb_port *port, const struct usb_device_info *seen,
+			    const char *label)
+{
+	struct usb_device_info now;
+	bool there = read_port(port, &now);
+	char name[PORT_STRLEN];
+
+	if (plan_port_unchanged(seen, there ? &now : NULL))
+		return true;
+	port_format(port, name, sizeof(name));
+	log_info("%s: a device was plugged %s at %s since it was planned for; left as it is: its own event sees to it",
+		 label, there ? "in" : "out", name);
 	return false;
 }
 

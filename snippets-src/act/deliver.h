@@ -23,6 +23,13 @@ int deliver_load(const struct settings *s, struct vms *v);
  * and the caller attaches nothing: its own event places what is there. */
 bool deliver_still_there(const struct usb_device_info *dev, const char *desc);
 
+/* The same before a detach: whether dev's port still has the device seen
+ * when the plan was made (seen; NULL: the port was empty then). When not,
+ * one line (naming the guest by label) says so and the caller leaves the
+ * port alone: the event of what changed there sees to it. */
+bool deliver_port_unchanged(const struct usb_port *port, const struct usb_device_info *seen,
+			    const char *label);
+
 /* Attaches devs[i] for each take[i] that is still there
  * (deliver_still_there()), stopping (with one line) once the QMP
  * connection has failed: every further command would fail at once. */

@@ -13,11 +13,17 @@
 #include "host/usbtree.h"
 #include "policy/plan.h"
 
+/* A port the guest is to give up, and what was there when planned. */
+struct detach_step {
+	struct usb_port port;
+	const struct usb_device_info *seen; /* in the device list; NULL: nothing */
+	char why[128];
+};
+
 struct vm_plan {
 	struct vm *vm;
 	size_t n_detach, n_attach;
-	struct usb_port *detach; /* with a reason each */
-	char (*why)[128];
+	struct detach_step *detach;
 	size_t *attach; /* indexes into the device list */
 };
 
@@ -57,18 +63,20 @@ static int plan_vm(struct vms *v, struct vm_plan *pl, const struct usb_device_in
 	int r;
 
 	pl->detach = calloc(vm->n_held + 1, sizeof(*pl->detach));
-	pl->why = calloc(vm->n_held + 1, sizeof(*pl->why));
 	pl->attach = calloc(n_devs + 1, sizeof(*pl->attach));
-	if (!pl->detach || !pl->why || !pl->attach)
+	if (!pl->detach || !pl->attach)
 		return -ENOMEM;
 
 	for (size_t i = 0; i < vm->n_held; i++) {
-		r = why_detach(v, vm, find_dev(devs, n_devs, &vm->held[i].port), pl->why[pl->n_detach],
-			       sizeof(pl->why[0]));
+		struct detach_step *step = &pl->detach[pl->n_detach];
+
+		step->port = vm->held[i].port;
+		step->seen = find_dev(devs, n_devs, &step->port);
+		r = why_detach(v, vm, step->seen, step->why, sizeof(step->why));
 		if (r < 0)
 			return r;
 		if (r > 0)
-			pl->detach[pl->n_detach++] = vm->held[i].port;
+			pl->n_detach++;
 	}
 	for (size_t i = 0; vm->rules && i < n_devs; i++) {
 		struct placement p;
@@ -113,10 +121,14 @@ static int carry_out(struct vms *v, const struct vm_plan *pl, const struct usb_d
 		return r;
 	}
 	for (size_t i = 0; i < pl->n_detach && guest_usable(g); i++) {
+		const struct detach_step *step = &pl->detach[i];
 		char port[PORT_STRLEN];
 
-		port_format(&pl->detach[i], port, sizeof(port));
-		if ((r = guest_detach(g, &pl->detach[i], port, pl->why[i])) < 0)
+		/* planned without the lock: the port may have changed since */
+		if (!deliver_port_unchanged(&step->port, step->seen, pl->vm->t.label))
+			continue;
+		port_format(&step->port, port, sizeof(port));
+		if ((r = guest_detach(g, &step->port, port, step->why)) < 0)
 			ret = r;
 	}
 	r = deliver_attach_all(g, &pl->vm->t, devs, take, n_devs);
@@ -220,7 +232,6 @@ int sync_run(const struct settings *s, const char *name)
 out:
 	for (size_t i = 0; plans && i < n_plans; i++) {
 		free(plans[i].detach);
-		free(plans[i].why);
 		free(plans[i].attach);
 	}
 	free(plans);

@@ -66,3 +66,8 @@ bool plan_same_device(const struct usb_device_info *planned, const struct usb_de
 		return false;
 	return true;
 }
+
+bool plan_port_unchanged(const struct usb_device_info *planned, const struct usb_device_info *now)
+{
+	return planned ? plan_same_device(planned, now) : !now;
+}

@@ -59,3 +59,7 @@ bool plan_sync_attaches(const struct usb_device_info *dev, const struct xhci_dev
  * device number (a device plugged in again gets a new one), the same
  * vendor and product when both are known. */
 bool plan_same_device(const struct usb_device_info *planned, const struct usb_device_info *now);
+
+/* The same for a port the plan found empty (planned NULL): unchanged when
+ * it is still empty, or still holds the device planned for. */
+bool plan_port_unchanged(const struct usb_device_info *planned, const struct usb_device_info *now);

@@ -268,6 +268,20 @@ static void test_same_device(void **state)
 	}
 }
 
+/* The look again before a detach: sync planned from what was at the port. */
+static void test_port_unchanged(void **state)
+{
+	struct usb_device_info seen = device("3-4", 5, 0x1234, 0x5678);
+	struct usb_device_info replugged = device("3-4", 6, 0x1234, 0x5678);
+
+	(void)state;
+	assert_true(plan_port_unchanged(NULL, NULL));		/* empty, and still empty */
+	assert_false(plan_port_unchanged(NULL, &seen));	/* a device plugged in since */
+	assert_false(plan_port_unchanged(&seen, NULL));	/* unplugged since */
+	assert_false(plan_port_unchanged(&seen, &replugged)); /* unplugged and plugged in again */
+	assert_true(plan_port_unchanged(&seen, &seen));
+}
+
 /* The decision from a gathered snapshot, mapped onto the guests. */
 static void test_decide(void **state)
 {
@@ -328,6 +342,7 @@ int main(void)
 		cmocka_unit_test(test_post_start),  cmocka_unit_test(test_remove),
 		cmocka_unit_test(test_sync_holder), cmocka_unit_test(test_sync_attaches),
 		cmocka_unit_test(test_same_device), cmocka_unit_test(test_decide),
+		cmocka_unit_test(test_port_unchanged),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
