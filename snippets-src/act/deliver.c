@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "base/retry.h"
 #include "policy/usbconf.h"
+#include "host/uevent.h"
 #include "host/usbtree.h"
 #include "base/util.h"
 #include "policy/vms.h"
@@ -67,6 +68,82 @@ void deliver_owner_passes(const struct placement *p, char *buf, size_t n)
 		snprintf(buf, n, "%s's own XML passes it", p->vm->t.label);
 }
 
+void deliver_why(enum plan_why why, const struct placement *p, char *buf, size_t n)
+{
+	switch (why) {
+	case PLAN_KEEP:
+		snprintf(buf, n, "it stays");
+		break;
+	case PLAN_GONE:
+		snprintf(buf, n, "no device is plugged in there any more");
+		break;
+	case PLAN_HUB:
+		snprintf(buf, n, "a hub is there now, and hubs are never passed");
+		break;
+	case PLAN_UNCLAIMED:
+		snprintf(buf, n, "no rule of this VM claims it any more");
+		break;
+	case PLAN_NO_RULE:
+		snprintf(buf, n, "no rule of a running VM gives it to this one");
+		break;
+	case PLAN_NO_RULE_NOW:
+		snprintf(buf, n, "no running VM's rules give it to this VM now");
+		break;
+	case PLAN_OWNER:
+		deliver_owner_passes(p, buf, n);
+		break;
+	case PLAN_DISK:
+		snprintf(buf, n, "it carries a disk that %s takes as a disk", p->vm->t.label);
+		break;
+	case PLAN_MOVES:
+		snprintf(buf, n, "it goes to %s now", p->vm->t.label);
+		break;
+	case PLAN_STAYS:
+		snprintf(buf, n, "%s has it as well and keeps it", p->vm->t.label);
+		break;
+	}
+}
+
+/* Reads the device at port now: true with *ret, false when none is there. */
+static bool read_port(const struct usb_port *port, struct usb_device_info *ret)
+{
+	char name[PORT_STRLEN], devpath[UEVENT_DEVPATH_MAX];
+
+	port_format(port, name, sizeof(name));
+	return usbtree_devpath(name, devpath, sizeof(devpath)) == 0 &&
+	       usbtree_get(devpath, false, ret) == 0;
+}
+
+bool deliver_still_there(const struct usb_device_info *dev, const char *desc)
+{
+	struct usb_device_info now;
+	bool there = read_port(&dev->port, &now);
+
+	if (plan_same_device(dev, there ? &now : NULL))
+		return true;
+	if (!there)
+		log_info("%s is gone again before it could be attached; nothing to do", desc);
+	else
+		log_info("%s was unplugged before it could be attached (device %u on bus %u is there now); not attached: its own event places it",
+			 desc, now.devnum, now.port.bus);
+	return false;
+}
+
+bool deliver_port_unchanged(const struct usb_port *port, const struct usb_device_info *seen,
+			    const char *label)
+{
+	struct usb_device_info now;
+	bool there = read_port(port, &now);
+	char name[PORT_STRLEN];
+
+	if (plan_port_unchanged(seen, there ? &now : NULL))
+		return true;
+	port_format(port, name, sizeof(name));
+	log_info("%s: a device was plugged %s at %s since it was planned for; left as it is: its own event sees to it",
+		 label, there ? "in" : "out", name);
+	return false;
+}
+
 void deliver_explain_denial(const struct vm *vm, const struct usb_rule *deny, const char *desc)
 {
 	char rule[USB_STRING_MAX * 4 + 32];
@@ -106,6 +183,7 @@ int deliver_load(const struct settings *s, struct vms *v)
 int deliver_attach_all(struct guest *g, const struct target *t,
 		       const struct usb_device_info *devs, const bool *take, size_t n)
 {
+	char desc[256];
 	int r, ret = 0;
 
 	for (size_t i = 0; i < n; i++) {
@@ -119,6 +197,9 @@ int deliver_attach_all(struct guest *g, const struct target *t,
 			return log_err(ret, "%s: %zu more device(s) not attached: the QMP connection failed (see above); 'pve-usb-hotplug sync %s' tries again",
 				       t->label, left, t->name);
 		}
+		guest_describe(&devs[i], desc, sizeof(desc));
+		if (!deliver_still_there(&devs[i], desc))
+			continue;
 		r = guest_attach(g, &devs[i]);
 		if (r < 0)
 			ret = r;

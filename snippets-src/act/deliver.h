@@ -9,6 +9,7 @@
 
 #include "base/settings.h"
 #include "guests/guest.h"
+#include "policy/plan.h"
 #include "policy/vms.h"
 
 /* The guests as a udev event sees them (bad lines at debug level): 0, 1
@@ -16,7 +17,21 @@
  * free), or the error. */
 int deliver_load(const struct settings *s, struct vms *v);
 
-/* Attaches devs[i] for each take[i], stopping (with one line) once the QMP
+/* The look again under the guest's lock, right before an attach: whether
+ * the device at dev's port is still the one the plan was made for
+ * (plan_same_device(), read from sysfs now). When not, one line says so
+ * and the caller attaches nothing: its own event places what is there. */
+bool deliver_still_there(const struct usb_device_info *dev, const char *desc);
+
+/* The same before a detach: whether dev's port still has the device seen
+ * when the plan was made (seen; NULL: the port was empty then). When not,
+ * one line (naming the guest by label) says so and the caller leaves the
+ * port alone: the event of what changed there sees to it. */
+bool deliver_port_unchanged(const struct usb_port *port, const struct usb_device_info *seen,
+			    const char *label);
+
+/* Attaches devs[i] for each take[i] that is still there
+ * (deliver_still_there()), stopping (with one line) once the QMP
  * connection has failed: every further command would fail at once. */
 int deliver_attach_all(struct guest *g, const struct target *t,
 		       const struct usb_device_info *devs, const bool *take, size_t n);
@@ -30,6 +45,11 @@ int deliver_open_placed(const struct settings *s, const struct placement *p, con
 /* Why a PLACE_PROXMOX device is its owner's: "Proxmox passes it itself
  * (usb0 of VM 101)", or a libvirt domain's own XML. */
 void deliver_owner_passes(const struct placement *p, char *buf, size_t n);
+
+/* Why a guest gives up a port, as the plan says (why != PLAN_KEEP); p: the
+ * placement the plan was made from (PLAN_OWNER, PLAN_DISK, PLAN_MOVES,
+ * PLAN_STAYS name its guest). */
+void deliver_why(enum plan_why why, const struct placement *p, char *buf, size_t n);
 
 /* "DESC is kept out of VM 100 by 'deny 3-4.4' (FILE:LINE)" */
 void deliver_explain_denial(const struct vm *vm, const struct usb_rule *deny, const char *desc);

@@ -12,17 +12,112 @@
 #include "base/log.h"
 #include "base/state.h"
 #include "base/retry.h"
+#include "policy/plan.h"
 #include "policy/usbconf.h"
 #include "host/usbtree.h"
 #include "base/util.h"
 #include "policy/vms.h"
 
-static int hook_post_start(const struct settings *s, unsigned long vmid, const char *migrated_from)
+/* Post-start's plan: which of devs the starting VM mine takes (take[i];
+ * *ret_n_take of them), each placed from what the others hold (that may
+ * ask them: before this VM's lock is taken, never two VMs' locks at once).
+ * What it does not take is explained. 0, -EBUSY when a device is claimed
+ * equally by a rival, or the error. */
+static int post_start_plan(struct vms *v, struct vm *mine, const struct usb_device_info *devs,
+			   size_t n_devs, bool *take, size_t *ret_n_take)
+{
+	size_t n_take = 0;
+	int ret = 0;
+
+	for (size_t i = 0; i < n_devs; i++) {
+		struct placement p;
+		char desc[256];
+		int r;
+
+		if (devs[i].dev_class == USB_CLASS_HUB || !usbconf_match(mine->rules, &devs[i], NULL))
+			continue;
+		r = vms_place(v, &devs[i], &p);
+		if (r < 0)
+			return r;
+		if (plan_takes(&p, mine)) {
+			take[i] = true;
+			n_take++;
+			continue;
+		}
+		guest_describe(&devs[i], desc, sizeof(desc));
+		deliver_explain(&p, mine, desc);
+		if (p.kind == PLACE_CONFLICT)
+			ret = -EBUSY;
+	}
+	*ret_n_take = n_take;
+	return ret;
+}
+
+/* Post-start's act, under the VM's lock: attaches what the plan takes
+ * (each looked at again first: deliver_attach_all()), then its disks. */
+static int post_start_act(struct vms *v, struct vm *mine, const struct usb_device_info *devs,
+			  size_t n_devs, const bool *take, size_t n_take)
+{
+	struct guest *g;
+	int r, ret = 0;
+
+	r = guest_open(v->s, &mine->t, &g);
+	if (r < 0)
+		return r;
+	if (n_take == 0) {
+		/* nothing to attach, but the record of what it holds (nothing)
+		 * saves later events a question to QEMU */
+		const struct xhci_set *held;
+
+		(void)guest_held(g, true, &held);
+	} else {
+		r = deliver_attach_all(g, &mine->t, devs, take, n_devs);
+		if (r < 0)
+			ret = r;
+	}
+	if (guest_usable(g) && (r = guestdisks_attach(v, mine, g)) < 0)
+		ret = r;
+	guest_close(g);
+	return ret;
+}
+
+/* Plans from the host's devices now, then acts on mine. */
+static int post_start_vm(struct vms *v, struct vm *mine)
 {
 	struct usb_device_info *devs = NULL;
 	bool *take = NULL;
-	struct guest *g = NULL;
 	size_t n_devs = 0, n_take = 0;
+	int r, ret;
+
+	r = usbtree_scan(vms_any_disk_rules(v), &devs, &n_devs);
+	if (r < 0)
+		return log_err(r, "VM %lu: cannot read the host's USB devices: %s", mine->t.vmid,
+			       strerror(-r));
+	take = calloc(n_devs + 1, sizeof(*take));
+	if (!take) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = post_start_plan(v, mine, devs, n_devs, take, &n_take);
+	if (ret < 0 && ret != -EBUSY)
+		goto out;
+	if (n_take == 0 && ret == 0 && !usbconf_has_disk_rules(mine->rules, false))
+		log_info("VM %lu: nothing plugged in under its rules now; devices will be attached when plugged in",
+			 mine->t.vmid);
+	else if (n_take == 0 && ret == 0)
+		log_info("VM %lu: no USB device to pass under its rules now; looking for its disks",
+			 mine->t.vmid);
+	r = post_start_act(v, mine, devs, n_devs, take, n_take);
+	if (r < 0)
+		ret = r;
+out:
+	free(take);
+	free(devs);
+	return ret;
+}
+
+static int hook_post_start(const struct settings *s, unsigned long vmid, const char *migrated_from)
+{
 	struct target t;
 	struct vm *mine;
 	struct vms v;
@@ -46,75 +141,10 @@ static int hook_post_start(const struct settings *s, unsigned long vmid, const c
 	if (r < 0)
 		return r;
 	mine = vms_find(&v, t.name);
-	if (!mine || !mine->rules || mine->rules->n_rules == 0) {
-		if (mine && mine->rules)
-			log_info("VM %lu: %s has no valid rule; nothing to attach", vmid, mine->rules->path);
-		goto out;
-	}
-
-	r = usbtree_scan(vms_any_disk_rules(&v), &devs, &n_devs);
-	if (r < 0) {
-		ret = log_err(r, "VM %lu: cannot read the host's USB devices: %s", vmid, strerror(-r));
-		goto out;
-	}
-	take = calloc(n_devs + 1, sizeof(*take));
-	if (!take) {
-		ret = -ENOMEM;
-		goto out;
-	}
-
-	/* First decide everything (that may ask other VMs what they hold),
-	 * then talk to this VM alone: never hold two VMs' locks at once. */
-	for (size_t i = 0; i < n_devs; i++) {
-		struct placement p;
-		char desc[256];
-
-		if (devs[i].dev_class == USB_CLASS_HUB || !usbconf_match(mine->rules, &devs[i], NULL))
-			continue;
-		r = vms_place(&v, &devs[i], &p);
-		if (r < 0) {
-			ret = r;
-			goto out;
-		}
-		if (p.kind == PLACE_VM && p.vm == mine) {
-			take[i] = true;
-			n_take++;
-			continue;
-		}
-		guest_describe(&devs[i], desc, sizeof(desc));
-		deliver_explain(&p, mine, desc);
-		if (p.kind == PLACE_CONFLICT)
-			ret = -EBUSY;
-	}
-	if (n_take == 0 && ret == 0 && !usbconf_has_disk_rules(mine->rules, false))
-		log_info("VM %lu: nothing plugged in under its rules now; devices will be attached when plugged in",
-			 vmid);
-	else if (n_take == 0 && ret == 0)
-		log_info("VM %lu: no USB device to pass under its rules now; looking for its disks",
-			 vmid);
-
-	r = guest_open(s, &mine->t, &g);
-	if (r < 0) {
-		ret = r;
-		goto out;
-	}
-	if (n_take == 0) {
-		/* nothing to attach, but the record of what it holds (nothing)
-		 * saves later events a question to QEMU */
-		const struct xhci_set *held;
-
-		(void)guest_held(g, true, &held);
-	} else {
-		r = deliver_attach_all(g, &mine->t, devs, take, n_devs);
-		if (r < 0)
-			ret = r;
-	}
-	if (guest_usable(g) && (r = guestdisks_attach(&v, mine, g)) < 0)
-		ret = r;
-out:
-	guest_close(g);
-	free(take);
-	free(devs);
+	if (mine && mine->rules && mine->rules->n_rules > 0)
+		ret = post_start_vm(&v, mine);
+	else if (mine && mine->rules)
+		log_info("VM %lu: %s has no valid rule; nothing to attach", vmid, mine->rules->path);
 	vms_free(&v);
 	return ret;
 }

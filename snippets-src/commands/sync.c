@@ -11,12 +11,19 @@
 #include "base/log.h"
 #include "base/retry.h"
 #include "host/usbtree.h"
+#include "policy/plan.h"
 
-struct plan {
+/* A port the guest is to give up, and what was there when planned. */
+struct detach_step {
+	struct usb_port port;
+	const struct usb_device_info *seen; /* in the device list; NULL: nothing */
+	char why[128];
+};
+
+struct vm_plan {
 	struct vm *vm;
 	size_t n_detach, n_attach;
-	struct usb_port *detach; /* with a reason each */
-	char (*why)[128];
+	struct detach_step *detach;
 	size_t *attach; /* indexes into the device list */
 };
 
@@ -30,66 +37,46 @@ static const struct usb_device_info *find_dev(const struct usb_device_info *devs
 }
 
 /* 1 with the reason in why when vm should give up the host port it holds
- * (dev: what is plugged in there now, NULL if nothing); 0: it keeps it. */
+ * (dev: what is plugged in there now, NULL if nothing); 0: it keeps it.
+ * Placed only when the plan needs it (plan_sync_holder()). */
 static int why_detach(struct vms *v, struct vm *vm, const struct usb_device_info *dev,
 		      char *why, size_t n)
 {
+	bool claims = dev && dev->dev_class != USB_CLASS_HUB && vms_claims(vm, dev);
 	struct placement p;
+	enum plan_why w;
 	int r;
 
-	if (!dev) {
-		snprintf(why, n, "no device is plugged in there any more");
-		return 1;
-	}
-	if (dev->dev_class == USB_CLASS_HUB) {
-		snprintf(why, n, "a hub is there now, and hubs are never passed");
-		return 1;
-	}
-	if (!vms_claims(vm, dev)) {
-		snprintf(why, n, "no rule of this VM claims it any more");
-		return 1;
-	}
-	r = vms_place(v, dev, &p);
-	if (r < 0)
+	if (claims && (r = vms_place(v, dev, &p)) < 0)
 		return r;
-	if (p.kind == PLACE_NOBODY) {
-		snprintf(why, n, "no rule of a running VM gives it to this one");
-		return 1;
-	}
-	if (p.kind == PLACE_PROXMOX) {
-		deliver_owner_passes(&p, why, n);
-		return 1;
-	}
-	if (p.kind == PLACE_DISK) {
-		snprintf(why, n, "it carries a disk that %s takes as a disk", p.vm->t.label);
-		return 1;
-	}
-	if (p.kind == PLACE_VM && p.vm != vm) {
-		snprintf(why, n, "%s has it as well and keeps it", p.vm->t.label);
-		return 1;
-	}
-	return 0;
+	w = plan_sync_holder(vm, dev, claims, claims ? &p : NULL);
+	if (w == PLAN_KEEP)
+		return 0;
+	deliver_why(w, claims ? &p : NULL, why, n);
+	return 1;
 }
 
-static int plan_vm(struct vms *v, struct plan *pl, const struct usb_device_info *devs,
+static int plan_vm(struct vms *v, struct vm_plan *pl, const struct usb_device_info *devs,
 		   size_t n_devs)
 {
 	struct vm *vm = pl->vm;
 	int r;
 
 	pl->detach = calloc(vm->n_held + 1, sizeof(*pl->detach));
-	pl->why = calloc(vm->n_held + 1, sizeof(*pl->why));
 	pl->attach = calloc(n_devs + 1, sizeof(*pl->attach));
-	if (!pl->detach || !pl->why || !pl->attach)
+	if (!pl->detach || !pl->attach)
 		return -ENOMEM;
 
 	for (size_t i = 0; i < vm->n_held; i++) {
-		r = why_detach(v, vm, find_dev(devs, n_devs, &vm->held[i].port), pl->why[pl->n_detach],
-			       sizeof(pl->why[0]));
+		struct detach_step *step = &pl->detach[pl->n_detach];
+
+		step->port = vm->held[i].port;
+		step->seen = find_dev(devs, n_devs, &step->port);
+		r = why_detach(v, vm, step->seen, step->why, sizeof(step->why));
 		if (r < 0)
 			return r;
 		if (r > 0)
-			pl->detach[pl->n_detach++] = vm->held[i].port;
+			pl->n_detach++;
 	}
 	for (size_t i = 0; vm->rules && i < n_devs; i++) {
 		struct placement p;
@@ -100,12 +87,8 @@ static int plan_vm(struct vms *v, struct plan *pl, const struct usb_device_info 
 		r = vms_place(v, &devs[i], &p);
 		if (r < 0)
 			return r;
-		if (p.kind == PLACE_VM && p.vm == vm) {
-			const struct xhci_dev *h = vms_holds(v, vm, &devs[i].port);
-
-			/* missing, or left for another device: guest_attach
-			 * replaces what is pinned to another */
-			if (!h || (devs[i].have_ids && (h->vid != devs[i].vid || h->pid != devs[i].pid)))
+		if (plan_takes(&p, vm)) {
+			if (plan_sync_attaches(&devs[i], vms_holds(v, vm, &devs[i].port)))
 				pl->attach[pl->n_attach++] = i;
 		} else if (p.kind == PLACE_CONFLICT && p.vm == vm) {
 			guest_describe(&devs[i], desc, sizeof(desc));
@@ -115,7 +98,7 @@ static int plan_vm(struct vms *v, struct plan *pl, const struct usb_device_info 
 	return 0;
 }
 
-static int carry_out(struct vms *v, const struct plan *pl, const struct usb_device_info *devs,
+static int carry_out(struct vms *v, const struct vm_plan *pl, const struct usb_device_info *devs,
 		     size_t n_devs)
 {
 	struct guest *g;
@@ -138,10 +121,14 @@ static int carry_out(struct vms *v, const struct plan *pl, const struct usb_devi
 		return r;
 	}
 	for (size_t i = 0; i < pl->n_detach && guest_usable(g); i++) {
+		const struct detach_step *step = &pl->detach[i];
 		char port[PORT_STRLEN];
 
-		port_format(&pl->detach[i], port, sizeof(port));
-		if ((r = guest_detach(g, &pl->detach[i], port, pl->why[i])) < 0)
+		/* planned without the lock: the port may have changed since */
+		if (!deliver_port_unchanged(&step->port, step->seen, pl->vm->t.label))
+			continue;
+		port_format(&step->port, port, sizeof(port));
+		if ((r = guest_detach(g, &step->port, port, step->why)) < 0)
 			ret = r;
 	}
 	r = deliver_attach_all(g, &pl->vm->t, devs, take, n_devs);
@@ -155,10 +142,44 @@ static int carry_out(struct vms *v, const struct plan *pl, const struct usb_devi
 	return ret;
 }
 
+/* Which guests sync looks at (plans[i].vm, *n_plans of them): the running
+ * guests that have rules, or the one named (t). A guest without rules is
+ * synced only when named: then whatever it still holds through the tool
+ * goes. -ESRCH (logged) when the named one does not run. */
+static int choose(const struct settings *s, struct vms *v, const char *name,
+		  const struct target *t, struct vm_plan *plans, size_t *n_plans)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < v->n; i++) {
+		struct vm *vm = v->list[i];
+
+		if (name ? strcmp(vm->t.name, name) != 0 : !vm->rules)
+			continue;
+		if (!vms_running(v, vm))
+			continue;
+		plans[n++].vm = vm;
+	}
+	*n_plans = n;
+	if (name && n == 0) {
+		if (t->kind == TARGET_PVE)
+			return log_err(-ESRCH, "VM %lu is not running; nothing to sync (post-start attaches everything when it starts)",
+				       t->vmid);
+		return log_err(-ESRCH, "%s is not running (nothing listens on %s); nothing to sync: run 'pve-usb-hotplug sync %s' once it runs",
+			       t->label, t->qmp, t->name);
+	}
+	if (n == 0 && s->n_guests == 0)
+		log_info("no running VM has a .usb.conf in %s; nothing to sync", s->vm_config_dir);
+	else if (n == 0)
+		log_info("no running guest has rules (a .usb.conf in %s, or a declared guest's); nothing to sync",
+			 s->vm_config_dir);
+	return 0;
+}
+
 int sync_run(const struct settings *s, const char *name)
 {
 	struct usb_device_info *devs = NULL;
-	struct plan *plans = NULL;
+	struct vm_plan *plans = NULL;
 	size_t n_devs = 0, n_plans = 0;
 	struct target t;
 	struct vms v;
@@ -180,31 +201,9 @@ int sync_run(const struct settings *s, const char *name)
 		goto out;
 	}
 
-	/* a guest without rules is synced only when named: then whatever it
-	 * still holds through the tool goes */
-	for (size_t i = 0; i < v.n; i++) {
-		struct vm *vm = v.list[i];
-
-		if (name ? strcmp(vm->t.name, name) != 0 : !vm->rules)
-			continue;
-		if (!vms_running(&v, vm))
-			continue;
-		plans[n_plans++].vm = vm;
-	}
-	if (name && n_plans == 0) {
-		if (t.kind == TARGET_PVE)
-			ret = log_err(-ESRCH, "VM %lu is not running; nothing to sync (post-start attaches everything when it starts)",
-				      t.vmid);
-		else
-			ret = log_err(-ESRCH, "%s is not running (nothing listens on %s); nothing to sync: run 'pve-usb-hotplug sync %s' once it runs",
-				      t.label, t.qmp, t.name);
+	ret = choose(s, &v, name, name ? &t : NULL, plans, &n_plans);
+	if (ret < 0)
 		goto out;
-	}
-	if (n_plans == 0 && s->n_guests == 0)
-		log_info("no running VM has a .usb.conf in %s; nothing to sync", s->vm_config_dir);
-	else if (n_plans == 0)
-		log_info("no running guest has rules (a .usb.conf in %s, or a declared guest's); nothing to sync",
-			 s->vm_config_dir);
 
 	/* First learn everything (asking each VM what it holds), then change
 	 * one VM at a time: never two VMs' locks at once. */
@@ -233,7 +232,6 @@ int sync_run(const struct settings *s, const char *name)
 out:
 	for (size_t i = 0; plans && i < n_plans; i++) {
 		free(plans[i].detach);
-		free(plans[i].why);
 		free(plans[i].attach);
 	}
 	free(plans);

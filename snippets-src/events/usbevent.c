@@ -9,6 +9,7 @@
 #include "guests/guest.h"
 #include "base/log.h"
 #include "base/retry.h"
+#include "policy/plan.h"
 #include "policy/usbconf.h"
 #include "host/usbtree.h"
 #include "base/util.h"
@@ -67,42 +68,50 @@ static int detach_from(const struct settings *s, struct vm *vm, const struct usb
 	return r;
 }
 
-/* Every running VM but keep that holds dev's port loses it: a usb-host
- * left there would take the device (or the next one) by QEMU's rescan. */
-static int clear_holders(const struct settings *s, struct vms *v,
-			 const struct usb_device_info *dev, const struct placement *p,
-			 const char *desc)
+/* Which running VMs hold dev's port now: what an add's plan needs beyond
+ * the placement p. The VM p gives it to is not asked (it keeps the port
+ * either way), nor a libvirt domain that does not claim it (libvirt is
+ * loaded only for what concerns it: sync clears what such a domain still
+ * holds after its rules changed). holds[i] for v->list[i]. */
+static int gather_holders(struct vms *v, const struct usb_device_info *dev,
+			  const struct placement *p, bool *holds)
 {
-	struct vm *keep = p->kind == PLACE_VM ? p->vm : NULL;
-	char why[160];
-	int ret = 0;
-
 	if (vms_list_hinted(v) < 0)
 		return -ENOMEM;
 	for (size_t i = 0; i < v->n; i++) {
 		struct vm *vm = v->list[i];
-		int r;
 
-		/* a libvirt domain that does not claim it is not asked (libvirt
-		 * is loaded only for what concerns it): sync clears what such a
-		 * domain still holds after its rules changed */
-		if (vm == keep || (!target_cheap(&vm->t) && !vms_claims(vm, dev)) ||
-		    !vms_running(v, vm) || !vms_holds(v, vm, &dev->port))
-			continue;
-		if (keep)
-			snprintf(why, sizeof(why), "it goes to %s now", keep->t.label);
-		else if (p->kind == PLACE_PROXMOX)
-			deliver_owner_passes(p, why, sizeof(why));
-		else if (p->kind == PLACE_DISK)
-			snprintf(why, sizeof(why), "it carries a disk that %s takes as a disk",
-				 p->vm->t.label);
-		else
-			snprintf(why, sizeof(why), "no running VM's rules give it to this VM now");
-		r = detach_from(s, vm, &dev->port, desc, why);
-		if (r < 0)
-			ret = r;
+		holds[i] = !plan_takes(p, vm) && (target_cheap(&vm->t) || vms_claims(vm, dev)) &&
+			   vms_running(v, vm) && vms_holds(v, vm, &dev->port);
 	}
-	return ret;
+	return 0;
+}
+
+/* Every running VM but the one p gives dev to that holds dev's port loses
+ * it (plan_add_holder()). */
+static int clear_holders(const struct settings *s, struct vms *v,
+			 const struct usb_device_info *dev, const struct placement *p,
+			 const char *desc)
+{
+	bool *holds;
+	int r, k, ret = 0;
+
+	holds = calloc(v->n + 1, sizeof(*holds));
+	if (!holds)
+		return -ENOMEM;
+	r = gather_holders(v, dev, p, holds);
+	for (size_t i = 0; r == 0 && i < v->n; i++) {
+		enum plan_why why = holds[i] ? plan_add_holder(p, v->list[i]) : PLAN_KEEP;
+		char text[160];
+
+		if (why == PLAN_KEEP)
+			continue;
+		deliver_why(why, p, text, sizeof(text));
+		if ((k = detach_from(s, v->list[i], &dev->port, desc, text)) < 0)
+			ret = k;
+	}
+	free(holds);
+	return r < 0 ? r : ret;
 }
 
 /* A deny rule that keeps dev out of a VM whose other rules select it is
@@ -162,6 +171,12 @@ static int event_add(const struct settings *s, const struct uevent *ev, struct v
 			continue;
 		if (r < 0)
 			return r;
+		/* planned without the lock: is it still the device planned for? */
+		if (!deliver_still_there(&dev, desc)) {
+			guest_close(g);
+			*passed = false;
+			return cleared;
+		}
 		r = guest_attach(g, &dev);
 		guest_close(g);
 		*passed = r >= 0;
@@ -183,11 +198,15 @@ static int event_remove(const struct settings *s, struct vms *v,
 	 * changed since it was attached. Not being there is fine. */
 	for (size_t i = 0; i < v->n; i++) {
 		struct vm *vm = v->list[i];
-		bool claims = vms_claims(vm, dev);
+		bool claims = vms_claims(vm, dev), running, holds;
 		int r;
 
-		if ((!claims && !target_cheap(&vm->t)) || !vms_running(v, vm) ||
-		    (!claims && !vms_holds(v, vm, &dev->port)))
+		/* a libvirt domain that does not claim it is not asked */
+		if (!claims && !target_cheap(&vm->t))
+			continue;
+		running = vms_running(v, vm);
+		holds = running && !claims && vms_holds(v, vm, &dev->port);
+		if (!plan_remove_detaches(running, claims, holds))
 			continue;
 		r = detach_from(s, vm, &dev->port, desc, NULL);
 		if (r < 0)

@@ -324,7 +324,7 @@ const struct xhci_dev *vms_holds(struct vms *v, struct vm *vm, const struct usb_
 
 /* The placement the decision d makes of the views (rules: each guest's
  * best rule). */
-static void fill(struct vms *v, const struct place_decision *d, const struct place_view *views,
+static void fill(const struct vms *v, const struct place_decision *d, const struct place_view *views,
 		 const struct usb_rule **rules, struct placement *ret)
 {
 	ret->kind = d->kind;
@@ -339,16 +339,41 @@ static void fill(struct vms *v, const struct place_decision *d, const struct pla
 		ret->rival = v->list[d->rival];
 }
 
-int vms_place(struct vms *v, const struct usb_device_info *dev, struct placement *ret)
+void vms_snapshot_free(struct vms_snapshot *snap)
 {
-	struct place_view *views = NULL;
-	const struct usb_rule **rules = NULL;
-	const struct pve_usb **pves = NULL;
-	struct place_decision d;
-	size_t claims = 0;
-	int r = 0;
+	free(snap->views);
+	free(snap->rules);
+	free(snap->pves);
+	*snap = (struct vms_snapshot){ 0 };
+}
 
-	*ret = (struct placement){ .kind = PLACE_NOBODY };
+/* One guest's row of the snapshot. */
+static void gather_one(struct vms *v, struct vm *vm, const struct usb_device_info *dev,
+		       struct vms_snapshot *snap, size_t i)
+{
+	struct place_view *view = &snap->views[i];
+	const struct pve_vm *pve;
+
+	view->score = vm->rules ? usbconf_match(vm->rules, dev, &snap->rules[i]) : 0;
+	/* a guest that neither claims it nor is Proxmox's cannot change the
+	 * decision: not asked (a libvirt domain would cost libvirt) */
+	view->running = (view->score || vm->t.kind == TARGET_PVE) && vms_running(v, vm);
+	view->starting = starting(v, vm);
+	if (view->running && (pve = vms_pve(v, vm)))
+		view->proxmox_passes = (snap->pves[i] = pveconf_passes(pve, dev)) != NULL;
+	/* a libvirt domain's own XML is its owner's word, as Proxmox's config
+	 * is (asked of the claiming domains only) */
+	if (view->running && view->score && vm->t.kind == TARGET_LIBVIRT)
+		view->proxmox_passes = lv_passes(&vm->t, dev) > 0;
+}
+
+int vms_gather(struct vms *v, const struct usb_device_info *dev, struct vms_snapshot *ret)
+{
+	struct vms_snapshot snap = { 0 };
+	size_t claims = 0;
+	int r;
+
+	*ret = snap;
 	if (dev->dev_class == USB_CLASS_HUB)
 		return 0;
 	/* the cheap part first: most devices nobody running claims */
@@ -360,47 +385,50 @@ int vms_place(struct vms *v, const struct usb_device_info *dev, struct placement
 	r = vms_list_running(v);
 	if (r < 0)
 		return r;
-	views = calloc(v->n, sizeof(*views));
-	rules = calloc(v->n, sizeof(*rules));
-	pves = calloc(v->n, sizeof(*pves));
-	if (!views || !rules || !pves) {
-		r = -ENOMEM;
-		goto out;
+	snap.n = v->n;
+	snap.views = calloc(v->n, sizeof(*snap.views));
+	snap.rules = calloc(v->n, sizeof(*snap.rules));
+	snap.pves = calloc(v->n, sizeof(*snap.pves));
+	if (!snap.views || !snap.rules || !snap.pves) {
+		vms_snapshot_free(&snap);
+		return -ENOMEM;
 	}
-	for (size_t i = 0; i < v->n; i++) {
-		struct vm *vm = v->list[i];
-		const struct pve_vm *pve;
-
-		views[i].score = vm->rules ? usbconf_match(vm->rules, dev, &rules[i]) : 0;
-		/* a guest that neither claims it nor is Proxmox's cannot change
-		 * the decision: not asked (a libvirt domain would cost libvirt) */
-		views[i].running = (views[i].score || vm->t.kind == TARGET_PVE) && vms_running(v, vm);
-		views[i].starting = starting(v, vm);
-		if (views[i].running && (pve = vms_pve(v, vm)))
-			views[i].proxmox_passes = (pves[i] = pveconf_passes(pve, dev)) != NULL;
-		/* a libvirt domain's own XML is its owner's word, as Proxmox's
-		 * config is (asked of the claiming domains only) */
-		if (views[i].running && views[i].score && vm->t.kind == TARGET_LIBVIRT)
-			views[i].proxmox_passes = lv_passes(&vm->t, dev) > 0;
-	}
+	for (size_t i = 0; i < v->n; i++)
+		gather_one(v, v->list[i], dev, &snap, i);
 	/* what each holds costs a file read or a question to QEMU: asked
 	 * only when rivals make it matter */
-	if (place_claims(views, v->n) > 1)
+	if (place_claims(snap.views, snap.n) > 1)
 		for (size_t i = 0; i < v->n; i++)
-			views[i].holds = views[i].running && views[i].score && !views[i].starting &&
-					 vms_holds(v, v->list[i], &dev->port);
+			snap.views[i].holds = snap.views[i].running && snap.views[i].score &&
+					      !snap.views[i].starting &&
+					      vms_holds(v, v->list[i], &dev->port);
+	*ret = snap;
+	return 0;
+}
 
-	d = place_decide(views, v->n);
-	fill(v, &d, views, rules, ret);
+void vms_decide(const struct vms *v, const struct vms_snapshot *snap, struct placement *ret)
+{
+	struct place_decision d = place_decide(snap->views, snap->n);
+
+	*ret = (struct placement){ .kind = PLACE_NOBODY };
+	fill(v, &d, snap->views, snap->rules, ret);
 	if (d.kind == PLACE_PROXMOX)
-		ret->pve = pves[d.who];
+		ret->pve = snap->pves[d.who];
 	if (d.kind == PLACE_VM && ret->rule->kind == RULE_DISK)
 		ret->kind = PLACE_DISK;
-out:
-	free(views);
-	free(rules);
-	free(pves);
-	return r;
+}
+
+int vms_place(struct vms *v, const struct usb_device_info *dev, struct placement *ret)
+{
+	struct vms_snapshot snap;
+	int r;
+
+	r = vms_gather(v, dev, &snap);
+	if (r < 0)
+		return r;
+	vms_decide(v, &snap, ret);
+	vms_snapshot_free(&snap);
+	return 0;
 }
 
 bool vms_any_disk_rules(const struct vms *v)

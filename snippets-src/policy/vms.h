@@ -120,7 +120,28 @@ int vms_list_disk_holders(struct vms *v);
  * alone (place.h decides; PLACE_PROXMOX never). */
 int vms_place_disk(struct vms *v, const struct usb_disk *disk, struct placement *ret);
 
-/* Where dev belongs now (place.h decides, from what this gathers). Hubs
- * are never placed (PLACE_NOBODY); a device that carries a disk a
- * claiming guest's disk rule takes is PLACE_DISK. */
+/* What the decision where dev belongs needs, gathered first: a row per
+ * guest of v->list (in its order), as place.h sees it. Only as much as the
+ * decision can use: nothing (n 0) for a hub or a device no running guest
+ * claims; what each holds (a port hint, or a question to its QEMU) only
+ * when several claim it. */
+struct vms_snapshot {
+	size_t n;
+	struct place_view *views;
+	const struct usb_rule **rules; /* each guest's best claim; NULL: none */
+	const struct pve_usb **pves;   /* what Proxmox passes it; NULL: nothing (or XML) */
+};
+
+/* Gathers the snapshot for dev (reads files, may ask QEMU and libvirt):
+ * 0 with *ret to free with vms_snapshot_free(), or the error. */
+int vms_gather(struct vms *v, const struct usb_device_info *dev, struct vms_snapshot *ret);
+void vms_snapshot_free(struct vms_snapshot *snap);
+
+/* Where the device of snap belongs, decided from snap alone (no I/O):
+ * place_decide() mapped onto v's guests. A device a claiming guest's disk
+ * rule takes is PLACE_DISK. */
+void vms_decide(const struct vms *v, const struct vms_snapshot *snap, struct placement *ret);
+
+/* Where dev belongs now: vms_gather(), then vms_decide(). Hubs are never
+ * placed (PLACE_NOBODY). */
 int vms_place(struct vms *v, const struct usb_device_info *dev, struct placement *ret);

@@ -1168,6 +1168,60 @@ class Storm(Case):
             where = [(v["bus"], v["port"]) for v in g.usb_hosts(with_port=True).values()]
             self.assertEqual(len(where), len(set(where)))
 
+    def unplug_while_it_waits(self, args, env, port, key="100"):
+        """Runs the program while the test holds the guest's lock; once the
+        program waits for it (it has planned), port is unplugged from its
+        testbed's sysfs and the lock let go. Its (returncode, stdout, stderr)."""
+        import fcntl
+        os.makedirs(self.tool.state_dir, mode=0o700, exist_ok=True)
+        lock = os.open(os.path.join(self.tool.state_dir, key + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ino = ":%d " % os.fstat(lock).st_ino
+        argv, e = self.tool.cmd(args, self.host, env)
+        p = subprocess.Popen(argv, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            waiter = None
+            for _ in range(500):   # until it waits for the lock (blocked in flock())
+                with open("/proc/locks") as f:
+                    waiter = next((line.split()[5] for line in f if "-> FLOCK" in line and ino in line), None)
+                if waiter or p.poll() is not None:
+                    break
+                time.sleep(0.005)
+            self.assertIsNotNone(waiter, "it never waited for the lock")
+            with open("/proc/%s/environ" % waiter, "rb") as f:
+                tb = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)[b"UMOCKDEV_DIR"]
+            sysfs = os.path.join(tb.decode(), "sys")
+            shutil.rmtree(sysfs + self.host.devpath(port))
+            os.unlink(os.path.join(sysfs, "bus/usb/devices", port))
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            os.close(lock)
+            out, err = p.communicate(timeout=60)
+        return p.returncode, out, err
+
+    def test_a_device_removed_between_the_plan_and_the_attach_is_not_attached(self):
+        # an add plans without the VM's lock, and a remove may run before it
+        # gets it: under the lock it looks again, and attaches nothing
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.plug("3-4")
+        rc, out, err = self.unplug_while_it_waits([], self.host.event_env("add", "3-4"), "3-4")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("3-4 (1234:5678) is gone again before it could be attached; nothing to do", out)
+        self.assertNotIn("added", out)
+        self.assertEqual(g.ports(), [])
+
+    def test_post_start_attaches_only_what_is_still_there_once_it_has_the_lock(self):
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n3-5\n")
+        self.host.plug("3-4")
+        self.host.plug("3-5", 0x046D, 0xC52B)
+        rc, out, err = self.unplug_while_it_waits(["100", "post-start"], None, "3-4")
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("3-4 (1234:5678) is gone again before it could be attached; nothing to do", out)
+        self.assertIn("VM 100: added 3-5 (046d:c52b) as usbhost3-5", out)
+        self.assertEqual(g.ports(), ["3-5"])
+
 
 class Hardening(Case):
     """A hostile local user and a careless admin (issue 10)."""
