@@ -185,11 +185,17 @@ int sync_run(const struct settings *s, const char *name)
 	struct vms v;
 	int r, ret = 0;
 
-	/* sync NAME ends a release's hold */
+	/* an operator's sync NAME ends a release's hold; a scheduled retry
+	 * (of a detach that failed before the release) must not undo it */
 	if (name) {
 		r = target_by_name(s, name, &t);
 		if (r < 0)
 			return r;
+		if (s->retry_attempt && guest_is_released(s, &t)) {
+			log_info("%s is released (for a migration, a snapshot or hibernation): the scheduled retry leaves it alone; 'pve-usb-hotplug sync %s' ends the release",
+				 t.label, t.name);
+			return 0;
+		}
 		(void)guest_unrelease(s, &t);
 	}
 	r = vms_load_host(s, &v, &devs, &n_devs);

@@ -1398,6 +1398,21 @@ class Hardening(Case):
         self.ok(self.tool.run(["sync", "100"], host=self.host, env={"PVE_USB_HOTPLUG_RETRY": "1"}))
         self.assertEqual(g.ports(), [])
 
+    def test_a_scheduled_retry_leaves_a_released_vm_alone(self):
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.plug("3-4", 0x1, 0x2)
+        self.ok(self.tool.run(["100", "post-start"], host=self.host))
+        self.ok(self.tool.run(["release", "100"], host=self.host))
+        self.assertEqual(g.ports(), [])
+        # the retry of a detach that failed before the release, 10 s later
+        r = self.ok(self.tool.run(["sync", "100"], host=self.host, env={"PVE_USB_HOTPLUG_RETRY": "1"}))
+        self.assertIn("VM 100 is released (for a migration, a snapshot or hibernation): the scheduled retry leaves it alone; 'pve-usb-hotplug sync 100' ends the release", r.stdout)
+        self.assertEqual(g.ports(), [])
+        # the operator's sync ends it
+        self.ok(self.tool.run(["sync", "100"], host=self.host))
+        self.assertEqual(g.ports(), ["3-4"])
+
     def test_a_retry_that_fails_again_schedules_the_next_until_five(self):
         g = self.guest(100)
         self.tool.usb_conf(100, "3-4\n")
