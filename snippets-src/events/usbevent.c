@@ -215,6 +215,30 @@ static int event_remove(const struct settings *s, struct vms *v,
 	return ret;
 }
 
+/* A remove while no rules can be read (load: why; 1: no rules directory):
+ * what the tool added must still go, or the usb-host left behind takes
+ * the next device plugged in there. Its own records (the port hints in the
+ * state directory) say who holds the port. */
+static int remove_by_records(const struct settings *s, const struct uevent *ev, int load)
+{
+	struct usb_device_info dev;
+	struct vms v;
+	int r;
+
+	/* no directory at all is how boot looks (udev replays devices before
+	 * /etc/pve is mounted): worth a note, not a warning */
+	log_msg(load < 0 ? LOG_LVL_WARNING : LOG_LVL_INFO,
+		"cannot read the rules in %s (%s); the device's removal is handled by the tool's own records",
+		s->vm_config_dir, strerror(load < 0 ? -load : ENOENT));
+	r = vms_load_records(s, &v);
+	if (r == 0) {
+		dev_from_event(ev, &dev);
+		r = event_remove(s, &v, &dev);
+	}
+	vms_free(&v);
+	return r;
+}
+
 int usbevent_handle(const struct settings *s, const struct uevent *ev, bool *passed)
 {
 	struct usb_device_info dev;
@@ -226,6 +250,8 @@ int usbevent_handle(const struct settings *s, const struct uevent *ev, bool *pas
 		passed = &dummy;
 	*passed = false;
 	r = deliver_load(s, &v);
+	if (r != 0 && ev->action == UEVENT_REMOVE)
+		return remove_by_records(s, ev, r);
 	if (r != 0)
 		return r > 0 ? 0 : r;
 	dev_from_event(ev, &dev);

@@ -68,6 +68,18 @@ int vms_load(const struct settings *s, enum log_level line_level, unsigned long 
 	return add_declared(ret, line_level);
 }
 
+int vms_load_records(const struct settings *s, struct vms *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	ret->s = s;
+	ret->maps_state = 1;
+	ret->list = calloc(1, sizeof(*ret->list));
+	if (!ret->list)
+		return -ENOMEM;
+	/* the declared guests come from the settings, not /etc/pve */
+	return add_declared(ret, LOG_LVL_DEBUG);
+}
+
 void vms_free(struct vms *v)
 {
 	for (size_t i = 0; i < v->n; i++) {

@@ -63,6 +63,12 @@ struct placement {
 	const struct pve_usb *pve; /* PLACE_PROXMOX */
 };
 
+/* The guests without any Proxmox VM's rules: the declared guests only,
+ * for a remove while the rules directory cannot be read (pmxcfs
+ * restarting or crashed); vms_list_hinted() then adds every VM the tool's
+ * own records in the state directory name. */
+int vms_load_records(const struct settings *s, struct vms *ret);
+
 /* Reads every .usb.conf (bad lines logged at line_level). With
  * LOG_LVL_DEBUG (udev events) a missing directory is a quiet -ENOENT: at
  * boot udev replays every device before /etc/pve is mounted. */

@@ -232,6 +232,32 @@ class Udev(Case):
         # a second remove (or one for a device never attached) is fine
         self.ok(self.tool.event(self.host, "remove", "3-4.3.1", dev=d))
 
+    def test_a_remove_while_the_rules_cannot_be_read_still_detaches(self):
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.hub("3-4")
+        vm_dir = self.tool.vm_dir
+        for i, gone in enumerate(("missing", "broken")):
+            port = "3-4.%d" % (i + 1)
+            d = self.host.plug(port, 0x046D, 0xC52B)
+            self.ok(self.tool.event(self.host, "add", port))
+            self.assertEqual(g.ports(), [port])
+            if gone == "missing":       # pmxcfs restarting: ENOENT
+                os.rename(vm_dir, vm_dir + ".away")
+                why = "No such file or directory"
+            else:                       # stands for a crashed pmxcfs (ENOTCONN)
+                os.rename(vm_dir, vm_dir + ".away")
+                open(vm_dir, "w").close()
+                why = "Not a directory"
+            self.host.unplug(port)
+            r = self.ok(self.tool.event(self.host, "remove", port, dev=d))
+            self.assertIn("cannot read the rules in %s (%s); the device's removal is handled by the tool's own records" % (vm_dir, why), r.stdout + r.stderr)
+            self.assertIn("VM 100: detached %s (046d:c52b) (usbhost%s)" % (port, port), r.stdout)
+            self.assertEqual(g.ports(), [])
+            if os.path.isfile(vm_dir):
+                os.unlink(vm_dir)
+            os.rename(vm_dir + ".away", vm_dir)
+
     def test_listen_attaches_what_udev_announces(self):
         # pve-usb-hotplug.service: udev's announcement, a child per plug
         g = self.guest(100)
