@@ -180,11 +180,7 @@ static int parse_args(enum arg_shape shape, int argc, char **argv, struct invoca
 
 static int cmd_check(const struct invocation *in)
 {
-	if (in->settings_r < 0)
-		log_error("%s: has errors (see above)", in->config);
-	else
-		log_info("%s: valid", in->config);
-	return check_run(in->settings, in->name, false) < 0 || in->settings_r < 0 ? -EINVAL : 0;
+	return check_command(in->settings, in->settings_r, in->name);
 }
 
 static int cmd_status(const struct invocation *in)
