@@ -107,87 +107,165 @@ static int parse_name_arg(const struct settings *s, const char *config, const ch
 	return -EINVAL;
 }
 
-/* The operator's commands: CMD [NAME] [--json] / identify [--timeout S]. */
-static int run_command(const struct settings *settings, int settings_r, const char *config,
-		       int argc, char **argv)
+/* One run of an operator's command: the settings and its arguments. */
+struct invocation {
+	const struct settings *settings;
+	int settings_r; /* what loading the settings returned */
+	const char *config;
+	const char *name; /* the guest named, or NULL */
+	const char *port; /* plugged PORT */
+	bool json;
+	int timeout_s;
+	unsigned events; /* listen --events N; 0: no end */
+};
+
+/* The shapes of a command's arguments. */
+enum arg_shape {
+	ARGS_GUEST,	 /* [GUEST] */
+	ARGS_GUEST_JSON, /* [GUEST] [--json] */
+	ARGS_TIMEOUT,	 /* [--timeout SECONDS] */
+	ARGS_PORT,	 /* PORT */
+	ARGS_EVENTS,	 /* [--events N] */
+};
+
+/* CMD [GUEST] [--json] / identify [--timeout S]. 0, or the exit code of a
+ * bad command line. */
+static int parse_options(enum arg_shape shape, int argc, char **argv, struct invocation *in)
 {
-	const char *cmd = argv[1], *name = NULL;
-	bool json = false;
-	int timeout_s = 60, r;
-
-	if (!strcmp(cmd, "listen")) {
-		unsigned long n = 0;
-
-		if (argc != 2 && !(argc == 4 && !strcmp(argv[2], "--events") &&
-				   util_parse_uint(argv[3], 1000000, &n) == 0 && n > 0)) {
-			usage(stderr);
-			return 2;
-		}
-		if (settings_r < 0) {
-			log_error("%s has errors (see above); fix them and start again", config);
-			return 2;
-		}
-		return exit_code(listen_run(settings, config, (unsigned)n));
-	}
-	if (!strcmp(cmd, "plugged")) {
-		if (argc != 3) {
-			usage(stderr);
-			return 2;
-		}
-		if (settings_r < 0) {
-			log_error("%s has errors (see above); %s not handled", config, "the plugged device");
-			return 2;
-		}
-		return exit_code(usbevent_plugged(settings, argv[2], NULL));
-	}
 	for (int i = 2; i < argc; i++) {
 		unsigned long v;
 
-		if (!strcmp(cmd, "status") && !strcmp(argv[i], "--json") && !json) {
-			json = true;
-		} else if (!strcmp(cmd, "identify") && !strcmp(argv[i], "--timeout") && i + 1 < argc) {
+		if (shape == ARGS_GUEST_JSON && !strcmp(argv[i], "--json") && !in->json) {
+			in->json = true;
+		} else if (shape == ARGS_TIMEOUT && !strcmp(argv[i], "--timeout") && i + 1 < argc) {
 			if (util_parse_uint(argv[++i], 3600, &v) < 0 || v == 0) {
 				log_error("--timeout takes seconds, 1 to 3600");
 				return 2;
 			}
-			timeout_s = (int)v;
-		} else if (strcmp(cmd, "identify") && !name && argv[i][0] != '-') {
-			if (parse_name_arg(settings, config, argv[i]) < 0)
+			in->timeout_s = (int)v;
+		} else if (shape != ARGS_TIMEOUT && !in->name && argv[i][0] != '-') {
+			if (parse_name_arg(in->settings, in->config, argv[i]) < 0)
 				return 2;
-			name = argv[i];
+			in->name = argv[i];
 		} else {
 			usage(stderr);
 			return 2;
 		}
 	}
+	return 0;
+}
 
-	if (!strcmp(cmd, "check")) {
-		if (settings_r < 0)
-			log_error("%s: has errors (see above)", config);
-		else
-			log_info("%s: valid", config);
-		return check_run(settings, name, false) < 0 || settings_r < 0 ? 1 : 0;
+static int parse_args(enum arg_shape shape, int argc, char **argv, struct invocation *in)
+{
+	unsigned long n = 0;
+
+	switch (shape) {
+	case ARGS_PORT:
+		if (argc != 3)
+			break;
+		in->port = argv[2];
+		return 0;
+	case ARGS_EVENTS:
+		if (argc != 2 && !(argc == 4 && !strcmp(argv[2], "--events") &&
+				   util_parse_uint(argv[3], 1000000, &n) == 0 && n > 0))
+			break;
+		in->events = (unsigned)n;
+		return 0;
+	default:
+		return parse_options(shape, argc, argv, in);
 	}
-	if (!strcmp(cmd, "identify"))
-		return exit_code(identify_run(timeout_s * 1000));
-	if (settings_r < 0) {
-		log_error("%s has errors (see above); fix them and run again", config);
+	usage(stderr);
+	return 2;
+}
+
+static int cmd_check(const struct invocation *in)
+{
+	return check_command(in->settings, in->settings_r, in->name);
+}
+
+static int cmd_status(const struct invocation *in)
+{
+	return status_run(in->settings, in->name, in->json);
+}
+
+/* What the guests have has changed: the listener looks again. */
+static int poked(const struct invocation *in, int r)
+{
+	(void)state_poke_listener(in->settings->state_dir);
+	return r;
+}
+
+static int cmd_sync(const struct invocation *in)
+{
+	return poked(in, sync_run(in->settings, in->name));
+}
+
+static int cmd_release(const struct invocation *in)
+{
+	return poked(in, release_run(in->settings, in->name));
+}
+
+static int cmd_identify(const struct invocation *in)
+{
+	return identify_run(in->timeout_s * 1000);
+}
+
+static int cmd_plugged(const struct invocation *in)
+{
+	return usbevent_plugged(in->settings, in->port, NULL);
+}
+
+static int cmd_listen(const struct invocation *in)
+{
+	return listen_run(in->settings, in->config, in->events);
+}
+
+/* The operator's commands. bad_settings: what is said, after "CONFIG has
+ * errors (see above); ", when the settings did not load (NULL: the command
+ * runs anyway). */
+static const struct command {
+	const char *name;
+	enum arg_shape args;
+	bool needs_guest;
+	const char *bad_settings;
+	int (*run)(const struct invocation *in);
+} commands[] = {
+	{ "check", ARGS_GUEST, false, NULL, cmd_check },
+	{ "status", ARGS_GUEST_JSON, false, "fix them and run again", cmd_status },
+	{ "sync", ARGS_GUEST, false, "fix them and run again", cmd_sync },
+	{ "identify", ARGS_TIMEOUT, false, NULL, cmd_identify },
+	{ "release", ARGS_GUEST, true, "fix them and run again", cmd_release },
+	{ "plugged", ARGS_PORT, false, "the plugged device not handled", cmd_plugged },
+	{ "listen", ARGS_EVENTS, false, "fix them and start again", cmd_listen },
+};
+
+static const struct command *find_command(const char *arg)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+		if (!strcmp(arg, commands[i].name))
+			return &commands[i];
+	return NULL;
+}
+
+static int run_command(const struct command *cmd, const struct settings *settings,
+		       int settings_r, const char *config, int argc, char **argv)
+{
+	struct invocation in = { .settings = settings, .settings_r = settings_r, .config = config,
+				 .timeout_s = 60 };
+	int r;
+
+	r = parse_args(cmd->args, argc, argv, &in);
+	if (r != 0)
+		return r;
+	if (cmd->bad_settings && settings_r < 0) {
+		log_error("%s has errors (see above); %s", config, cmd->bad_settings);
 		return 2;
 	}
-	if (!strcmp(cmd, "status"))
-		return exit_code(status_run(settings, name, json));
-	if (!strcmp(cmd, "release")) {
-		if (!name) {
-			log_error("release needs the guest: pve-usb-hotplug release VMID|NAME");
-			return 2;
-		}
-		r = release_run(settings, name);
-	} else {
-		r = sync_run(settings, name);
+	if (cmd->needs_guest && !in.name) {
+		log_error("%s needs the guest: pve-usb-hotplug %s VMID|NAME", cmd->name, cmd->name);
+		return 2;
 	}
-	/* what the guests have has changed: the listener looks again */
-	(void)state_poke_listener(settings->state_dir);
-	return exit_code(r);
+	return exit_code(cmd->run(&in));
 }
 
 /* As libvirt's hook /etc/libvirt/hooks/qemu (DOMAIN OPERATION SUB-OP
@@ -225,21 +303,86 @@ static unsigned retry_attempt(const char *v)
 	return v && util_parse_uint(v, 100, &n) == 0 ? (unsigned)n : 0;
 }
 
-static bool is_command(const char *arg)
+/* As a Proxmox VE hookscript: VMID PHASE. */
+static int run_hookscript(const struct settings *s, int settings_r, const char *config,
+			  char **argv)
 {
-	static const char *const commands[] = { "check", "status", "sync", "identify", "release",
-						"plugged", "listen" };
+	const char *from = getenv("PVE_MIGRATED_FROM");
+	unsigned long vmid;
 
-	for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
-		if (!strcmp(arg, commands[i]))
-			return true;
-	return false;
+	if (parse_vmid_arg(argv[1], &vmid) < 0) {
+		usage(stderr);
+		return 2;
+	}
+	if (settings_r < 0) {
+		/* pre-start must never keep a VM from starting */
+		if (!strcmp(argv[2], "pre-start")) {
+			log_warning("%s has errors (see above); fix them, USB hot-plug will not work until then", config);
+			return 0;
+		}
+		log_error("%s has errors (see above); fix them and run again", config);
+		return 2;
+	}
+	return exit_code(hook_run(s, vmid, argv[2], from && from[0] ? from : NULL));
+}
+
+/* From the udev rule: the event is in the environment. Cheap checks first,
+ * so the many uninteresting events cost nothing but reading it. */
+static int run_udev_event(const struct settings *s, int settings_r, const char *config)
+{
+	const char *reason, *subsystem = getenv("SUBSYSTEM");
+	struct uevent ev;
+
+	if (subsystem && strcmp(subsystem, "block") == 0) {
+		enum uevent_action action;
+		struct usb_disk disk;
+
+		if (disk_from_event(env_lookup, NULL, &action, &disk, &reason) == 0) {
+			log_debug("ignored event: %s", reason);
+			return 0;
+		}
+		if (settings_r < 0) {
+			log_error("%s has errors (see above); event for %s not handled", config,
+				  disk.devpath);
+			return 2;
+		}
+		return exit_code(diskevent_handle(s, action, &disk));
+	}
+	if (uevent_parse(env_lookup, NULL, &ev, &reason) == 0) {
+		log_debug("ignored event: %s", reason);
+		return 0;
+	}
+	if (settings_r < 0) {
+		log_error("%s has errors (see above); event for %s not handled", config, ev.devpath);
+		return 2;
+	}
+	return exit_code(usbevent_handle(s, &ev, NULL));
+}
+
+/* The settings file (PVE_USB_HOTPLUG_CONFIG, or the default) and what the
+ * environment adds to them. Returns what settings_load returned. */
+static int load_settings(struct settings *s, const char **ret_config)
+{
+	const char *config = getenv("PVE_USB_HOTPLUG_CONFIG");
+	int r;
+
+	if (!config || !config[0])
+		config = SETTINGS_DEFAULT_PATH;
+	r = settings_load(s, config);
+	log_setup(s->log_level, stdout, s->log_syslog);
+	/* one deadline for the whole run, well inside udev's 180 s */
+	s->run_deadline_ms = util_now_ms() + s->run_timeout_ms;
+	s->path = config;
+	s->retry_attempt = retry_attempt(getenv("PVE_USB_HOTPLUG_RETRY"));
+	*ret_config = config;
+	return r;
 }
 
 int main(int argc, char **argv)
 {
-	const char *config = getenv("PVE_USB_HOTPLUG_CONFIG");
+	const struct command *cmd = argc >= 2 ? find_command(argv[1]) : NULL;
 	struct settings settings;
+	const char *config;
 	int r;
 
 	log_setup(LOG_LVL_INFO, stdout, 1);
@@ -252,76 +395,17 @@ int main(int argc, char **argv)
 		puts("pve-usb-hotplug " VERSION);
 		return 0;
 	}
-	bool command = argc >= 2 && is_command(argv[1]);
-
-	if (!command && argc != 1 && argc != 3 && argc != 5) {
+	if (!cmd && argc != 1 && argc != 3 && argc != 5) {
 		usage(stderr);
 		return 2;
 	}
 
-	if (!config || !config[0])
-		config = SETTINGS_DEFAULT_PATH;
-	r = settings_load(&settings, config);
-	log_setup(settings.log_level, stdout, settings.log_syslog);
-	/* one deadline for the whole run, well inside udev's 180 s */
-	settings.run_deadline_ms = util_now_ms() + settings.run_timeout_ms;
-	settings.path = config;
-	settings.retry_attempt = retry_attempt(getenv("PVE_USB_HOTPLUG_RETRY"));
-
-	if (command)
-		return run_command(&settings, r, config, argc, argv);
-
+	r = load_settings(&settings, &config);
+	if (cmd)
+		return run_command(cmd, &settings, r, config, argc, argv);
 	if (argc == 5)
 		return libvirt_hook(&settings, r, argv[1], argv[2]);
-
-	if (argc == 3) {
-		unsigned long vmid;
-
-		if (parse_vmid_arg(argv[1], &vmid) < 0) {
-			usage(stderr);
-			return 2;
-		}
-		if (r < 0) {
-			/* pre-start must never keep a VM from starting */
-			if (!strcmp(argv[2], "pre-start")) {
-				log_warning("%s has errors (see above); fix them, USB hot-plug will not work until then", config);
-				return 0;
-			}
-			log_error("%s has errors (see above); fix them and run again", config);
-			return 2;
-		}
-		const char *from = getenv("PVE_MIGRATED_FROM");
-
-		return exit_code(hook_run(&settings, vmid, argv[2], from && from[0] ? from : NULL));
-	}
-
-	/* udev: cheap checks first, so the many uninteresting events cost
-	 * nothing but reading the environment */
-	struct uevent ev;
-	const char *reason, *subsystem = getenv("SUBSYSTEM");
-
-	if (subsystem && strcmp(subsystem, "block") == 0) {
-		enum uevent_action action;
-		struct usb_disk disk;
-
-		if (disk_from_event(env_lookup, NULL, &action, &disk, &reason) == 0) {
-			log_debug("ignored event: %s", reason);
-			return 0;
-		}
-		if (r < 0) {
-			log_error("%s has errors (see above); event for %s not handled", config,
-				  disk.devpath);
-			return 2;
-		}
-		return exit_code(diskevent_handle(&settings, action, &disk));
-	}
-	if (uevent_parse(env_lookup, NULL, &ev, &reason) == 0) {
-		log_debug("ignored event: %s", reason);
-		return 0;
-	}
-	if (r < 0) {
-		log_error("%s has errors (see above); event for %s not handled", config, ev.devpath);
-		return 2;
-	}
-	return exit_code(usbevent_handle(&settings, &ev, NULL));
+	if (argc == 3)
+		return run_hookscript(&settings, r, config, argv);
+	return run_udev_event(&settings, r, config);
 }

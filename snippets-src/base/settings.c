@@ -113,6 +113,11 @@ struct parse_state {
 	unsigned line;
 	unsigned section_line; /* where the section being read begins */
 	unsigned refused_line; /* a guest section refused there: told once */
+	/* an unknown section begun at unknown_line, told at its end unless a
+	 * key in it was told about (a keyless [xem NAME], a typo of [xen
+	 * NAME], would otherwise pass unnoticed) */
+	unsigned unknown_line;
+	char unknown[SETTINGS_NAME_MAX + 16];
 	int errors;
 };
 
@@ -260,6 +265,29 @@ static const char *guest_section(const char *section, enum guest_conf_kind *kind
 	return NULL;
 }
 
+static bool known_section(const char *section)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
+		if (strcmp(section, fields[i].section) == 0)
+			return true;
+	return false;
+}
+
+/* An unknown section that ended without a key. */
+static void report_keyless_section(struct parse_state *st)
+{
+	unsigned line = st->line;
+	char sec[96];
+
+	if (!st->unknown_line)
+		return;
+	st->line = st->unknown_line;
+	st->unknown_line = 0;
+	report(st, "unknown section [%s]; known: " SECTIONS,
+	       log_escape(st->unknown, sec, sizeof(sec)));
+	st->line = line;
+}
+
 static void section_seen(struct parse_state *st, const char *text, size_t len)
 {
 	const char *end = memchr(text, ']', len), *name;
@@ -274,8 +302,13 @@ static void section_seen(struct parse_state *st, const char *text, size_t len)
 		return; /* inih or the handler tell what is wrong */
 	memcpy(section, text, (size_t)(end - text));
 	section[end - text] = '\0';
-	if ((name = guest_section(section, &kind)))
+	report_keyless_section(st);
+	if ((name = guest_section(section, &kind))) {
 		(void)guest_of(st, kind, name);
+	} else if (section[0] && !known_section(section)) {
+		memcpy(st->unknown, section, (size_t)(end - text) + 1);
+		st->unknown_line = st->line;
+	}
 }
 
 /* A key of a [KIND NAME] section. */
@@ -337,6 +370,7 @@ static int handler(void *user, const char *section, const char *name, const char
 	enum guest_conf_kind kind;
 	const char *gname = guest_section(section, &kind);
 
+	st->unknown_line = 0; /* a key: the messages below name the section */
 	if (gname) {
 		guest_key(st, kind, gname, name, value);
 		return 1;
@@ -376,6 +410,7 @@ static int parse_text(struct settings *s, const char *text, const char *name)
 	int r;
 
 	r = ini_parse_stream(reader, &st, handler, &st);
+	report_keyless_section(&st);
 	if (r == -2)
 		return log_err(-ENOMEM, "%s: out of memory while reading it", name);
 	if (r > 0) {

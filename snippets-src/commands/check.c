@@ -166,3 +166,12 @@ int check_run(const struct settings *s, const char *name, bool pre_start)
 	pveconf_mappings_free(&maps);
 	return ret;
 }
+
+int check_command(const struct settings *s, int settings_r, const char *name)
+{
+	if (settings_r < 0)
+		log_error("%s: has errors (see above)", s->path);
+	else
+		log_info("%s: valid", s->path);
+	return check_run(s, name, false) < 0 || settings_r < 0 ? -EINVAL : 0;
+}

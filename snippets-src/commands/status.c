@@ -557,139 +557,181 @@ static json_t *held_ports(const struct settings *s, const struct vm *only)
 	return list;
 }
 
-int status_run(const struct settings *s, const char *name, bool as_json)
-{
-	struct usb_device_info *devs = NULL;
-	struct usb_disk *disks = NULL;
-	struct disk_view dv = { 0 };
-	json_t *model = NULL, *devices, *vm_list;
-	size_t n_devs = 0, n_disks = 0;
-	bool *show = NULL;
-	struct vm *only = NULL;
+/* What status reports on, gathered before anything is printed. */
+struct snapshot {
 	struct vms v;
-	int r, ret = 0;
+	struct usb_device_info *devs;
+	size_t n_devs;
+	bool *show; /* n_devs long: which devices the report lists */
+	struct usb_disk *disks;
+	size_t n_disks;
+	struct disk_view dv;
+	struct vm *only; /* the VM asked about, or NULL for all */
+	int error;	 /* -EIO once a guest could not be asked */
+};
 
-	r = vms_load_host(s, &v, &devs, &n_devs);
-	if (r < 0)
-		return r;
-	if (name && !(only = vms_find(&v, name))) {
-		struct target t;
+static bool reported(const struct snapshot *sn, const struct vm *vm)
+{
+	return sn->only ? vm == sn->only : vm->rules != NULL;
+}
 
-		if (target_by_name(s, name, &t) == 0)
-			ret = log_err(-ENOENT, "%s has no %s and does not run", t.label, t.rules);
-		else
-			ret = -ENOENT;
-		goto out;
-	}
-	/* what QEMU says, not the record: of every VM with rules, and of the
-	 * one asked about even without (it may hold what sync would take) */
-	for (size_t i = 0; i < v.n; i++)
-		if ((only ? v.list[i] == only : v.list[i]->rules != NULL) && vms_running(&v, v.list[i]) &&
-		    vms_fetch_held(&v, v.list[i]) < 0)
-			ret = -EIO;
+/* What QEMU says, not the record: of every VM with rules, and of the one
+ * asked about even without (it may hold what sync would take). */
+static void fetch_held(struct snapshot *sn)
+{
+	for (size_t i = 0; i < sn->v.n; i++)
+		if (reported(sn, sn->v.list[i]) && vms_running(&sn->v, sn->v.list[i]) &&
+		    vms_fetch_held(&sn->v, sn->v.list[i]) < 0)
+			sn->error = -EIO;
+}
 
-	/* with a VM: its devices, and the hubs above them */
-	show = calloc(n_devs + 1, sizeof(*show));
-	if (!show) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = n_devs; i-- > 0;) {
-		show[i] = !only || (devs[i].dev_class != USB_CLASS_HUB && vm_wants(only, &devs[i]));
-		for (size_t k = i + 1; only && !show[i] && k < n_devs; k++)
-			show[i] = show[k] && port_is_under(&devs[k].port, &devs[i].port);
-	}
+/* With a VM: its devices, and the hubs above them. 0 or -ENOMEM. */
+static int pick_devices(struct snapshot *sn)
+{
+	const struct usb_device_info *devs = sn->devs;
 
-	/* the tool's disks in each guest that may have any, asked of QEMU */
-	dv.n = v.n;
-	dv.sets = calloc(v.n + 1, sizeof(*dv.sets));
-	dv.asked = calloc(v.n + 1, sizeof(*dv.asked));
-	if (!dv.sets || !dv.asked) {
-		ret = -ENOMEM;
-		goto out;
+	sn->show = calloc(sn->n_devs + 1, sizeof(*sn->show));
+	if (!sn->show)
+		return -ENOMEM;
+	for (size_t i = sn->n_devs; i-- > 0;) {
+		sn->show[i] = !sn->only ||
+			      (devs[i].dev_class != USB_CLASS_HUB && vm_wants(sn->only, &devs[i]));
+		for (size_t k = i + 1; sn->only && !sn->show[i] && k < sn->n_devs; k++)
+			sn->show[i] = sn->show[k] && port_is_under(&devs[k].port, &devs[i].port);
 	}
-	for (size_t i = 0; i < v.n; i++) {
-		struct vm *vm = v.list[i];
+	return 0;
+}
+
+/* The host's disks, and the tool's disks in each guest that may have any,
+ * asked of QEMU. 0 or -ENOMEM. */
+static int gather_disks(const struct settings *s, struct snapshot *sn)
+{
+	struct disk_view *dv = &sn->dv;
+	int r;
+
+	dv->n = sn->v.n;
+	dv->sets = calloc(sn->v.n + 1, sizeof(*dv->sets));
+	dv->asked = calloc(sn->v.n + 1, sizeof(*dv->asked));
+	if (!dv->sets || !dv->asked)
+		return -ENOMEM;
+	for (size_t i = 0; i < sn->v.n; i++) {
+		struct vm *vm = sn->v.list[i];
 		struct guest *g;
 
-		if ((only && vm != only) || !guestdisks_concern(s, vm) || !vms_running(&v, vm))
+		if ((sn->only && vm != sn->only) || !guestdisks_concern(s, vm) || !vms_running(&sn->v, vm))
 			continue;
 		if (guest_open(s, &vm->t, &g) < 0) {
-			ret = -EIO;
+			sn->error = -EIO;
 			continue;
 		}
-		dv.asked[i] = vdisk_list(g, &dv.sets[i]) == 0;
-		if (!dv.asked[i])
-			ret = -EIO;
+		dv->asked[i] = vdisk_list(g, &dv->sets[i]) == 0;
+		if (!dv->asked[i])
+			sn->error = -EIO;
 		guest_close(g);
 	}
-	r = disk_scan(&disks, &n_disks);
+	r = disk_scan(&sn->disks, &sn->n_disks);
 	if (r < 0)
 		log_warning("cannot read the host's disks: %s", strerror(-r));
+	return 0;
+}
 
-	model = json_pack("{s:[], s:[], s:[], s:b}", "devices", "disks", "vms", "filtered",
-			  only != NULL);
-	if (!model) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	devices = json_object_get(model, "devices");
-	vm_list = json_object_get(model, "vms");
-	for (size_t i = 0; i < n_devs; i++) {
+/* Fills the model's "devices", "disks" and "vms". 0 or -ENOMEM. */
+static int fill_model(struct snapshot *sn, json_t *model)
+{
+	json_t *devices = json_object_get(model, "devices"), *vm_list = json_object_get(model, "vms");
+
+	for (size_t i = 0; i < sn->n_devs; i++) {
 		json_t *d;
 
-		if (!show[i])
+		if (!sn->show[i])
 			continue;
-		d = device_json(&v, &devs[i]);
-		if (!d) {
-			ret = -ENOMEM;
-			goto out;
-		}
+		d = device_json(&sn->v, &sn->devs[i]);
+		if (!d)
+			return -ENOMEM;
 		json_array_append_new(devices, d);
 	}
-	for (size_t i = 0; i < n_disks; i++) {
-		json_t *d = disk_json(&v, &dv, &disks[i]);
+	for (size_t i = 0; i < sn->n_disks; i++) {
+		json_t *d = disk_json(&sn->v, &sn->dv, &sn->disks[i]);
 
-		if (!d) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		if (!only || disk_concerns(d, only->t.name))
+		if (!d)
+			return -ENOMEM;
+		if (!sn->only || disk_concerns(d, sn->only->t.name))
 			json_array_append_new(json_object_get(model, "disks"), json_incref(d));
 		json_decref(d);
 	}
-	for (size_t i = 0; i < v.n; i++) {
+	for (size_t i = 0; i < sn->v.n; i++) {
 		json_t *j;
 
-		if (!(only ? v.list[i] == only : v.list[i]->rules != NULL))
+		if (!reported(sn, sn->v.list[i]))
 			continue;
-		j = vm_json(&v, v.list[i], devs, n_devs);
+		j = vm_json(&sn->v, sn->v.list[i], sn->devs, sn->n_devs);
 		if (j)
-			add_vm_disks(j, dv.asked[i] ? &dv.sets[i] : NULL);
+			add_vm_disks(j, sn->dv.asked[i] ? &sn->dv.sets[i] : NULL);
 		json_array_append_new(vm_list, j);
 	}
+	return 0;
+}
 
-	json_object_set_new(model, "held_ports", held_ports(s, only));
+static int print_model(json_t *model, bool as_json)
+{
 	if (as_json) {
 		char *text = json_dumps(model, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 
-		if (!text) {
-			ret = -ENOMEM;
-			goto out;
-		}
+		if (!text)
+			return -ENOMEM;
 		puts(text);
 		free(text);
 	} else {
 		print_text(model);
 	}
 	fflush(stdout);
+	return 0;
+}
+
+static int not_running(const struct settings *s, const char *name)
+{
+	struct target t;
+
+	if (target_by_name(s, name, &t) == 0)
+		return log_err(-ENOENT, "%s has no %s and does not run", t.label, t.rules);
+	return -ENOENT;
+}
+
+int status_run(const struct settings *s, const char *name, bool as_json)
+{
+	struct snapshot sn = { .error = 0 };
+	json_t *model = NULL;
+	int r;
+
+	r = vms_load_host(s, &sn.v, &sn.devs, &sn.n_devs);
+	if (r < 0)
+		return r;
+	if (name && !(sn.only = vms_find(&sn.v, name))) {
+		r = not_running(s, name);
+		goto out;
+	}
+	fetch_held(&sn);
+	r = pick_devices(&sn);
+	if (r >= 0)
+		r = gather_disks(s, &sn);
+	if (r >= 0) {
+		model = json_pack("{s:[], s:[], s:[], s:b}", "devices", "disks", "vms", "filtered",
+				  sn.only != NULL);
+		r = model ? fill_model(&sn, model) : -ENOMEM;
+	}
+	if (r >= 0) {
+		json_object_set_new(model, "held_ports", held_ports(s, sn.only));
+		r = print_model(model, as_json);
+	}
+	if (r >= 0)
+		r = sn.error;
 out:
 	json_decref(model);
-	free(dv.sets);
-	free(dv.asked);
-	free(disks);
-	free(show);
-	free(devs);
-	vms_free(&v);
-	return ret;
+	free(sn.dv.sets);
+	free(sn.dv.asked);
+	free(sn.disks);
+	free(sn.show);
+	free(sn.devs);
+	vms_free(&sn.v);
+	return r;
 }

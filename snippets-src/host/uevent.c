@@ -38,110 +38,115 @@ bool uevent_devpath_ok(const char *p)
 /* "46d/c52b/1201": hex vendor and product, no zero padding. */
 static bool parse_product(const char *s, unsigned *vid, unsigned *pid)
 {
-	unsigned v[2] = { 0, 0 };
+	unsigned long v[2];
 
 	for (int i = 0; i < 2; i++) {
-		int digits = 0;
+		const char *slash = strchr(s, '/');
 
-		for (; *s && *s != '/'; s++, digits++) {
-			char c = *s;
-			unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
-				     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-				     : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
-							    : 16;
-			if (d == 16 || digits == 4)
-				return false;
-			v[i] = v[i] * 16 + d;
-		}
-		if (digits == 0 || *s != '/')
+		if (!slash || util_parse_hex_n(s, (size_t)(slash - s), 4, &v[i]) < 0)
 			return false;
-		s++;
+		s = slash + 1;
 	}
-	*vid = v[0];
-	*pid = v[1];
+	*vid = (unsigned)v[0];
+	*pid = (unsigned)v[1];
 	return true;
 }
 
-int uevent_parse(uevent_lookup_fn lookup, void *ud, struct uevent *ret, const char **ret_reason)
+/* Each step below returns why the event is not one of ours, or NULL. */
+
+static const char *parse_action(uevent_lookup_fn lookup, void *ud, struct uevent *ev)
 {
-	const char *action, *devpath, *subsystem, *devtype, *busnum, *type, *product, *name;
-	struct uevent ev = { .dev_class = -1 };
+	const char *action = get(lookup, ud, "ACTION");
+
+	if (!action)
+		return "no ACTION";
+	if (strcmp(action, "add") == 0)
+		ev->action = UEVENT_ADD;
+	else if (strcmp(action, "remove") == 0)
+		ev->action = UEVENT_REMOVE;
+	else
+		return "action is neither add nor remove";
+	return NULL;
+}
+
+static const char *check_usb_device(uevent_lookup_fn lookup, void *ud)
+{
+	const char *subsystem = get(lookup, ud, "SUBSYSTEM");
+	const char *devtype = get(lookup, ud, "DEVTYPE");
+
+	if (subsystem && strcmp(subsystem, "usb") != 0)
+		return "not a USB event";
+	if (devtype && strcmp(devtype, "usb_device") != 0)
+		return "not a USB device (an interface?)";
+	return NULL;
+}
+
+/* DEVPATH names a device on a port, and BUSNUM (if given) agrees. */
+static const char *parse_devpath(uevent_lookup_fn lookup, void *ud, struct uevent *ev)
+{
+	const char *devpath = get(lookup, ud, "DEVPATH");
+	const char *busnum = get(lookup, ud, "BUSNUM");
+	const char *name;
 	unsigned long v;
 
-	action = get(lookup, ud, "ACTION");
-	if (!action) {
-		*ret_reason = "no ACTION";
-		return 0;
-	}
-	if (strcmp(action, "add") == 0)
-		ev.action = UEVENT_ADD;
-	else if (strcmp(action, "remove") == 0)
-		ev.action = UEVENT_REMOVE;
-	else {
-		*ret_reason = "action is neither add nor remove";
-		return 0;
-	}
-
-	subsystem = get(lookup, ud, "SUBSYSTEM");
-	if (subsystem && strcmp(subsystem, "usb") != 0) {
-		*ret_reason = "not a USB event";
-		return 0;
-	}
-	devtype = get(lookup, ud, "DEVTYPE");
-	if (devtype && strcmp(devtype, "usb_device") != 0) {
-		*ret_reason = "not a USB device (an interface?)";
-		return 0;
-	}
-
-	devpath = get(lookup, ud, "DEVPATH");
-	if (!devpath || !uevent_devpath_ok(devpath)) {
-		*ret_reason = "DEVPATH missing or malformed";
-		return 0;
-	}
+	if (!devpath || !uevent_devpath_ok(devpath))
+		return "DEVPATH missing or malformed";
 	name = strrchr(devpath, '/') + 1;
-	if (strchr(name, ':')) {
-		*ret_reason = "a USB interface, not a device";
-		return 0;
-	}
-	if (util_startswith(name, "usb")) {
-		*ret_reason = "a root hub";
-		return 0;
-	}
-	if (port_parse(name, &ev.port) < 0) {
-		*ret_reason = "DEVPATH does not end in a USB port";
-		return 0;
-	}
-	busnum = get(lookup, ud, "BUSNUM");
+	if (strchr(name, ':'))
+		return "a USB interface, not a device";
+	if (util_startswith(name, "usb"))
+		return "a root hub";
+	if (port_parse(name, &ev->port) < 0)
+		return "DEVPATH does not end in a USB port";
 	if (busnum) {
 		/* udev pads it: "003" */
 		while (busnum[0] == '0' && busnum[1])
 			busnum++;
-		if (util_parse_uint(busnum, PORT_MAX_BUS, &v) < 0 || v != ev.port.bus) {
-			*ret_reason = "BUSNUM disagrees with DEVPATH";
-			return 0;
-		}
+		if (util_parse_uint(busnum, PORT_MAX_BUS, &v) < 0 || v != ev->port.bus)
+			return "BUSNUM disagrees with DEVPATH";
 	}
+	memcpy(ev->devpath, devpath, strlen(devpath) + 1);
+	return NULL;
+}
 
-	type = get(lookup, ud, "TYPE");
-	if (type) {
-		const char *slash = strchr(type, '/');
+/* "9/0/1": the device class first; hubs are not ours. */
+static const char *parse_type(uevent_lookup_fn lookup, void *ud, struct uevent *ev)
+{
+	const char *type = get(lookup, ud, "TYPE");
+	const char *slash;
+	unsigned long v;
 
-		if (!slash || util_parse_uint_n(type, (size_t)(slash - type), 255, &v) < 0) {
-			*ret_reason = "TYPE malformed";
-			return 0;
-		}
-		ev.dev_class = (int)v;
-		if (ev.dev_class == 9) {
-			*ret_reason = "a hub (hubs are never passed through)";
-			return 0;
-		}
+	if (!type)
+		return NULL;
+	slash = strchr(type, '/');
+	if (!slash || util_parse_uint_n(type, (size_t)(slash - type), 255, &v) < 0)
+		return "TYPE malformed";
+	ev->dev_class = (int)v;
+	if (ev->dev_class == 9)
+		return "a hub (hubs are never passed through)";
+	return NULL;
+}
+
+int uevent_parse(uevent_lookup_fn lookup, void *ud, struct uevent *ret, const char **ret_reason)
+{
+	struct uevent ev = { .dev_class = -1 };
+	const char *reason, *product;
+
+	reason = parse_action(lookup, ud, &ev);
+	if (!reason)
+		reason = check_usb_device(lookup, ud);
+	if (!reason)
+		reason = parse_devpath(lookup, ud, &ev);
+	if (!reason)
+		reason = parse_type(lookup, ud, &ev);
+	if (reason) {
+		*ret_reason = reason;
+		return 0;
 	}
 
 	product = get(lookup, ud, "PRODUCT");
 	if (product)
 		ev.have_ids = parse_product(product, &ev.vid, &ev.pid);
-
-	memcpy(ev.devpath, devpath, strlen(devpath) + 1);
 	*ret = ev;
 	return 1;
 }

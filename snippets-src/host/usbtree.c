@@ -8,19 +8,14 @@
 
 #include "base/util.h"
 
-static unsigned hex_attr(struct udev_device *d, const char *name, int *ok)
+/* sysfs prints "%04x" for an id, "%02x" for a class: 1 to max_digits hex
+ * digits. Clears *ok when the attribute is missing or malformed. */
+static unsigned hex_attr(struct udev_device *d, const char *name, size_t max_digits, int *ok)
 {
 	const char *v = udev_device_get_sysattr_value(d, name);
-	char *end;
 	unsigned long x;
 
-	if (!v || !v[0]) {
-		*ok = 0;
-		return 0;
-	}
-	errno = 0;
-	x = strtoul(v, &end, 16);
-	if (errno || *end != '\0' || x > 0xffff) {
+	if (!v || util_parse_hex_n(v, strlen(v), max_digits, &x) < 0) {
 		*ok = 0;
 		return 0;
 	}
@@ -80,11 +75,11 @@ static int read_device(struct udev_device *d, bool storage, struct usb_device_in
 
 	if (!name || port_parse(name, &info.port) < 0)
 		return -ENODEV;
-	cls = hex_attr(d, "bDeviceClass", &ok);
+	cls = hex_attr(d, "bDeviceClass", 2, &ok);
 	info.dev_class = ok ? (int)cls : -1;
 	ok = 1;
-	info.vid = hex_attr(d, "idVendor", &ok);
-	info.pid = hex_attr(d, "idProduct", &ok);
+	info.vid = hex_attr(d, "idVendor", 4, &ok);
+	info.pid = hex_attr(d, "idProduct", 4, &ok);
 	info.have_ids = ok;
 	info.devnum = devnum_attr(d);
 	if (!devpath || port_controller(devpath, info.controller, sizeof(info.controller)) < 0)

@@ -12,25 +12,15 @@
 /* "046d", "0x046d": four hex digits */
 static bool parse_hex4(const char *s, size_t len, unsigned *ret)
 {
-	unsigned v = 0;
+	unsigned long v;
 
 	if (len == 6 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
 		s += 2;
 		len -= 2;
 	}
-	if (len != 4)
+	if (len != 4 || util_parse_hex_n(s, len, 4, &v) < 0)
 		return false;
-	for (size_t i = 0; i < 4; i++) {
-		char c = s[i];
-		unsigned d = c >= '0' && c <= '9'   ? (unsigned)(c - '0')
-			     : c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10)
-			     : c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10)
-						    : 16;
-		if (d == 16)
-			return false;
-		v = v * 16 + d;
-	}
-	*ret = v;
+	*ret = (unsigned)v;
 	return true;
 }
 

@@ -14,14 +14,6 @@ static bool is_space(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
 }
 
-static int hex_digit(char c)
-{
-	return c >= '0' && c <= '9'   ? c - '0'
-	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
-	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
-				      : -1;
-}
-
 /* A line cut into words: bare words end at a blank or '#'; a word in
  * double quotes may hold anything, with \\, \" and \xHH escapes. */
 struct lexer {
@@ -80,6 +72,7 @@ static int next_word(struct lexer *lx, struct word *w)
 		return 1;
 	}
 	for (p++;; p++) {
+		unsigned long byte;
 		char c;
 
 		if (p == lx->end) {
@@ -92,9 +85,9 @@ static int next_word(struct lexer *lx, struct word *w)
 		if (c == '\\') {
 			if (p + 1 < lx->end && (p[1] == '\\' || p[1] == '"')) {
 				c = *++p;
-			} else if (p + 3 < lx->end && p[1] == 'x' && hex_digit(p[2]) >= 0 &&
-				   hex_digit(p[3]) >= 0) {
-				c = (char)(hex_digit(p[2]) * 16 + hex_digit(p[3]));
+			} else if (p + 3 < lx->end && p[1] == 'x' &&
+				   util_parse_hex_n(p + 2, 2, 2, &byte) == 0) {
+				c = (char)byte;
 				p += 3;
 			} else {
 				snprintf(lx->err, lx->err_size,
@@ -131,38 +124,22 @@ static bool word_is(const struct word *w, const char *s)
 static int parse_id(const struct word *w, struct usb_rule *rule, char *err, size_t err_size)
 {
 	const char *t = w->text;
-	unsigned v[2] = { 0, 0 };
+	unsigned long vid, pid = 0;
+	bool any = w->len == 6 && t[5] == '*';
 	char s[160];
-	int i;
 
-	if (w->len != 9 && !(w->len == 6 && t[5] == '*'))
-		goto bad;
-	if (t[4] != ':')
-		goto bad;
-	for (i = 0; i < 4; i++) {
-		if (hex_digit(t[i]) < 0)
-			goto bad;
-		v[0] = v[0] * 16 + (unsigned)hex_digit(t[i]);
+	if ((w->len != 9 && !any) || t[4] != ':' || util_parse_hex_n(t, 4, 4, &vid) < 0 ||
+	    (!any && util_parse_hex_n(t + 5, 4, 4, &pid) < 0)) {
+		shown(t, w->len, s, sizeof(s));
+		snprintf(err, err_size,
+			 "'%s' is not a vendor:product id (expected four hex digits each, such as 046d:c52b, or 046d:* for any product of a vendor)",
+			 s);
+		return -EINVAL;
 	}
 	rule->have_id = true;
-	rule->vid = v[0];
-	if (w->len == 6) {
-		rule->pid = -1;
-		return 0;
-	}
-	for (i = 5; i < 9; i++) {
-		if (hex_digit(t[i]) < 0)
-			goto bad;
-		v[1] = v[1] * 16 + (unsigned)hex_digit(t[i]);
-	}
-	rule->pid = (int)v[1];
+	rule->vid = (unsigned)vid;
+	rule->pid = any ? -1 : (int)pid;
 	return 0;
-bad:
-	shown(t, w->len, s, sizeof(s));
-	snprintf(err, err_size,
-		 "'%s' is not a vendor:product id (expected four hex digits each, such as 046d:c52b, or 046d:* for any product of a vendor)",
-		 s);
-	return -EINVAL;
 }
 
 /* "pci-0000:00:14.0-usb-0:4.1" */
@@ -223,6 +200,138 @@ static int need_value(struct lexer *lx, const char *kw, const char *example, str
 	return k > 0 ? 0 : -EINVAL;
 }
 
+/* A serial value: anything but empty. */
+static int take_serial(struct lexer *lx, const struct word *w, struct usb_rule *rule)
+{
+	if (w->len == 0) {
+		snprintf(lx->err, lx->err_size, "an empty serial matches nothing; leave the line out");
+		return -EINVAL;
+	}
+	memcpy(rule->serial, w->text, w->len + 1);
+	return 0;
+}
+
+/* The value after 'as': scsi or virtio. */
+static int parse_disk_as(struct lexer *lx, struct usb_rule *rule)
+{
+	struct word w;
+	char sh[160];
+
+	if (rule->deny) {
+		snprintf(lx->err, lx->err_size,
+			 "'deny disk' takes a serial alone; 'as' says how a disk is passed, and a denied one is not");
+		return -EINVAL;
+	}
+	if (need_value(lx, "as", "as scsi", &w) < 0)
+		return -EINVAL;
+	if (word_is(&w, "scsi")) {
+		rule->disk_as = DISK_AS_SCSI;
+		return 0;
+	}
+	if (word_is(&w, "virtio")) {
+		rule->disk_as = DISK_AS_VIRTIO;
+		return 0;
+	}
+	shown(w.text, w.len, sh, sizeof(sh));
+	snprintf(lx->err, lx->err_size, "'as %s': a disk goes in as scsi or virtio", sh);
+	return -EINVAL;
+}
+
+/* After the keyword: "disk SERIAL [as scsi|virtio]". */
+static int parse_disk_rule(struct lexer *lx, struct usb_rule *rule)
+{
+	struct word w;
+	char sh[160];
+	int k;
+
+	rule->kind = RULE_DISK;
+	if (need_value(lx, "disk", "disk WD-WX12A3456789", &w) < 0 || take_serial(lx, &w, rule) < 0)
+		return -EINVAL;
+	k = next_word(lx, &w);
+	if (k > 0 && word_is(&w, "as")) {
+		if (parse_disk_as(lx, rule) < 0)
+			return -EINVAL;
+		k = next_word(lx, &w);
+	}
+	if (k <= 0)
+		return k;
+	shown(w.text, w.len, sh, sizeof(sh));
+	snprintf(lx->err, lx->err_size,
+		 "unexpected '%s'; a line is 'disk SERIAL [as scsi|virtio]' (quote a serial with spaces)",
+		 sh);
+	return -EINVAL;
+}
+
+/* From the first keyword w on: id and serial, each at most once, in
+ * either order. */
+static int parse_id_serial_rule(struct lexer *lx, struct word *w, struct usb_rule *rule)
+{
+	bool seen_id = false, seen_serial = false;
+	int k;
+
+	do {
+		if (word_is(w, "id") && !seen_id) {
+			seen_id = true;
+			if (need_value(lx, "id", "id 046d:c52b", w) < 0 ||
+			    parse_id(w, rule, lx->err, lx->err_size) < 0)
+				return -EINVAL;
+		} else if (word_is(w, "serial") && !seen_serial) {
+			seen_serial = true;
+			if (need_value(lx, "serial", "serial ABC123", w) < 0 ||
+			    take_serial(lx, w, rule) < 0)
+				return -EINVAL;
+		} else {
+			char s[160];
+
+			shown(w->text, w->len, s, sizeof(s));
+			snprintf(lx->err, lx->err_size,
+				 "unexpected '%s'; a line is 'serial VALUE [id VID:PID]' or 'id VID:PID'",
+				 s);
+			return -EINVAL;
+		}
+		k = next_word(lx, w);
+		if (k < 0)
+			return k;
+	} while (k > 0);
+	rule->kind = seen_serial ? RULE_SERIAL : RULE_ID;
+	if (seen_serial && rule->have_id && rule->pid < 0) {
+		snprintf(lx->err, lx->err_size, "with a serial, give the full id (VID:PID), or none");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* A rule of one value (port, path, or a bare port), then the end of the
+ * line. */
+static int parse_port_rule(struct lexer *lx, struct word *w, struct usb_rule *rule)
+{
+	int k;
+
+	if (word_is(w, "port")) {
+		rule->kind = RULE_PORT;
+		if (need_value(lx, "port", "port 3-4", w) < 0 ||
+		    parse_port_word(w, false, rule, lx->err, lx->err_size) < 0)
+			return -EINVAL;
+	} else if (word_is(w, "path")) {
+		rule->kind = RULE_PATH;
+		if (need_value(lx, "path", "path pci-0000:00:14.0-usb-0:4", w) < 0 ||
+		    parse_path(w, rule, lx->err, lx->err_size) < 0)
+			return -EINVAL;
+	} else {
+		rule->kind = RULE_PORT;
+		if (parse_port_word(w, !rule->deny, rule, lx->err, lx->err_size) < 0)
+			return -EINVAL;
+	}
+	k = next_word(lx, w);
+	if (k < 0)
+		return k;
+	if (k > 0) {
+		snprintf(lx->err, lx->err_size, "unexpected text after the rule; one rule a line");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int usbconf_parse_line(const char *line, size_t len, struct usb_rule *ret, char *err,
 		       size_t err_size)
 {
@@ -232,11 +341,10 @@ int usbconf_parse_line(const char *line, size_t len, struct usb_rule *ret, char 
 	int k;
 
 	/* a NUL byte in the text means a binary file, or a trick */
-	for (const char *c = line; c < lx.end; c++)
-		if (*c == '\0') {
-			snprintf(err, err_size, "the line contains a NUL byte");
-			return -EINVAL;
-		}
+	if (memchr(line, '\0', len)) {
+		snprintf(err, err_size, "the line contains a NUL byte");
+		return -EINVAL;
+	}
 
 	k = next_word(&lx, &w);
 	if (k <= 0)
@@ -251,112 +359,14 @@ int usbconf_parse_line(const char *line, size_t len, struct usb_rule *ret, char 
 		}
 	}
 
-	if (word_is(&w, "disk")) {
-		rule.kind = RULE_DISK;
-		if (need_value(&lx, "disk", "disk WD-WX12A3456789", &w) < 0)
-			return -EINVAL;
-		if (w.len == 0) {
-			snprintf(err, err_size, "an empty serial matches nothing; leave the line out");
-			return -EINVAL;
-		}
-		memcpy(rule.serial, w.text, w.len + 1);
-		k = next_word(&lx, &w);
-		if (k < 0)
-			return k;
-		if (k > 0 && word_is(&w, "as")) {
-			if (rule.deny) {
-				snprintf(err, err_size, "'deny disk' takes a serial alone; 'as' says how a disk is passed, and a denied one is not");
-				return -EINVAL;
-			}
-			if (need_value(&lx, "as", "as scsi", &w) < 0)
-				return -EINVAL;
-			if (word_is(&w, "scsi"))
-				rule.disk_as = DISK_AS_SCSI;
-			else if (word_is(&w, "virtio"))
-				rule.disk_as = DISK_AS_VIRTIO;
-			else {
-				char sh[160];
-
-				shown(w.text, w.len, sh, sizeof(sh));
-				snprintf(err, err_size, "'as %s': a disk goes in as scsi or virtio", sh);
-				return -EINVAL;
-			}
-			k = next_word(&lx, &w);
-			if (k < 0)
-				return k;
-		}
-		if (k > 0) {
-			char sh[160];
-
-			shown(w.text, w.len, sh, sizeof(sh));
-			snprintf(err, err_size,
-				 "unexpected '%s'; a line is 'disk SERIAL [as scsi|virtio]' (quote a serial with spaces)",
-				 sh);
-			return -EINVAL;
-		}
-		goto done;
-	} else if (word_is(&w, "port")) {
-		rule.kind = RULE_PORT;
-		if (need_value(&lx, "port", "port 3-4", &w) < 0 ||
-		    parse_port_word(&w, false, &rule, err, err_size) < 0)
-			return -EINVAL;
-	} else if (word_is(&w, "path")) {
-		rule.kind = RULE_PATH;
-		if (need_value(&lx, "path", "path pci-0000:00:14.0-usb-0:4", &w) < 0 ||
-		    parse_path(&w, &rule, err, err_size) < 0)
-			return -EINVAL;
-	} else if (word_is(&w, "id") || word_is(&w, "serial")) {
-		bool seen_id = false, seen_serial = false;
-
-		/* id and serial, each at most once, in either order */
-		do {
-			if (word_is(&w, "id") && !seen_id) {
-				seen_id = true;
-				if (need_value(&lx, "id", "id 046d:c52b", &w) < 0 ||
-				    parse_id(&w, &rule, err, err_size) < 0)
-					return -EINVAL;
-			} else if (word_is(&w, "serial") && !seen_serial) {
-				seen_serial = true;
-				if (need_value(&lx, "serial", "serial ABC123", &w) < 0)
-					return -EINVAL;
-				if (w.len == 0) {
-					snprintf(err, err_size, "an empty serial matches nothing; leave the line out");
-					return -EINVAL;
-				}
-				memcpy(rule.serial, w.text, w.len + 1);
-			} else {
-				char s[160];
-
-				shown(w.text, w.len, s, sizeof(s));
-				snprintf(err, err_size,
-					 "unexpected '%s'; a line is 'serial VALUE [id VID:PID]' or 'id VID:PID'",
-					 s);
-				return -EINVAL;
-			}
-			k = next_word(&lx, &w);
-			if (k < 0)
-				return k;
-		} while (k > 0);
-		rule.kind = seen_serial ? RULE_SERIAL : RULE_ID;
-		if (seen_serial && rule.have_id && rule.pid < 0) {
-			snprintf(err, err_size, "with a serial, give the full id (VID:PID), or none");
-			return -EINVAL;
-		}
-		goto done;
-	} else {
-		rule.kind = RULE_PORT;
-		if (parse_port_word(&w, !rule.deny, &rule, err, err_size) < 0)
-			return -EINVAL;
-	}
-
-	k = next_word(&lx, &w);
+	if (word_is(&w, "disk"))
+		k = parse_disk_rule(&lx, &rule);
+	else if (word_is(&w, "id") || word_is(&w, "serial"))
+		k = parse_id_serial_rule(&lx, &w, &rule);
+	else
+		k = parse_port_rule(&lx, &w, &rule);
 	if (k < 0)
 		return k;
-	if (k > 0) {
-		snprintf(err, err_size, "unexpected text after the rule; one rule a line");
-		return -EINVAL;
-	}
-done:
 	*ret = rule;
 	return 1;
 }

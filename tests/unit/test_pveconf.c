@@ -63,6 +63,41 @@ static void test_parse(void **state)
 	assert_null(pveconf_passes(&vm, &d));
 }
 
+/* The host= forms QEMU takes for an id: four hex digits each, a "0x" optional. */
+static void test_host_ids(void **state)
+{
+	static const struct {
+		const char *line;
+		enum pve_usb_kind kind;
+		unsigned vid, pid;
+	} cases[] = {
+		{ "usb0: host=046d:c52b", PVE_USB_ID, 0x046d, 0xc52b },
+		{ "usb0: host=0X046D:0xC52B", PVE_USB_ID, 0x046d, 0xc52b },
+		{ "usb0: 0x046d:c52b", PVE_USB_ID, 0x046d, 0xc52b },
+		{ "usb0: host=46d:c52b", PVE_USB_OTHER, 0, 0 },
+		{ "usb0: host=0x46d:c52b", PVE_USB_OTHER, 0, 0 },
+		{ "usb0: host=046d:c52b0", PVE_USB_OTHER, 0, 0 },
+		{ "usb0: host=046d:+c52", PVE_USB_OTHER, 0, 0 },
+		{ "usb0: host=046d:0x0x", PVE_USB_OTHER, 0, 0 },
+		{ "usb0: host=046g:c52b", PVE_USB_OTHER, 0, 0 },
+		{ "usb0: host=046d:", PVE_USB_OTHER, 0, 0 },
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct pve_vm vm;
+
+		pveconf_parse_text(cases[i].line, strlen(cases[i].line), &vm);
+		assert_int_equal(vm.n, 1);
+		if (vm.usb[0].kind != cases[i].kind)
+			fail_msg("case %zu: '%s' gave kind %d", i, cases[i].line, (int)vm.usb[0].kind);
+		if (cases[i].kind == PVE_USB_ID) {
+			assert_int_equal(vm.usb[0].vid, cases[i].vid);
+			assert_int_equal(vm.usb[0].pid, cases[i].pid);
+		}
+	}
+}
+
 static void test_controller(void **state)
 {
 	static const struct {
@@ -133,6 +168,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_host_ids),
 		cmocka_unit_test(test_mappings),
 		cmocka_unit_test(test_controller),
 	};

@@ -93,6 +93,35 @@ static void test_errors_name_lines(void **state)
 	}
 }
 
+/* A section nobody knows, even without a key: a keyless [xem NAME], a typo
+ * of [xen NAME], would leave the guest without devices and nobody told. */
+static void test_unknown_sections(void **state)
+{
+	static const struct {
+		const char *text, *message;
+	} cases[] = {
+		{ "[xem win11]\n", "test.conf:1: unknown section [xem win11]; known: [paths], [qmp], [lock], [run], [retry], [log], [qemu NAME], [xen NAME], [libvirt NAME]\n" },
+		{ "[xen a]\n\n[ xem  b ]\n[qmp]\ntimeout_ms = 50\n", "test.conf:3: unknown section [xem  b]; known: " },
+		{ "[paths]\n[xen]\n; nothing\n", "test.conf:2: unknown section [xen]; known: " },
+		{ "[qemu a]\nqmp = /q\n[colour]\n[colours]\n", "test.conf:3: unknown section [colour]; known: " },
+		{ "[qemu a]\nqmp = /q\n[colour]\n[colours]\n", "test.conf:4: unknown section [colours]; known: " },
+	};
+	struct settings s;
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(capture(cases[i].text, &s), -EINVAL);
+		if (!strstr(errors, cases[i].message))
+			fail_msg("case %zu: '%s' not in '%s'", i, cases[i].message, errors);
+	}
+	/* with a key, one message, the one naming the key */
+	assert_int_equal(capture("[colours]\nred = 1\ngreen = 2\n", &s), -EINVAL);
+	assert_null(strstr(errors, "test.conf:1:"));
+	/* known sections may be empty */
+	assert_int_equal(capture("[paths]\n[log]\n[xen win11]\n", &s), 0);
+	assert_string_equal(errors, "");
+}
+
 static void test_bad_line_keeps_the_good_ones(void **state)
 {
 	struct settings s;
@@ -197,6 +226,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_errors_name_lines),
+		cmocka_unit_test(test_unknown_sections),
 		cmocka_unit_test(test_bad_line_keeps_the_good_ones),
 		cmocka_unit_test(test_long_line),
 		cmocka_unit_test(test_guests),

@@ -93,7 +93,9 @@ static void test_fields(void **state)
 static void test_bad_product_is_only_ignored(void **state)
 {
 	static const char *const bad[] = { "PRODUCT=", "PRODUCT=x/y/z", "PRODUCT=12345/1/1",
-					   "PRODUCT=46d", "PRODUCT=46d/", "PRODUCT=/1/1" };
+					   "PRODUCT=46d", "PRODUCT=46d/", "PRODUCT=/1/1",
+					   "PRODUCT=46d/+1/1", "PRODUCT=0x46d/1/1", "PRODUCT=46d/c52b0/1",
+					   "PRODUCT=46d//1", "PRODUCT=-1/1/1" };
 	(void)state;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -103,6 +105,32 @@ static void test_bad_product_is_only_ignored(void **state)
 
 		assert_int_equal(uevent_parse(lookup, &e, &ev, &reason), 1);
 		assert_false(ev.have_ids);
+	}
+}
+
+/* PRODUCT is not zero padded: 1 to 4 hex digits each, either case. */
+static void test_products(void **state)
+{
+	static const struct {
+		const char *product;
+		unsigned vid, pid;
+	} cases[] = {
+		{ "PRODUCT=46d/c52b/1201", 0x046d, 0xc52b },
+		{ "PRODUCT=0/1/0", 0, 1 },
+		{ "PRODUCT=046D/C52B/", 0x046d, 0xc52b },
+		{ "PRODUCT=ffff/fFfF/x", 0xffff, 0xffff },
+	};
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct env e = { { "ACTION=add", "DEVPATH=" DEV, cases[i].product } };
+		struct uevent ev;
+		const char *reason;
+
+		assert_int_equal(uevent_parse(lookup, &e, &ev, &reason), 1);
+		assert_true(ev.have_ids);
+		assert_int_equal(ev.vid, cases[i].vid);
+		assert_int_equal(ev.pid, cases[i].pid);
 	}
 }
 
@@ -126,6 +154,7 @@ int main(void)
 		cmocka_unit_test(test_table),
 		cmocka_unit_test(test_fields),
 		cmocka_unit_test(test_bad_product_is_only_ignored),
+		cmocka_unit_test(test_products),
 		cmocka_unit_test(test_long_devpath),
 	};
 	return cmocka_run_group_tests_name("uevent", tests, NULL, NULL);
