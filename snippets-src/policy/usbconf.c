@@ -15,7 +15,7 @@ static bool is_space(char c)
 }
 
 /* A line cut into words: bare words end at a blank or '#'; a word in
- * double quotes may hold anything, with \\, \" and \xHH escapes. */
+ * double quotes may hold any printable byte, with \\, \" and \xHH escapes. */
 struct lexer {
 	const char *p, *end;
 	char *err;
@@ -39,6 +39,18 @@ static void shown(const char *s, size_t len, char *out, size_t out_size)
 	log_escape(raw, out, out_size);
 }
 
+/* A raw control byte (a tab is a space) is no part of a rule: a serial
+ * that has one is written as \xHH inside double quotes. */
+static bool control_byte(struct lexer *lx, char c)
+{
+	if ((unsigned char)c >= 0x20 && (unsigned char)c != 0x7f)
+		return false;
+	snprintf(lx->err, lx->err_size,
+		 "a control byte (0x%02x) in the line; write such a byte as \\xHH inside double quotes",
+		 (unsigned char)c);
+	return true;
+}
+
 /* 1 with *w filled, 0 at the end of the line (or a comment), -EINVAL. */
 static int next_word(struct lexer *lx, struct word *w)
 {
@@ -55,8 +67,11 @@ static int next_word(struct lexer *lx, struct word *w)
 	if (!w->quoted) {
 		const char *s = p;
 
-		while (p < lx->end && !is_space(*p) && *p != '#' && *p != '"')
+		while (p < lx->end && !is_space(*p) && *p != '#' && *p != '"') {
+			if (control_byte(lx, *p))
+				return -EINVAL;
 			p++;
+		}
 		if (p < lx->end && *p == '"') {
 			snprintf(lx->err, lx->err_size, "a quote inside a word; put the whole value in quotes");
 			return -EINVAL;
@@ -82,6 +97,8 @@ static int next_word(struct lexer *lx, struct word *w)
 		c = *p;
 		if (c == '"')
 			break;
+		if (control_byte(lx, c))
+			return -EINVAL;
 		if (c == '\\') {
 			if (p + 1 < lx->end && (p[1] == '\\' || p[1] == '"')) {
 				c = *++p;

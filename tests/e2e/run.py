@@ -9,6 +9,7 @@ really have.
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -457,6 +458,19 @@ class Check(Case):
         self.ok(self.tool.run(["check", "100"]))
         r = self.failed(self.tool.run(["check", "102"]))
         self.assertIn("VM 102 has no %s/102.usb.conf" % self.tool.vm_dir, r.stderr)
+
+    def test_control_bytes_and_unknown_keyless_sections_are_named(self):
+        a = self.tool.usb_conf(100, "disk \x01\x1bX\nserial \x07abc\nserial \"\\x07abc\"\n")
+        r = self.failed(self.tool.run(["check", "100"]))
+        for line, byte in ((1, "01"), (2, "07")):
+            self.assertIn("%s:%d: a control byte (0x%s) in the line; write such a byte as \\xHH inside double quotes; line ignored"
+                          % (a, line, byte), r.stderr)
+        self.assertIn("%s: 2 bad line(s), 1 good rule(s)" % a, r.stderr)
+        # a typo of the keyless [xen NAME]: the guest would never get a device
+        self.tool.usb_conf(100, "3-4\n")
+        self.tool.write_settings(extra="[xem win11]\n")
+        r = self.failed(self.tool.run(["check"]))
+        self.assertRegex(r.stderr, re.escape(self.tool.config) + r":\d+: unknown section \[xem win11\]; known: \[paths\], ")
 
     def test_files_that_are_not_plain_text_files_are_refused(self):
         g = self.guest(100)
