@@ -385,6 +385,7 @@ int main(int argc, char **argv)
 	const char *config;
 	int r;
 
+	log_journal_stream(getenv("JOURNAL_STREAM"));
 	log_setup(LOG_LVL_INFO, stdout, 1);
 
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {

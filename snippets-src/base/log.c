@@ -1,17 +1,53 @@
 #include "base/log.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
+#include <unistd.h>
 
 static enum log_level max_level = LOG_LVL_INFO;
 static FILE *info_out;
 static int syslog_on;
+static const char *journal_stream; /* JOURNAL_STREAM, or NULL */
+static bool to_journal;
+
+void log_journal_stream(const char *value)
+{
+	journal_stream = value && value[0] ? value : NULL;
+}
+
+/* Whether f is the journal's stream of this unit: systemd names it in
+ * JOURNAL_STREAM as DEVICE:INODE. */
+static bool is_journal(FILE *f)
+{
+	unsigned long long dev, ino;
+	struct stat st;
+
+	return f && journal_stream && sscanf(journal_stream, "%llu:%llu", &dev, &ino) == 2 &&
+	       fstat(fileno(f), &st) == 0 && (unsigned long long)st.st_dev == dev &&
+	       (unsigned long long)st.st_ino == ino;
+}
+
+bool log_to_journal(void)
+{
+	return to_journal;
+}
 
 void log_setup(enum log_level level, FILE *info_stream, int use_syslog)
 {
 	max_level = level;
 	info_out = info_stream;
+	/* Under systemd both streams are the journal already: syslog would
+	 * write every line a second time. The streams then carry each line's
+	 * priority as the journal reads it ("<3>"). */
+	to_journal = is_journal(stderr) && (!info_stream || is_journal(info_stream));
+	if (to_journal) {
+		use_syslog = 0;
+		if (!info_out)
+			info_out = stderr;
+	}
 	if (use_syslog && !syslog_on)
 		openlog("pve-usb-hotplug", LOG_PID, LOG_DAEMON);
 	else if (!use_syslog && syslog_on)
@@ -59,6 +95,8 @@ static void log_va(enum log_level level, const char *fmt, va_list ap)
 		const char *tag = level == LOG_LVL_ERROR	 ? "error: "
 				  : level == LOG_LVL_WARNING ? "warning: "
 							     : "";
+		if (to_journal)
+			fprintf(out, "<%d>", prio[level]);
 		fprintf(out, "pve-usb-hotplug: %s%s\n", tag, line);
 		fflush(out);
 	}

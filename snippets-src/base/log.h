@@ -5,6 +5,7 @@
 #pragma once
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 enum log_level {
@@ -15,8 +16,18 @@ enum log_level {
 };
 
 /* info_stream: where info and debug lines go besides syslog (NULL: only
- * syslog). use_syslog: false keeps syslog out (tests, --no-syslog). */
+ * syslog). use_syslog: false keeps syslog out (tests, --no-syslog). When
+ * stderr and info_stream are the journal's stream (log_journal_stream()),
+ * syslog is left out, since every line reached the journal twice, and each
+ * line starts with its priority ("<6>") for the journal to read. */
 void log_setup(enum log_level max_level, FILE *info_stream, int use_syslog);
+
+/* systemd's JOURNAL_STREAM ("DEVICE:INODE" of the unit's output; NULL or
+ * "": none), read by main; used by the next log_setup(). */
+void log_journal_stream(const char *value);
+
+/* Whether the last log_setup() found the streams to be the journal. */
+bool log_to_journal(void);
 
 /* "error", "warning", "info", "debug" -> level. 0 or -EINVAL. */
 int log_level_from_string(const char *s, enum log_level *ret);

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "base/util.h"
@@ -103,6 +105,41 @@ static void test_log(void **state)
 	assert_string_equal(log_escape("a\"b\\c\n\xff", esc, sizeof(esc)), "a\\\"b\\\\c\\x0a\\xff");
 }
 
+/* Under systemd (JOURNAL_STREAM names stderr) a line is written once, with
+ * its priority for the journal, and syslog stays out. */
+static void test_journal(void **state)
+{
+	char path[] = "/tmp/puh-journal-XXXXXX", stream[64], buf[256] = "";
+	int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+	struct stat st;
+	ssize_t n;
+	(void)state;
+
+	assert_true(fd >= 0 && saved >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	snprintf(stream, sizeof(stream), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	log_journal_stream(stream);
+	log_setup(LOG_LVL_INFO, NULL, 1);
+	assert_true(log_to_journal());
+	log_error("bad %d", 1);
+	log_info("fine");
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	assert_true(n > 0);
+	assert_string_equal(buf, "<3>pve-usb-hotplug: error: bad 1\n<6>pve-usb-hotplug: fine\n");
+	/* another stream than the journal's: as before */
+	log_journal_stream("1:2");
+	log_setup(LOG_LVL_INFO, NULL, 0);
+	assert_false(log_to_journal());
+	log_journal_stream(NULL);
+	close(fd);
+	unlink(path);
+}
+
 static void test_cmdline(void **state)
 {
 	static const char a[] = "/usr/bin/kvm\0-id\0100\0-pidfile\0/var/run/qemu-server/100.pid\0-daemonize";
@@ -144,6 +181,7 @@ int main(void)
 		cmocka_unit_test(test_parse_hex),
 		cmocka_unit_test(test_parse_uint),
 		cmocka_unit_test(test_log),
+		cmocka_unit_test(test_journal),
 		cmocka_unit_test(test_cmdline),
 	};
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
