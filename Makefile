@@ -73,10 +73,13 @@ $(LIB): $(OBJ)
 $(BIN): $(BUILD)/obj/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
+# test_vmproc serves a FUSE file system of its own (a server that stops answering)
+$(BUILD)/tests/test_vmproc: TEST_PKGS = fuse3
+
 $(BUILD)/tests/%: tests/unit/%.c $(LIB) $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Isnippets-src $(shell pkg-config --cflags cmocka) \
-		-o $@ $< $(LIB) $(LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -Isnippets-src $(shell pkg-config --cflags cmocka $(TEST_PKGS)) \
+		-o $@ $< $(LIB) $(LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka $(TEST_PKGS))
 
 deps:
 	@tests/deps.sh

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "base/util.h"
@@ -138,11 +139,22 @@ int vmproc_has_open(unsigned long pid, mode_t type, dev_t rdev)
 	if (!dir)
 		return -1;
 	while (!held && (de = readdir(dir))) {
-		struct stat st;
+		char target[16];
+		struct statx stx;
+		ssize_t len;
 
-		/* the fd's link followed: the device it has open */
-		held = de->d_name[0] != '.' && fstatat(dirfd(dir), de->d_name, &st, 0) == 0 &&
-		       (st.st_mode & S_IFMT) == type && st.st_rdev == rdev;
+		if (de->d_name[0] == '.')
+			continue;
+		/* Never stat what the fd opens before its link's text says it
+		 * is a device node: a file on a dead NFS or CIFS server (a
+		 * backup or ISO storage) would hang this run in uninterruptible
+		 * sleep. The node itself is asked without revalidation. */
+		len = readlinkat(dirfd(dir), de->d_name, target, sizeof(target));
+		if (len < 5 || memcmp(target, "/dev/", 5) != 0)
+			continue;
+		held = statx(dirfd(dir), de->d_name, AT_STATX_DONT_SYNC, STATX_TYPE, &stx) == 0 &&
+		       (stx.stx_mode & S_IFMT) == type &&
+		       makedev(stx.stx_rdev_major, stx.stx_rdev_minor) == rdev;
 	}
 	closedir(dir);
 	return held;
