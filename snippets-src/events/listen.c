@@ -32,6 +32,7 @@
 #include "events/usbevent.h"
 #include "base/log.h"
 #include "host/port.h"
+#include "host/usbfs.h"
 #include "base/state.h"
 #include "base/util.h"
 
@@ -58,6 +59,63 @@ struct pending {
 	pid_t pid;
 	struct usb_port port;
 };
+
+/* Says what the held ports did (hold does not log), once. */
+static void say(struct hold_changes *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		const struct hold_change *x = &c->list[i];
+
+		switch (x->kind) {
+		case HOLD_HOLDING:
+			log_info("holding port %s (%s): the host's drivers stay off what is plugged there",
+				 x->port, x->what);
+			break;
+		case HOLD_LET_GO:
+			log_info("port %s (%s) is held no more", x->port, x->what);
+			break;
+		case HOLD_HANDED:
+			log_info("%s: %s: handed to the host's drivers", x->port, x->what);
+			break;
+		case HOLD_NOT_BOUND:
+			log_warning("%s: the host's drivers could not be bound to it (%s); plug it in again",
+				    x->port, strerror(-x->err));
+			break;
+		case HOLD_NO_HUB:
+			log_warning("cannot hold the ports of hub %s (%s: %s): the host's drivers take what is plugged there first, and QEMU takes it from them",
+				    x->port, x->what, strerror(-x->err));
+			break;
+		case HOLD_NO_CLAIM:
+			log_warning("cannot hold port %s: %s%s", x->port, strerror(-x->err),
+				    x->err == -EBUSY ? " (another program holds it)" : "");
+			break;
+		case HOLD_NO_RELEASE:
+			log_warning("%s: cannot let its port go for the host's drivers: %s", x->port,
+				    strerror(-x->err));
+			break;
+		case HOLD_NO_NOTE:
+			log_warning("cannot write %s: %s", x->what, strerror(-x->err));
+			break;
+		case HOLD_NO_PLAN:
+			log_warning("cannot work out which ports to hold now; left as they are");
+			break;
+		case HOLD_NO_MEMORY:
+			log_warning("cannot note which ports are held: out of memory");
+			break;
+		}
+	}
+	hold_changes_free(c);
+}
+
+/* The device at port (held) goes to the host's drivers. */
+static void give_to_host(struct hold *h, const struct usb_port *port)
+{
+	struct hold_changes c = { 0 };
+
+	hold_give_to_host(h, port, &c);
+	say(&c);
+}
+
 
 /* Handles the add of name in a child; the parent goes on listening. */
 static pid_t handle(const char *config, const char *name, struct listening *l)
@@ -101,7 +159,7 @@ static void reap(unsigned *running, struct pending *pend, size_t *n_pend, struct
 			if (pend[i].pid != pid)
 				continue;
 			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-				hold_give_to_host(h, &pend[i].port);
+				give_to_host(h, &pend[i].port);
 			else
 				hold_passed(h, &pend[i].port);
 			pend[i] = pend[--*n_pend];
@@ -116,6 +174,7 @@ static void resync(struct hold *h, const struct settings *s, const char *config,
 		   const struct pending *pend, size_t n_pend)
 {
 	struct usb_port busy[MAX_PENDING];
+	struct hold_changes c = { 0 };
 	struct settings now;
 
 	if (!s->listen_hold_ports)
@@ -124,13 +183,13 @@ static void resync(struct hold *h, const struct settings *s, const char *config,
 		log_warning("%s has errors (see above); the held ports are left as they are", config);
 		return;
 	}
-	if (!now.listen_hold_ports) {
-		hold_release_all(h);
-		return;
-	}
 	for (size_t i = 0; i < n_pend; i++)
 		busy[i] = pend[i].port;
-	hold_sync(h, &now, busy, n_pend);
+	if (now.listen_hold_ports)
+		hold_sync(h, &now, busy, n_pend, &c);
+	else
+		hold_release_all(h, &c);
+	say(&c);
 }
 
 static int marker(const struct settings *s, bool set)
@@ -235,10 +294,10 @@ int listen_run(const struct settings *s, const char *config, unsigned max_events
 		}
 		bool held = hold_is_held(&hold, &port);
 
-		if (s->listen_hold_ports && hold_is_hub(name)) {
+		if (s->listen_hold_ports && usbfs_is_hub(name)) {
 			/* a hub works for the host; its ports are held next */
 			if (held)
-				hold_give_to_host(&hold, &port);
+				give_to_host(&hold, &port);
 			resync(&hold, s, config, pend, n_pend);
 			held = false;
 		}
@@ -250,13 +309,13 @@ int listen_run(const struct settings *s, const char *config, unsigned max_events
 		if (pid < 0) {
 			log_error("%s: cannot start its handling: %s", port_name, strerror(errno));
 			if (held)
-				hold_give_to_host(&hold, &port);
+				give_to_host(&hold, &port);
 		} else {
 			running++;
 			if (held && n_pend < MAX_PENDING)
 				pend[n_pend++] = (struct pending){ .pid = pid, .port = port };
 			else if (held)
-				hold_give_to_host(&hold, &port);
+				give_to_host(&hold, &port);
 		}
 		handled++;
 	}
@@ -264,7 +323,10 @@ int listen_run(const struct settings *s, const char *config, unsigned max_events
 	while (running && waitpid(-1, NULL, 0) > 0)
 		running--;
 	/* what nobody took gets the host's drivers */
-	hold_release_all(&hold);
+	struct hold_changes c = { 0 };
+
+	hold_release_all(&hold, &c);
+	say(&c);
 	marker(s, false);
 out:
 	if (sfd >= 0)
