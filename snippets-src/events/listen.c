@@ -24,17 +24,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "host/hold.h"
-#include "events/listen.h"
-#include "events/usbevent.h"
 #include "base/log.h"
-#include "host/port.h"
 #include "base/state.h"
 #include "base/util.h"
-
+#include "events/listen.h"
+#include "events/usbevent.h"
+#include "host/hold.h"
+#include "host/port.h"
+#include "host/usbfs.h"
 
 /* How often the held ports are brought up to date when nobody says so
  * (a guest started without the hookscript, a rules file edited). */
@@ -45,22 +46,86 @@
 /* A child's exit status: the device went to no guest (it did not fail). */
 #define EXIT_NOT_PASSED 3
 
-/* What the child inherits of the listening and lets go of at once. */
-struct listening {
-	struct udev *udev;
-	struct udev_monitor *mon;
-	int sfd;
-	sigset_t mask;
-	struct hold *hold;
-};
-
 struct pending {
 	pid_t pid;
 	struct usb_port port;
 };
 
+/* The loop's state: its sources (udev's monitor, signals, the timer),
+ * the held ports and the plugs being handled. */
+struct listener {
+	const struct settings *s;
+	const char *config;
+	unsigned max_events, handled, running;
+	struct udev *udev;
+	struct udev_monitor *mon;
+	int sfd; /* signalfd: SIGTERM, SIGINT end; SIGHUP looks again; SIGCHLD */
+	int tfd; /* timerfd: every HOLD_SYNC_MS, while ports are held; -1 else */
+	sigset_t mask;
+	struct hold hold;
+	struct pending pend[MAX_PENDING];
+	size_t n_pend;
+	bool stop;
+};
+
+/* Says what the held ports did (hold does not log), once. */
+static void say(struct hold_changes *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		const struct hold_change *x = &c->list[i];
+
+		switch (x->kind) {
+		case HOLD_HOLDING:
+			log_info("holding port %s (%s): the host's drivers stay off what is plugged there",
+				 x->port, x->what);
+			break;
+		case HOLD_LET_GO:
+			log_info("port %s (%s) is held no more", x->port, x->what);
+			break;
+		case HOLD_HANDED:
+			log_info("%s: %s: handed to the host's drivers", x->port, x->what);
+			break;
+		case HOLD_NOT_BOUND:
+			log_warning("%s: the host's drivers could not be bound to it (%s); plug it in again",
+				    x->port, strerror(-x->err));
+			break;
+		case HOLD_NO_HUB:
+			log_warning("cannot hold the ports of hub %s (%s: %s): the host's drivers take what is plugged there first, and QEMU takes it from them",
+				    x->port, x->what, strerror(-x->err));
+			break;
+		case HOLD_NO_CLAIM:
+			log_warning("cannot hold port %s: %s%s", x->port, strerror(-x->err),
+				    x->err == -EBUSY ? " (another program holds it)" : "");
+			break;
+		case HOLD_NO_RELEASE:
+			log_warning("%s: cannot let its port go for the host's drivers: %s", x->port,
+				    strerror(-x->err));
+			break;
+		case HOLD_NO_NOTE:
+			log_warning("cannot write %s: %s", x->what, strerror(-x->err));
+			break;
+		case HOLD_NO_PLAN:
+			log_warning("cannot work out which ports to hold now; left as they are");
+			break;
+		case HOLD_NO_MEMORY:
+			log_warning("cannot note which ports are held: out of memory");
+			break;
+		}
+	}
+	hold_changes_free(c);
+}
+
+/* The device at port (held) goes to the host's drivers. */
+static void give_to_host(struct listener *l, const struct usb_port *port)
+{
+	struct hold_changes c = { 0 };
+
+	hold_give_to_host(&l->hold, port, &c);
+	say(&c);
+}
+
 /* Handles the add of name in a child; the parent goes on listening. */
-static pid_t handle(const char *config, const char *name, struct listening *l)
+static pid_t handle(struct listener *l, const char *name)
 {
 	struct settings s;
 	bool passed = false;
@@ -69,18 +134,21 @@ static pid_t handle(const char *config, const char *name, struct listening *l)
 
 	if (pid != 0)
 		return pid; /* the parent, or -1 */
+	/* the child lets go of what the listening has */
 	sigprocmask(SIG_UNBLOCK, &l->mask, NULL);
 	close(l->sfd);
+	if (l->tfd >= 0)
+		close(l->tfd);
 	udev_monitor_unref(l->mon);
 	udev_unref(l->udev);
-	hold_forget(l->hold);
+	hold_forget(&l->hold);
 	/* the settings as they are now: an edit needs no restart */
-	r = settings_load(&s, config);
+	r = settings_load(&s, l->config);
 	log_setup(s.log_level, stdout, s.log_syslog);
 	s.run_deadline_ms = util_now_ms() + s.run_timeout_ms;
-	s.path = config;
+	s.path = l->config;
 	if (r < 0) {
-		log_error("%s has errors (see above); %s not handled", config, name);
+		log_error("%s has errors (see above); %s not handled", l->config, name);
 		_exit(2);
 	}
 	r = usbevent_plugged(&s, name, &passed);
@@ -89,22 +157,22 @@ static pid_t handle(const char *config, const char *name, struct listening *l)
 
 /* Children that ended; a device on a held port that its child did not
  * pass to a guest goes to the host's drivers. */
-static void reap(unsigned *running, struct pending *pend, size_t *n_pend, struct hold *h)
+static void reap(struct listener *l)
 {
 	int status;
 	pid_t pid;
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		if (*running)
-			(*running)--;
-		for (size_t i = 0; i < *n_pend; i++) {
-			if (pend[i].pid != pid)
+		if (l->running)
+			l->running--;
+		for (size_t i = 0; i < l->n_pend; i++) {
+			if (l->pend[i].pid != pid)
 				continue;
 			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-				hold_give_to_host(h, &pend[i].port);
+				give_to_host(l, &l->pend[i].port);
 			else
-				hold_passed(h, &pend[i].port);
-			pend[i] = pend[--*n_pend];
+				hold_passed(&l->hold, &l->pend[i].port);
+			l->pend[i] = l->pend[--l->n_pend];
 			break;
 		}
 	}
@@ -112,25 +180,25 @@ static void reap(unsigned *running, struct pending *pend, size_t *n_pend, struct
 
 /* The held ports as the settings, the rules and the running guests say
  * now. */
-static void resync(struct hold *h, const struct settings *s, const char *config,
-		   const struct pending *pend, size_t n_pend)
+static void resync(struct listener *l)
 {
 	struct usb_port busy[MAX_PENDING];
+	struct hold_changes c = { 0 };
 	struct settings now;
 
-	if (!s->listen_hold_ports)
+	if (!l->s->listen_hold_ports)
 		return;
-	if (settings_load(&now, config) < 0) {
-		log_warning("%s has errors (see above); the held ports are left as they are", config);
-		return;
-	}
-	if (!now.listen_hold_ports) {
-		hold_release_all(h);
+	if (settings_load(&now, l->config) < 0) {
+		log_warning("%s has errors (see above); the held ports are left as they are", l->config);
 		return;
 	}
-	for (size_t i = 0; i < n_pend; i++)
-		busy[i] = pend[i].port;
-	hold_sync(h, &now, busy, n_pend);
+	for (size_t i = 0; i < l->n_pend; i++)
+		busy[i] = l->pend[i].port;
+	if (now.listen_hold_ports)
+		hold_sync(&l->hold, &now, busy, l->n_pend, &c);
+	else
+		hold_release_all(&l->hold, &c);
+	say(&c);
 }
 
 static int marker(const struct settings *s, bool set)
@@ -155,121 +223,171 @@ static int marker(const struct settings *s, bool set)
 }
 
 
+/* A plug: handled in a child. A hub works for the host (its ports are
+ * held next); a device on a held port that no child will answer for goes
+ * to the host's drivers at once. */
+static void plugged(struct listener *l, const char *name, const struct usb_port *port)
+{
+	char port_name[PORT_STRLEN];
+	bool held = hold_is_held(&l->hold, port);
+	pid_t pid;
+
+	if (l->s->listen_hold_ports && usbfs_is_hub(name)) {
+		if (held)
+			give_to_host(l, port);
+		resync(l);
+		held = false;
+	}
+	/* the child gets the port's name, not the device */
+	port_format(port, port_name, sizeof(port_name));
+	pid = handle(l, port_name);
+	if (pid < 0) {
+		log_error("%s: cannot start its handling: %s", port_name, strerror(errno));
+		if (held)
+			give_to_host(l, port);
+	} else {
+		l->running++;
+		if (held && l->n_pend < MAX_PENDING)
+			l->pend[l->n_pend++] = (struct pending){ .pid = pid, .port = *port };
+		else if (held)
+			give_to_host(l, port);
+	}
+	l->handled++;
+}
+
+/* udev's monitor: an add is handled, a remove looks again (a hub gone:
+ * its file goes). */
+static void on_udev(struct listener *l)
+{
+	struct udev_device *d = udev_monitor_receive_device(l->mon);
+	const char *action = d ? udev_device_get_action(d) : NULL;
+	const char *name = d ? udev_device_get_sysname(d) : NULL;
+	struct usb_port port;
+
+	if (action && strcmp(action, "remove") == 0)
+		resync(l);
+	if (action && name && strcmp(action, "add") == 0 && port_parse(name, &port) == 0 &&
+	    !(l->max_events && l->handled == l->max_events))
+		plugged(l, name, &port);
+	udev_device_unref(d);
+}
+
+/* The signals: SIGHUP looks again (the hookscript: a guest started or
+ * stopped; sync, release), SIGCHLD reaps, SIGTERM and SIGINT end. */
+static void on_signal(struct listener *l)
+{
+	struct signalfd_siginfo si;
+
+	if (read(l->sfd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			resync(l);
+		} else if (si.ssi_signo != SIGCHLD) {
+			l->stop = true;
+			return;
+		}
+	}
+	reap(l);
+}
+
+/* The timer: the held ports every HOLD_SYNC_MS. */
+static void on_timer(struct listener *l)
+{
+	uint64_t ticks;
+
+	if (read(l->tfd, &ticks, sizeof(ticks)) == sizeof(ticks))
+		resync(l);
+}
+
+/* Until a signal ends it, or max_events adds were handled and their
+ * children ended. 0, or -errno of poll. */
+static int loop(struct listener *l)
+{
+	while (!l->max_events || l->handled < l->max_events || l->running) {
+		struct pollfd p[3] = { { .fd = l->sfd, .events = POLLIN },
+				       { .fd = l->tfd, .events = POLLIN },
+				       { .fd = udev_monitor_get_fd(l->mon), .events = POLLIN } };
+
+		if (poll(p, 3, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return log_err(-errno, "poll: %s", strerror(errno));
+		}
+		if (p[0].revents & POLLIN)
+			on_signal(l);
+		if (l->stop)
+			break;
+		if (p[1].revents & POLLIN)
+			on_timer(l);
+		if (p[2].revents & POLLIN)
+			on_udev(l);
+	}
+	return 0;
+}
+
+/* The sources: signals through a signalfd, udev's monitor for whole USB
+ * devices, a timer while ports are held (armed later: arm_timer). */
+static int setup(struct listener *l)
+{
+	sigemptyset(&l->mask);
+	sigaddset(&l->mask, SIGTERM);
+	sigaddset(&l->mask, SIGINT);
+	sigaddset(&l->mask, SIGCHLD);
+	sigaddset(&l->mask, SIGHUP);
+	l->udev = udev_new();
+	if (!l->udev || sigprocmask(SIG_BLOCK, &l->mask, NULL) < 0 ||
+	    (l->sfd = signalfd(-1, &l->mask, SFD_CLOEXEC)) < 0 ||
+	    (l->s->listen_hold_ports &&
+	     (l->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK)) < 0))
+		return log_err(-ENOMEM, "cannot set up listening: %s", strerror(errno));
+	l->mon = udev_monitor_new_from_netlink(l->udev, "udev");
+	if (!l->mon ||
+	    udev_monitor_filter_add_match_subsystem_devtype(l->mon, "usb", "usb_device") < 0 ||
+	    udev_monitor_enable_receiving(l->mon) < 0)
+		return log_err(-EIO, "cannot listen to udev's announcements (is systemd-udevd running?)");
+	return 0;
+}
+
+/* The timer goes off every HOLD_SYNC_MS from now. */
+static void arm_timer(struct listener *l)
+{
+	struct itimerspec t = {
+		.it_interval = { .tv_sec = HOLD_SYNC_MS / 1000, .tv_nsec = HOLD_SYNC_MS % 1000 * 1000000L },
+		.it_value = { .tv_sec = HOLD_SYNC_MS / 1000, .tv_nsec = HOLD_SYNC_MS % 1000 * 1000000L },
+	};
+
+	if (l->tfd >= 0 && timerfd_settime(l->tfd, 0, &t, NULL) < 0)
+		log_warning("cannot set up looking at the held ports every %d s: %s",
+			    HOLD_SYNC_MS / 1000, strerror(errno));
+}
+
 int listen_run(const struct settings *s, const char *config, unsigned max_events)
 {
-	struct udev *udev = udev_new();
-	struct udev_monitor *mon = NULL;
-	unsigned handled = 0, running = 0;
-	struct pending pend[MAX_PENDING];
-	struct hold hold = { 0 };
-	size_t n_pend = 0;
-	int64_t next_sync = 0;
-	struct listening l;
-	sigset_t mask;
-	int sfd = -1, r = 0;
+	struct listener l = { .s = s, .config = config, .max_events = max_events, .sfd = -1, .tfd = -1 };
+	struct hold_changes c = { 0 };
+	int r = setup(&l);
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGCHLD);
-	sigaddset(&mask, SIGHUP); /* the hookscript: a guest started or stopped */
-	if (!udev || sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ||
-	    (sfd = signalfd(-1, &mask, SFD_CLOEXEC)) < 0) {
-		r = log_err(-ENOMEM, "cannot set up listening: %s", strerror(errno));
+	if (r < 0)
 		goto out;
-	}
-	mon = udev_monitor_new_from_netlink(udev, "udev");
-	if (!mon || udev_monitor_filter_add_match_subsystem_devtype(mon, "usb", "usb_device") < 0 ||
-	    udev_monitor_enable_receiving(mon) < 0) {
-		r = log_err(-EIO, "cannot listen to udev's announcements (is systemd-udevd running?)");
-		goto out;
-	}
 	r = marker(s, true);
 	if (r < 0)
 		goto out;
 	log_info("listening for USB devices plugged in");
-	resync(&hold, s, config, pend, n_pend);
-	next_sync = util_now_ms() + HOLD_SYNC_MS;
-
-	while (!max_events || handled < max_events || running) {
-		struct pollfd p[2] = { { .fd = udev_monitor_get_fd(mon), .events = POLLIN },
-				       { .fd = sfd, .events = POLLIN } };
-		int wait = s->listen_hold_ports ? util_remaining_ms(next_sync) : -1;
-
-		if (wait == 0) {
-			resync(&hold, s, config, pend, n_pend);
-			next_sync = util_now_ms() + HOLD_SYNC_MS;
-			continue;
-		}
-		if (poll(p, 2, wait) < 0) {
-			if (errno == EINTR)
-				continue;
-			r = log_err(-errno, "poll: %s", strerror(errno));
-			break;
-		}
-		if (p[1].revents & POLLIN) {
-			struct signalfd_siginfo si;
-			bool got = read(sfd, &si, sizeof(si)) == sizeof(si);
-
-			if (got && si.ssi_signo == SIGHUP)
-				resync(&hold, s, config, pend, n_pend);
-			else if (got && si.ssi_signo != SIGCHLD)
-				break;
-			reap(&running, pend, &n_pend, &hold);
-		}
-		if (!(p[0].revents & POLLIN))
-			continue;
-		struct udev_device *d = udev_monitor_receive_device(mon);
-		const char *action = d ? udev_device_get_action(d) : NULL;
-		const char *name = d ? udev_device_get_sysname(d) : NULL;
-		char port_name[PORT_STRLEN];
-		struct usb_port port;
-		pid_t pid;
-
-		if (action && strcmp(action, "remove") == 0 && s->listen_hold_ports)
-			resync(&hold, s, config, pend, n_pend); /* a hub gone: its file goes */
-		if (!action || !name || strcmp(action, "add") != 0 || port_parse(name, &port) < 0 ||
-		    (max_events && handled == max_events)) {
-			udev_device_unref(d);
-			continue;
-		}
-		bool held = hold_is_held(&hold, &port);
-
-		if (s->listen_hold_ports && hold_is_hub(name)) {
-			/* a hub works for the host; its ports are held next */
-			if (held)
-				hold_give_to_host(&hold, &port);
-			resync(&hold, s, config, pend, n_pend);
-			held = false;
-		}
-		/* the child gets the port's name, not the device */
-		port_format(&port, port_name, sizeof(port_name));
-		udev_device_unref(d);
-		l = (struct listening){ .udev = udev, .mon = mon, .sfd = sfd, .mask = mask, .hold = &hold };
-		pid = handle(config, port_name, &l);
-		if (pid < 0) {
-			log_error("%s: cannot start its handling: %s", port_name, strerror(errno));
-			if (held)
-				hold_give_to_host(&hold, &port);
-		} else {
-			running++;
-			if (held && n_pend < MAX_PENDING)
-				pend[n_pend++] = (struct pending){ .pid = pid, .port = port };
-			else if (held)
-				hold_give_to_host(&hold, &port);
-		}
-		handled++;
-	}
+	resync(&l);
+	arm_timer(&l);
+	r = loop(&l);
 	/* what is being handled is finished, not cut off */
-	while (running && waitpid(-1, NULL, 0) > 0)
-		running--;
+	while (l.running && waitpid(-1, NULL, 0) > 0)
+		l.running--;
 	/* what nobody took gets the host's drivers */
-	hold_release_all(&hold);
+	hold_release_all(&l.hold, &c);
+	say(&c);
 	marker(s, false);
 out:
-	if (sfd >= 0)
-		close(sfd);
-	udev_monitor_unref(mon);
-	udev_unref(udev);
+	if (l.sfd >= 0)
+		close(l.sfd);
+	if (l.tfd >= 0)
+		close(l.tfd);
+	udev_monitor_unref(l.mon);
+	udev_unref(l.udev);
 	return r;
 }

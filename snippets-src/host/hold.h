@@ -24,17 +24,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "host/port.h"
 #include "base/settings.h"
+#include "host/port.h"
+#include "policy/holdplan.h"
 
 /* A hub whose ports are held: its open usbfs file, which ports. */
 struct hold_hub {
 	char name[PORT_STRLEN]; /* sysfs name: "usb3" for a root hub, "3-4" */
 	unsigned devnum;	/* the hub device this file is for */
-	int fd;			/* -1: could not be opened (warned once) */
-	uint8_t held[32];	/* bit p: port p held (ports 1..255) */
-	uint8_t warned[32];	/* bit p: claiming port p failed (warned once) */
-	uint16_t passed[256];	/* port p: devnum of the device passed to a guest there */
+	int fd;			/* -1: could not be opened (said once) */
+	bool warned;		/* the file could not be opened (said once) */
+	struct holdplan_ports held;
+	struct holdplan_ports warned_ports; /* claiming failed (said once) */
+	uint16_t passed[256]; /* port p: devnum of the device passed to a guest there */
 };
 
 struct hold {
@@ -51,27 +53,43 @@ struct hold {
  * "PORT\tLABEL" for each port rule held ("1-1\tVM 100"). */
 #define HOLD_FILE "held"
 
-/* A port rule of a running guest: a port and what is below it, or a
- * deny. A guest's rules are next to each other. */
-struct hold_rule {
-	struct usb_port port;
-	bool deny;
-	size_t guest;
-	char label[SETTINGS_NAME_MAX + 24]; /* the guest's: "VM 100" */
+/* What happened, for the caller to say: hold does not log. */
+enum hold_change_kind {
+	HOLD_HOLDING,	 /* a rule's port is held now: port, what (the label) */
+	HOLD_LET_GO,	 /* a rule's port is held no more: port, what (the label) */
+	HOLD_HANDED,	 /* port's device went to the host's drivers: what (why) */
+	HOLD_NOT_BOUND,	 /* port's device: its drivers could not be bound: err */
+	HOLD_NO_HUB,	 /* hub port: its file (what) could not be opened: err */
+	HOLD_NO_CLAIM,	 /* port could not be held: err */
+	HOLD_NO_RELEASE, /* port's device: its port could not be let go: err */
+	HOLD_NO_NOTE,	 /* the state file (what) could not be written: err */
+	HOLD_NO_PLAN,	 /* which ports to hold could not be worked out */
+	HOLD_NO_MEMORY,	 /* which ports are held could not be noted */
 };
 
-/* Whether port is held: for some guest, the most specific of its port
- * rules that covers port is no deny (a deny as specific as a port rule
- * wins, as in placing). */
-bool hold_wanted(const struct hold_rule *rules, size_t n, const struct usb_port *port);
+struct hold_change {
+	enum hold_change_kind kind;
+	char port[PORT_STRLEN + 8];
+	char what[SETTINGS_PATH_MAX + 16];
+	int err; /* negative errno */
+};
+
+/* Changes in the order they happened; one that finds no memory to be
+ * noted in is lost (the change itself is made). */
+struct hold_changes {
+	struct hold_change *list;
+	size_t n;
+};
+
+void hold_changes_free(struct hold_changes *c);
 
 /* Makes what is held match the running guests' port rules (s read anew
  * by the caller) and the hubs present now, and hands a device on a held
  * port that a guest had (hold_passed) and has no more to the host's
- * drivers, unless its port is one of busy (its plug is being handled). Logs what starts and stops being
- * held, and failures (once). */
+ * drivers, unless its port is one of busy (its plug is being handled).
+ * Notes in out what starts and stops being held, and failures (once). */
 void hold_sync(struct hold *h, const struct settings *s, const struct usb_port *busy,
-	       size_t n_busy);
+	       size_t n_busy, struct hold_changes *out);
 
 /* Whether the port dev is plugged into is held. */
 bool hold_is_held(const struct hold *h, const struct usb_port *dev);
@@ -79,21 +97,14 @@ bool hold_is_held(const struct hold *h, const struct usb_port *dev);
 /* The device at port (held) goes to the host's drivers: its port is let
  * go (until it is empty again), the kernel configures it as at a plug (it
  * leaves a device on an owned port unconfigured) and its drivers bind. */
-void hold_give_to_host(struct hold *h, const struct usb_port *port);
+void hold_give_to_host(struct hold *h, const struct usb_port *port, struct hold_changes *out);
 
 /* The device at port (held) has gone to a guest: when the guest lets it
  * go, it gets the host's drivers (hold_sync). */
 void hold_passed(struct hold *h, const struct usb_port *port);
 
 /* Lets every port go and probes what had no driver: the listener ends. */
-void hold_release_all(struct hold *h);
+void hold_release_all(struct hold *h, struct hold_changes *out);
 
 /* A forked child lets go of its copies of the hub files. */
 void hold_forget(struct hold *h);
-
-/* Whether the USB device name ("3-4") is a hub (bDeviceClass 09). */
-bool hold_is_hub(const char *name);
-
-/* For the tests: the name of the hub that port dev is plugged into
- * ("usb3" for 3-4, "3-4" for 3-4.1) into buf. */
-void hold_parent_name(const struct usb_port *dev, char *buf, size_t n);
