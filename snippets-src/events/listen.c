@@ -43,6 +43,8 @@
 /* Plugs into held ports being handled at once, remembered to hand a
  * device nobody took to the host's drivers when its child ends. */
 #define MAX_PENDING 64
+/* The receive buffer for udev's announcements (udevd takes 128 MiB). */
+#define LISTEN_RCVBUF (128 * 1024 * 1024)
 /* A child's exit status: the device went to no guest (it did not fail). */
 #define EXIT_NOT_PASSED 3
 
@@ -134,7 +136,11 @@ static pid_t handle(struct listener *l, const char *name)
 
 	if (pid != 0)
 		return pid; /* the parent, or -1 */
-	/* the child lets go of what the listening has */
+	/* the child lets go of what the listening has; a stop of the
+	 * listener (systemctl restart: a package upgrade) lets its attach
+	 * finish and be recorded: it ends by its own deadline */
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
 	sigprocmask(SIG_UNBLOCK, &l->mask, NULL);
 	close(l->sfd);
 	if (l->tfd >= 0)
@@ -255,12 +261,42 @@ static void plugged(struct listener *l, const char *name, const struct usb_port 
 	l->handled++;
 }
 
+/* udev's announcements were lost (the socket's buffer overflowed in a
+ * burst: a hub with many devices, a KVM switch). An add lost on a held
+ * port leaves its device unconfigured, without a driver, in no guest: each
+ * held port with an unconfigured device and no plug in flight is handled
+ * as plugged now. */
+static void overflowed(struct listener *l)
+{
+	struct usb_port found[MAX_PENDING], busy[MAX_PENDING];
+	size_t n;
+
+	log_warning("udev's announcements were lost (receive buffer full); looking again at every held port");
+	for (size_t i = 0; i < l->n_pend; i++)
+		busy[i] = l->pend[i].port;
+	n = hold_unhandled(&l->hold, busy, l->n_pend, found, MAX_PENDING);
+	for (size_t i = 0; i < n; i++) {
+		char name[PORT_STRLEN];
+
+		port_format(&found[i], name, sizeof(name));
+		log_info("%s: plugged in while announcements were lost; handled now", name);
+		plugged(l, name, &found[i]);
+	}
+	resync(l);
+}
+
 /* udev's monitor: an add is handled, a remove looks again (a hub gone:
  * its file goes). */
 static void on_udev(struct listener *l)
 {
 	struct udev_device *d = udev_monitor_receive_device(l->mon);
-	const char *action = d ? udev_device_get_action(d) : NULL;
+	const char *action;
+
+	if (!d && errno == ENOBUFS) {
+		overflowed(l);
+		return;
+	}
+	action = d ? udev_device_get_action(d) : NULL;
 	const char *name = d ? udev_device_get_sysname(d) : NULL;
 	struct usb_port port;
 
@@ -344,6 +380,11 @@ static int setup(struct listener *l)
 	    udev_monitor_filter_add_match_subsystem_devtype(l->mon, "usb", "usb_device") < 0 ||
 	    udev_monitor_enable_receiving(l->mon) < 0)
 		return log_err(-EIO, "cannot listen to udev's announcements (is systemd-udevd running?)");
+	/* the loop does blocking work (sysfs, /proc, QMP to the held ports):
+	 * room for a burst, as udevd itself and libvirt take */
+	if (udev_monitor_set_receive_buffer_size(l->mon, LISTEN_RCVBUF) < 0)
+		log_warning("cannot enlarge the receive buffer for udev's announcements: %s; a burst of plugs may be lost (and is then looked for)",
+			    strerror(errno));
 	return 0;
 }
 
@@ -360,10 +401,38 @@ static void arm_timer(struct listener *l)
 			    HOLD_SYNC_MS / 1000, strerror(errno));
 }
 
+/* The end (SIGTERM: systemctl stop or restart, a package upgrade): the
+ * rule's unit takes over plugs at once, what udev announced while the
+ * marker stood is still handled here, what is being handled is finished
+ * and recorded, not cut off, and then what nobody took gets the host's
+ * drivers. */
+static void wind_down(struct listener *l)
+{
+	struct hold_changes c = { 0 };
+	struct udev_device *d;
+
+	marker(l->s, false);
+	l->max_events = 0;
+	while ((d = udev_monitor_receive_device(l->mon))) {
+		const char *action = udev_device_get_action(d);
+		const char *name = udev_device_get_sysname(d);
+		struct usb_port port;
+
+		if (action && name && strcmp(action, "add") == 0 && port_parse(name, &port) == 0)
+			plugged(l, name, &port);
+		udev_device_unref(d);
+	}
+	udev_monitor_unref(l->mon);
+	l->mon = NULL;
+	while (l->running && waitpid(-1, NULL, 0) > 0)
+		l->running--;
+	hold_release_all(&l->hold, &c);
+	say(&c);
+}
+
 int listen_run(const struct settings *s, const char *config, unsigned max_events)
 {
 	struct listener l = { .s = s, .config = config, .max_events = max_events, .sfd = -1, .tfd = -1 };
-	struct hold_changes c = { 0 };
 	int r = setup(&l);
 
 	if (r < 0)
@@ -375,13 +444,7 @@ int listen_run(const struct settings *s, const char *config, unsigned max_events
 	resync(&l);
 	arm_timer(&l);
 	r = loop(&l);
-	/* what is being handled is finished, not cut off */
-	while (l.running && waitpid(-1, NULL, 0) > 0)
-		l.running--;
-	/* what nobody took gets the host's drivers */
-	hold_release_all(&l.hold, &c);
-	say(&c);
-	marker(s, false);
+	wind_down(&l);
 out:
 	if (l.sfd >= 0)
 		close(l.sfd);

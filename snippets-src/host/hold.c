@@ -408,6 +408,37 @@ void hold_sync(struct hold *h, const struct settings *s, const struct usb_port *
 	orphans(h, busy, n_busy, out);
 }
 
+size_t hold_unhandled(const struct hold *h, const struct usb_port *busy, size_t n_busy,
+		      struct usb_port *ret, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < h->n; i++) {
+		const struct hold_hub *hub = &h->hubs[i];
+
+		for (unsigned p = 1; hub->fd >= 0 && p <= HOLDPLAN_MAX_PORT && n < max; p++) {
+			char name[PORT_STRLEN + 8];
+			struct usb_port port;
+			bool in_flight = false;
+			long devnum;
+
+			if (!holdplan_ports_has(&hub->held, p))
+				continue;
+			holdplan_port_name(hub->name, p, name, sizeof(name));
+			devnum = usbfs_attr_dec(name, "devnum");
+			if (devnum <= 0 || hub->passed[p] == devnum || port_parse(name, &port) < 0)
+				continue; /* empty, or a guest has it */
+			for (size_t k = 0; k < n_busy; k++)
+				in_flight = in_flight || port_equal(&busy[k], &port);
+			if (in_flight || usbfs_attr_dec(name, "bConfigurationValue") > 0 ||
+			    usbfs_open_elsewhere(name))
+				continue;
+			ret[n++] = port;
+		}
+	}
+	return n;
+}
+
 bool hold_is_held(const struct hold *h, const struct usb_port *dev)
 {
 	unsigned p;

@@ -91,6 +91,14 @@ void hold_changes_free(struct hold_changes *c);
 void hold_sync(struct hold *h, const struct settings *s, const struct usb_port *busy,
 	       size_t n_busy, struct hold_changes *out);
 
+/* The held ports with a device that nobody has handled: there, not
+ * configured (the kernel leaves a device on an owned port so until
+ * someone takes it), not passed to a guest, not open in any process, and
+ * not one of busy (its plug is being handled). For after lost
+ * announcements. Up to max into ret; how many. */
+size_t hold_unhandled(const struct hold *h, const struct usb_port *busy, size_t n_busy,
+		      struct usb_port *ret, size_t max);
+
 /* Whether the port dev is plugged into is held. */
 bool hold_is_held(const struct hold *h, const struct usb_port *dev);
 

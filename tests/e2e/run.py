@@ -281,6 +281,52 @@ class Udev(Case):
         self.assertFalse(os.path.exists(marker))
         self.assertEqual(self.tool.run(["listen", "--events", "0"]).returncode, 2)
 
+    def test_a_stopped_listener_hands_over_at_once_and_finishes_its_plugs(self):
+        # systemctl restart (every package upgrade): the rule's unit takes
+        # plugs over the moment the listener stops listening, and a plug
+        # being handled is finished, not cut off
+        import fcntl
+        import signal
+        g = self.guest(100)
+        self.tool.usb_conf(100, "3-4\n")
+        self.host.hub("3-4")
+        self.ok(self.tool.run(["sync", "100"], host=self.host))    # the state directory
+        lock = open(os.path.join(self.tool.state_dir, "100.lock"), "a")
+        self.addCleanup(lock.close)
+        fcntl.flock(lock, fcntl.LOCK_EX)        # the plug's child waits for VM 100
+        new = Host(self.dir)
+        new.plug("3-4.2", 0x046D, 0xC52B)
+        argv, env = self.tool.cmd(["listen"])
+        tree, extra = self.host.write(), new.write("new.umockdev", roots=False)
+        p = subprocess.Popen(["umockdev-wrapper", self.tool.plug_helper, tree, extra,
+                              "listening for USB devices plugged in", "--"] + argv,
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        marker = os.path.join(self.tool.state_dir, "listening")
+
+        def wait_for(cond, what, seconds=20):
+            deadline = time.monotonic() + seconds
+            while not cond():
+                self.assertLess(time.monotonic(), deadline, what)
+                time.sleep(0.02)
+        wait_for(lambda: os.path.exists(marker), "the listener's marker")
+        with open(marker) as f:
+            pid = int(f.read())
+
+        def children():
+            r = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+            return [int(c) for c in r.stdout.split()]
+        wait_for(children, "a child handling the plug")
+        child = children()[0]
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not os.path.exists(marker), "the marker gone at once", 5)
+        self.assertTrue(os.path.exists("/proc/%d" % child), "the child still works on its plug")
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn("VM 100: added 3-4.2 (046d:c52b) as usbhost3-4.2 on xhci.0 port 15", out)
+        self.assertEqual(g.ports(), ["3-4.2"])
+
     def test_plugged_as_the_systemd_service_runs_it(self):
         g = self.guest(100)
         self.tool.usb_conf(100, "3-4\n")
