@@ -2,7 +2,8 @@
 #
 #   make            build build/pve-usb-hotplug
 #   make check      install what the tests need (Debian), run every test
-#                   (the e2e suite against QEMU 7.2 and trixie's QEMU 10)
+#                   (the e2e suite against QEMU 7.2, trixie's QEMU 10 and
+#                   trixie-backports' QEMU 11)
 #   make demo       run the whole thing on a simulated host against real QEMU
 #   make install    DESTDIR=... PREFIX=/usr
 #   SANITIZE=1      build and test with AddressSanitizer + UBSan (in build/asan)
@@ -60,7 +61,7 @@ BIN := $(BUILD)/pve-usb-hotplug
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check check-unit check-e2e check-e2e-qemu10 check-valgrind check-deb check-realhost bench-realhost deb demo deps install clean fuzz bench
+.PHONY: all check check-unit check-e2e check-e2e-qemu10 check-e2e-qemu11 check-valgrind check-deb check-realhost bench-realhost deb demo deps install clean fuzz bench
 all: $(BIN)
 
 $(BUILD)/obj/%.o: snippets-src/%.c $(HDR) Makefile
@@ -84,10 +85,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB) $(HDR)
 deps:
 	@tests/deps.sh
 
-# Unit tests, then the end-to-end suite against Debian 12's QEMU 7.2 and
-# against trixie's QEMU 10 (Proxmox VE 9's base; tests/trixie.sh makes it).
+# Unit tests, then the end-to-end suite against Debian 12's QEMU 7.2, against
+# trixie's QEMU 10 (Proxmox VE 9's base; tests/trixie.sh makes it) and against
+# trixie-backports' QEMU 11 (as in Proxmox VE 9.2; tests/qemu11.sh makes it).
 check: deps
-	$(MAKE) check-unit check-e2e check-e2e-qemu10
+	$(MAKE) check-unit check-e2e check-e2e-qemu10 check-e2e-qemu11
 
 check-unit: $(UNIT_BIN)
 	@fail=0; for t in $(UNIT_BIN); do $$t || fail=1; done; exit $$fail
@@ -112,6 +114,10 @@ check-e2e: $(BIN) $(BUILD)/tests/umockdev-plug
 check-e2e-qemu10: $(BIN) $(BUILD)/tests/umockdev-plug
 	@tests/trixie.sh
 	PUH_QEMU=$(CURDIR)/.trixie-qemu10 python3 tests/e2e/run.py --binary $(BIN) --plug $(BUILD)/tests/umockdev-plug
+
+check-e2e-qemu11: $(BIN) $(BUILD)/tests/umockdev-plug
+	@tests/qemu11.sh
+	PUH_QEMU=$(CURDIR)/.qemu11 python3 tests/e2e/run.py --binary $(BIN) --plug $(BUILD)/tests/umockdev-plug
 
 demo: deps
 	$(MAKE) $(BIN)

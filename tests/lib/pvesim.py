@@ -15,7 +15,8 @@ import subprocess
 import time
 
 # the QEMU to run guests with: Debian 12's by default, another (trixie's
-# QEMU 10 through tests/qemu10.sh) when PUH_QEMU names it
+# QEMU 10 through tests/trixie.sh, QEMU 11 through tests/qemu11.sh) when
+# PUH_QEMU names it
 QEMU = os.environ.get("PUH_QEMU") or "qemu-system-x86_64"
 
 
