@@ -107,11 +107,7 @@ void deliver_why(enum plan_why why, const struct placement *p, char *buf, size_t
 /* Reads the device at port now: true with *ret, false when none is there. */
 static bool read_port(const struct usb_port *port, struct usb_device_info *ret)
 {
-	char name[PORT_STRLEN], devpath[UEVENT_DEVPATH_MAX];
-
-	port_format(port, name, sizeof(name));
-	return usbtree_devpath(name, devpath, sizeof(devpath)) == 0 &&
-	       usbtree_get(devpath, false, ret) == 0;
+	return usbtree_peek(port, ret) == 0;
 }
 
 bool deliver_still_there(const struct usb_device_info *dev, const char *desc)

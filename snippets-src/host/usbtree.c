@@ -1,10 +1,12 @@
 #include "host/usbtree.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <libudev.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/util.h"
 
@@ -207,4 +209,52 @@ int usbtree_devpath(const char *name, char *buf, size_t n)
 	udev_device_unref(d);
 	udev_unref(udev);
 	return r;
+}
+
+/* A small sysfs attribute of device name, read as plain text: NULL when
+ * it cannot be read. */
+static const char *peek_attr(const char *name, const char *attr, char *buf, size_t n)
+{
+	char path[PORT_STRLEN + 64];
+	ssize_t len;
+	int fd;
+
+	snprintf(path, sizeof(path), "/sys/bus/usb/devices/%s/%s", name, attr);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	len = read(fd, buf, n - 1);
+	close(fd);
+	if (len <= 0)
+		return NULL;
+	buf[len] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return buf;
+}
+
+int usbtree_peek(const struct usb_port *port, struct usb_device_info *ret)
+{
+	char name[PORT_STRLEN], num[16], vid[16], pid[16];
+	unsigned long busnum, devnum, v, p;
+	const char *b, *d;
+
+	port_format(port, name, sizeof(name));
+	b = peek_attr(name, "busnum", num, sizeof(num));
+	if (!b || util_parse_uint(b, 65535, &busnum) < 0 || busnum != port->bus)
+		return -ENODEV;
+	d = peek_attr(name, "devnum", num, sizeof(num));
+	if (!d || util_parse_uint(d, 65535, &devnum) < 0)
+		return -ENODEV;
+	memset(ret, 0, sizeof(*ret));
+	ret->port = *port;
+	ret->devnum = (unsigned)devnum;
+	ret->have_ids = peek_attr(name, "idVendor", vid, sizeof(vid)) &&
+			peek_attr(name, "idProduct", pid, sizeof(pid)) &&
+			util_parse_hex_n(vid, strlen(vid), 4, &v) == 0 &&
+			util_parse_hex_n(pid, strlen(pid), 4, &p) == 0;
+	if (ret->have_ids) {
+		ret->vid = (unsigned)v;
+		ret->pid = (unsigned)p;
+	}
+	return 0;
 }

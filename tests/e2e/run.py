@@ -1755,7 +1755,8 @@ class Proxmox(Case):
         # without release, the target cannot take the state
         status, tgt = self.migrate(kept, 100)
         self.assertNotEqual(tgt.proc.wait(timeout=60), 0)
-        self.assertIn("Unknown savevm section", tgt.proc.stderr.read().decode())
+        # QEMU 7.2 and 10: "Unknown savevm section or instance ..."; 11: "Unknown section or instance ..."
+        self.assertRegex(tgt.proc.stderr.read().decode(), r"Unknown (savevm )?section or instance '[^']*usb-host'")
         # with it, the migration completes and the target runs on
         r = self.release(rel, 101)
         self.assertIn("VM 101: detached 3-5.1 (usbhost3-5.1): released", r.stdout)
