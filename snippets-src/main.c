@@ -328,37 +328,6 @@ static int run_hookscript(const struct settings *s, int settings_r, const char *
 
 /* From the udev rule: the event is in the environment. Cheap checks first,
  * so the many uninteresting events cost nothing but reading it. */
-static int run_udev_event(const struct settings *s, int settings_r, const char *config)
-{
-	const char *reason, *subsystem = getenv("SUBSYSTEM");
-	struct uevent ev;
-
-	if (subsystem && strcmp(subsystem, "block") == 0) {
-		enum uevent_action action;
-		struct usb_disk disk;
-
-		if (disk_from_event(env_lookup, NULL, &action, &disk, &reason) == 0) {
-			log_debug("ignored event: %s", reason);
-			return 0;
-		}
-		if (settings_r < 0) {
-			log_error("%s has errors (see above); event for %s not handled", config,
-				  disk.devpath);
-			return 2;
-		}
-		return exit_code(diskevent_handle(s, action, &disk));
-	}
-	if (uevent_parse(env_lookup, NULL, &ev, &reason) == 0) {
-		log_debug("ignored event: %s", reason);
-		return 0;
-	}
-	if (settings_r < 0) {
-		log_error("%s has errors (see above); event for %s not handled", config, ev.devpath);
-		return 2;
-	}
-	return exit_code(usbevent_handle(s, &ev, NULL));
-}
-
 /* The settings file (PVE_USB_HOTPLUG_CONFIG, or the default) and what the
  * environment adds to them. Returns what settings_load returned. */
 static int load_settings(struct settings *s, const char **ret_config)
@@ -378,6 +347,28 @@ static int load_settings(struct settings *s, const char **ret_config)
 	return r;
 }
 
+/* Most events concern nothing here (every interface of every device, a
+ * hub's own ports, a partition): they are told apart from the environment
+ * alone, before the settings are read, and end without a word. */
+static int run_udev_event(struct settings *s)
+{
+	const char *reason, *config, *subsystem = getenv("SUBSYSTEM");
+	bool is_disk = subsystem && strcmp(subsystem, "block") == 0;
+	enum uevent_action action;
+	struct usb_disk disk;
+	struct uevent ev;
+
+	if (is_disk ? disk_from_event(env_lookup, NULL, &action, &disk, &reason) == 0
+		    : uevent_parse(env_lookup, NULL, &ev, &reason) == 0)
+		return 0;
+	if (load_settings(s, &config) < 0) {
+		log_error("%s has errors (see above); event for %s not handled", config,
+			  is_disk ? disk.devpath : ev.devpath);
+		return 2;
+	}
+	return exit_code(is_disk ? diskevent_handle(s, action, &disk) : usbevent_handle(s, &ev, NULL));
+}
+
 int main(int argc, char **argv)
 {
 	const struct command *cmd = argc >= 2 ? find_command(argv[1]) : NULL;
@@ -385,7 +376,10 @@ int main(int argc, char **argv)
 	const char *config;
 	int r;
 
-	log_journal_stream(getenv("JOURNAL_STREAM"));
+	/* a unit's output is the journal: commands run as units (listen,
+	 * plugged, a retry's sync); udev's RUN is none */
+	if (argc > 1)
+		log_journal_stream(getenv("JOURNAL_STREAM"));
 	log_setup(LOG_LVL_INFO, stdout, 1);
 
 	if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
@@ -401,12 +395,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	if (argc == 1)
+		return run_udev_event(&settings);
 	r = load_settings(&settings, &config);
 	if (cmd)
 		return run_command(cmd, &settings, r, config, argc, argv);
 	if (argc == 5)
 		return libvirt_hook(&settings, r, argv[1], argv[2]);
 	if (argc == 3)
-		return run_hookscript(&settings, r, config, argv);
-	return run_udev_event(&settings, r, config);
+	return run_hookscript(&settings, r, config, argv);
 }

@@ -110,13 +110,15 @@ static bool read_port(const struct usb_port *port, struct usb_device_info *ret)
 	return usbtree_peek(port, ret) == 0;
 }
 
-bool deliver_still_there(const struct usb_device_info *dev, const char *desc)
+bool deliver_still_there(const struct usb_device_info *dev)
 {
 	struct usb_device_info now;
 	bool there = read_port(&dev->port, &now);
+	char desc[256];
 
 	if (plan_same_device(dev, there ? &now : NULL))
 		return true;
+	guest_describe(dev, desc, sizeof(desc));
 	if (!there)
 		log_info("%s is gone again before it could be attached; nothing to do", desc);
 	else
@@ -179,7 +181,6 @@ int deliver_load(const struct settings *s, struct vms *v)
 int deliver_attach_all(struct guest *g, const struct target *t,
 		       const struct usb_device_info *devs, const bool *take, size_t n)
 {
-	char desc[256];
 	int r, ret = 0;
 
 	for (size_t i = 0; i < n; i++) {
@@ -193,8 +194,7 @@ int deliver_attach_all(struct guest *g, const struct target *t,
 			return log_err(ret, "%s: %zu more device(s) not attached: the QMP connection failed (see above); 'pve-usb-hotplug sync %s' tries again",
 				       t->label, left, t->name);
 		}
-		guest_describe(&devs[i], desc, sizeof(desc));
-		if (!deliver_still_there(&devs[i], desc))
+		if (!deliver_still_there(&devs[i]))
 			continue;
 		r = guest_attach(g, &devs[i]);
 		if (r < 0)

@@ -21,7 +21,7 @@ int deliver_load(const struct settings *s, struct vms *v);
  * the device at dev's port is still the one the plan was made for
  * (plan_same_device(), read from sysfs now). When not, one line says so
  * and the caller attaches nothing: its own event places what is there. */
-bool deliver_still_there(const struct usb_device_info *dev, const char *desc);
+bool deliver_still_there(const struct usb_device_info *dev);
 
 /* The same before a detach: whether dev's port still has the device seen
  * when the plan was made (seen; NULL: the port was empty then). When not,

@@ -83,7 +83,11 @@ int util_parse_uint(const char *s, unsigned long max, unsigned long *ret)
 
 bool util_startswith(const char *s, const char *prefix)
 {
-	return strncmp(s, prefix, strlen(prefix)) == 0;
+	/* prefixes are short: a loop costs less than strlen() and strncmp() */
+	while (*prefix)
+		if (*s++ != *prefix++)
+			return false;
+	return true;
 }
 
 int util_strlcpy(char *dst, const char *src, size_t n)

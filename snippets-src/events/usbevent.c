@@ -172,7 +172,7 @@ static int event_add(const struct settings *s, const struct uevent *ev, struct v
 		if (r < 0)
 			return r;
 		/* planned without the lock: is it still the device planned for? */
-		if (!deliver_still_there(&dev, desc)) {
+		if (!deliver_still_there(&dev)) {
 			guest_close(g);
 			*passed = false;
 			return cleared;

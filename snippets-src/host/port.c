@@ -78,6 +78,28 @@ int port_compare(const void *a, const void *b)
 	return (x->depth > y->depth) - (x->depth < y->depth);
 }
 
+/* Appends c, or v in decimal, at *o of buf (n bytes), cut as snprintf()
+ * would cut, buf always terminated: ports are formatted on every event,
+ * many times, and snprintf() costs ten times more. */
+static void put_char(char *buf, size_t n, size_t *o, char c)
+{
+	if (*o + 1 < n)
+		buf[(*o)++] = c;
+	buf[*o] = '\0';
+}
+
+static void put_uint(char *buf, size_t n, size_t *o, unsigned v)
+{
+	char digits[12];
+	size_t k = 0;
+
+	do
+		digits[k++] = (char)('0' + v % 10);
+	while ((v /= 10));
+	while (k)
+		put_char(buf, n, o, digits[--k]);
+}
+
 void port_format_hostport(const struct usb_port *p, char *buf, size_t n)
 {
 	size_t o = 0;
@@ -85,20 +107,22 @@ void port_format_hostport(const struct usb_port *p, char *buf, size_t n)
 	if (n == 0)
 		return;
 	buf[0] = '\0';
-	for (unsigned i = 0; i < p->depth && o < n; i++) {
-		int w = snprintf(buf + o, n - o, i ? ".%u" : "%u", p->num[i]);
-		if (w < 0)
-			return;
-		o += (size_t)w;
+	for (unsigned i = 0; i < p->depth; i++) {
+		if (i)
+			put_char(buf, n, &o, '.');
+		put_uint(buf, n, &o, p->num[i]);
 	}
 }
 
 void port_format(const struct usb_port *p, char *buf, size_t n)
 {
-	int w = snprintf(buf, n, "%u-", p->bus);
+	size_t o = 0;
 
-	if (w > 0 && (size_t)w < n)
-		port_format_hostport(p, buf + w, n - (size_t)w);
+	if (n == 0)
+		return;
+	put_uint(buf, n, &o, p->bus);
+	put_char(buf, n, &o, '-');
+	port_format_hostport(p, buf + o, n - o);
 }
 
 /* "0000:00:14.0": a PCI function's sysfs name */

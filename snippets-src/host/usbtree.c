@@ -211,50 +211,43 @@ int usbtree_devpath(const char *name, char *buf, size_t n)
 	return r;
 }
 
-/* A small sysfs attribute of device name, read as plain text: NULL when
- * it cannot be read. */
-static const char *peek_attr(const char *name, const char *attr, char *buf, size_t n)
+/* A small decimal sysfs attribute of the device whose directory is dirfd:
+ * -1 when it cannot be read. */
+static long peek_attr(int dirfd, const char *attr)
 {
-	char path[PORT_STRLEN + 64];
+	unsigned long v;
+	char buf[16];
 	ssize_t len;
-	int fd;
+	int fd = openat(dirfd, attr, O_RDONLY | O_CLOEXEC);
 
-	snprintf(path, sizeof(path), "/sys/bus/usb/devices/%s/%s", name, attr);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return NULL;
-	len = read(fd, buf, n - 1);
+		return -1;
+	len = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (len <= 0)
-		return NULL;
+		return -1;
 	buf[len] = '\0';
 	buf[strcspn(buf, "\n")] = '\0';
-	return buf;
+	return util_parse_uint(buf, 65535, &v) == 0 ? (long)v : -1;
 }
 
 int usbtree_peek(const struct usb_port *port, struct usb_device_info *ret)
 {
-	char name[PORT_STRLEN], num[16], vid[16], pid[16];
-	unsigned long busnum, devnum, v, p;
-	const char *b, *d;
+	char path[PORT_STRLEN + 32] = "/sys/bus/usb/devices/";
+	long busnum, devnum;
+	int dirfd;
 
-	port_format(port, name, sizeof(name));
-	b = peek_attr(name, "busnum", num, sizeof(num));
-	if (!b || util_parse_uint(b, 65535, &busnum) < 0 || busnum != port->bus)
+	port_format(port, path + strlen(path), sizeof(path) - strlen(path));
+	dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
 		return -ENODEV;
-	d = peek_attr(name, "devnum", num, sizeof(num));
-	if (!d || util_parse_uint(d, 65535, &devnum) < 0)
+	busnum = peek_attr(dirfd, "busnum");
+	devnum = peek_attr(dirfd, "devnum");
+	close(dirfd);
+	if (busnum != (long)port->bus || devnum < 0)
 		return -ENODEV;
 	memset(ret, 0, sizeof(*ret));
 	ret->port = *port;
 	ret->devnum = (unsigned)devnum;
-	ret->have_ids = peek_attr(name, "idVendor", vid, sizeof(vid)) &&
-			peek_attr(name, "idProduct", pid, sizeof(pid)) &&
-			util_parse_hex_n(vid, strlen(vid), 4, &v) == 0 &&
-			util_parse_hex_n(pid, strlen(pid), 4, &p) == 0;
-	if (ret->have_ids) {
-		ret->vid = (unsigned)v;
-		ret->pid = (unsigned)p;
-	}
 	return 0;
 }

@@ -49,10 +49,10 @@ int usbtree_collect(const char *subsystem, size_t size,
 /* The device at sysfs path /sys<devpath>. -ENODEV if it is not there. */
 int usbtree_get(const char *devpath, bool storage, struct usb_device_info *ret);
 
-/* Which device is at port now, cheaply (plain reads of its sysfs
- * attributes, no udev): port, devnum and ids (have_ids when readable) in
- * *ret; -ENODEV when no device is there. For the look again before an
- * attach. */
+/* Which device is at port now, cheaply (plain reads of its busnum and
+ * devnum, no udev; a device plugged in again gets a new devnum): port and
+ * devnum in *ret, no ids; -ENODEV when no device is there. For the look
+ * again before an attach. */
 int usbtree_peek(const struct usb_port *port, struct usb_device_info *ret);
 
 /* The sysfs DEVPATH ("/devices/.../3-4.1") of the USB device named name

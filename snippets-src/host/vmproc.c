@@ -34,15 +34,21 @@ static bool any_pidfile(const char *cmdline, size_t len, bool (*fn)(const char *
 	const char *end = cmdline + len;
 	bool value_next = false;
 
-	for (const char *a = cmdline; a < end; a += strnlen(a, (size_t)(end - a)) + 1) {
+	for (const char *a = cmdline, *nul; a < end; a = nul + 1) {
+		const char *opt;
+		bool pidfile;
+
 		/* the last argument may lack its NUL (a cut read) */
-		if (memchr(a, '\0', (size_t)(end - a)) == NULL)
+		nul = memchr(a, '\0', (size_t)(end - a));
+		if (!nul)
 			break;
 		if (value_next && fn(a, ud))
 			return true;
-		value_next = strcmp(a, "-pidfile") == 0 || strcmp(a, "--pidfile") == 0;
-		if ((util_startswith(a, "-pidfile=") || util_startswith(a, "--pidfile=")) &&
-		    fn(strchr(a, '=') + 1, ud))
+		/* "-pidfile" or "--pidfile", then the value, or "=VALUE" */
+		opt = a[0] == '-' ? a + 1 + (a[1] == '-') : NULL;
+		pidfile = opt && util_startswith(opt, "pidfile");
+		value_next = pidfile && opt[7] == '\0';
+		if (pidfile && opt[7] == '=' && fn(opt + 8, ud))
 			return true;
 	}
 	return false;

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "host/port.h"
@@ -100,6 +101,18 @@ static void test_hostport(void **state)
 	port_format_hostport(&p, buf, sizeof(buf));
 	assert_string_equal(buf, "4.1.2");
 	assert_int_equal(p.bus, 12);
+	/* a short buffer is cut as snprintf() cuts, always terminated */
+	for (size_t n = 1; n <= sizeof("12-4.1.2"); n++) {
+		char cut[16], want[16];
+
+		memset(cut, 'x', sizeof(cut));
+		port_format(&p, cut, n);
+		snprintf(want, n, "%s", "12-4.1.2");
+		assert_string_equal(cut, want);
+	}
+	assert_int_equal(port_parse("255-15.15.15.15.15.15.15", &p), 0);
+	port_format(&p, buf, sizeof(buf));
+	assert_string_equal(buf, "255-15.15.15.15.15.15.15");
 }
 
 static void test_compare(void **state)
