@@ -10,7 +10,6 @@
 
 #include "base/log.h"
 #include "base/util.h"
-#include "guests/vdisk.h"
 
 /* The few calls used, as libvirt's public API declares them
  * (libvirt-host.h, libvirt-domain.h, virterror.h). */
@@ -70,6 +69,7 @@ static struct {
 } L;
 
 struct lv {
+	const struct settings *s;
 	const struct target *t;
 	virConnectPtr conn;
 	virDomainPtr dom;
@@ -127,7 +127,8 @@ static int load(void)
 	return L.state = 1;
 }
 
-const char *lv_error(void)
+/* libvirt's last message, for a log line. */
+static const char *lv_error(void)
 {
 	const char *m = L.state > 0 ? L.last_error() : NULL;
 
@@ -183,7 +184,10 @@ static virDomainPtr running_domain(const struct target *t, virConnectPtr *conn, 
 	return d;
 }
 
-int lv_probe(const struct target *t, char *buf, size_t n)
+/* Whether the domain runs: 1, 0 (not running, or no such domain), or
+ * -errno when libvirt cannot be asked (logged). With buf, an identity of
+ * this run of the domain ("" when it does not run). */
+static int probe(const struct target *t, char *buf, size_t n)
 {
 	char uuid[VIR_UUID_STRING_BUFLEN] = "";
 	virConnectPtr conn;
@@ -205,7 +209,19 @@ int lv_probe(const struct target *t, char *buf, size_t n)
 	return 1;
 }
 
-int lv_open(const struct target *t, struct lv **ret)
+static int lv_running(struct target *t, const struct settings *s)
+{
+	(void)s;
+	return probe(t, NULL, 0);
+}
+
+static void lv_stamp(struct target *t, const struct settings *s, char *buf, size_t n)
+{
+	(void)s;
+	(void)probe(t, buf, n);
+}
+
+static int lv_open(const struct settings *s, struct target *t, void **ret)
 {
 	struct lv *l;
 	int why;
@@ -213,6 +229,7 @@ int lv_open(const struct target *t, struct lv **ret)
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
+	l->s = s;
 	l->t = t;
 	l->dom = running_domain(t, &l->conn, &why);
 	if (!l->dom) {
@@ -228,8 +245,25 @@ int lv_open(const struct target *t, struct lv **ret)
 	return 0;
 }
 
-struct lv *lv_close(struct lv *l)
+/* libvirt unplugs a USB device at once and adds no controller: always
+ * usable, nothing to release beyond detaching */
+static bool lv_usable(const void *c)
 {
+	(void)c;
+	return true;
+}
+
+static int lv_explain(void *c, int r, const char *what, const char *desc)
+{
+	const struct lv *l = c;
+
+	return log_err(r, "%s: %s %s: %s", l->t->label, what, desc, lv_error());
+}
+
+static void *lv_close(void *c)
+{
+	struct lv *l = c;
+
 	if (l) {
 		L.domain_free(l->dom);
 		free(l);
@@ -274,16 +308,14 @@ static int attr(const char *tag, const char *name, char *buf, size_t n)
 static int attr_uint(const char *tag, const char *name, unsigned long max, unsigned long *ret)
 {
 	unsigned long x;
-	char v[32], *end;
+	char v[32];
 
 	if (attr(tag, name, v, sizeof(v)) < 0)
 		return -ENOENT;
 	if (!util_startswith(v, "0x"))
 		return util_parse_uint(v, max, ret);
 	/* ids are written 0x046d; *ret is left alone unless it is one */
-	errno = 0;
-	x = strtoul(v + 2, &end, 16);
-	if (errno || *end || !v[2] || v[2] == '-' || v[2] == '+' || v[2] == ' ' || x > max)
+	if (util_parse_hex_n(v + 2, strlen(v + 2), 2 * sizeof(x), &x) < 0 || x > max)
 		return -EINVAL;
 	*ret = x;
 	return 0;
@@ -368,7 +400,7 @@ bool lv_parse_passes(const char *xml, const struct usb_device_info *dev)
 	return false;
 }
 
-int lv_passes(const struct target *t, const struct usb_device_info *dev)
+static int lv_passes(const struct target *t, const struct usb_device_info *dev)
 {
 	virConnectPtr conn;
 	virDomainPtr d = running_domain(t, &conn, &(int){ 0 });
@@ -424,13 +456,15 @@ int lv_pick_port(const char *xml, bool superspeed, unsigned *ret_bus, unsigned *
 	return any ? -ENOSPC : -ENOENT;
 }
 
+/* The live domain's XML (malloc()ed), or NULL. */
 static char *live_xml(struct lv *l)
 {
 	return L.get_xml(l->dom, 0);
 }
 
-int lv_held(struct lv *l, struct xhci_set *ret)
+static int lv_held(void *c, struct xhci_set *ret)
 {
+	struct lv *l = c;
 	char *xml = live_xml(l);
 	int r;
 
@@ -441,8 +475,35 @@ int lv_held(struct lv *l, struct xhci_set *ret)
 	return r;
 }
 
-int lv_attach(struct lv *l, const struct usb_device_info *dev, const char *desc)
+/* Detaches the hostdev of port: 0, 1 when there was none, or -EIO. */
+static int detach_port(struct lv *l, const struct usb_port *port)
 {
+	char alias[ALIAS_MAX];
+	struct xhci_set held;
+	int r = lv_held(l, &held);
+
+	if (r < 0)
+		return r;
+	if (!xhci_find(&held, port))
+		return 1;
+	alias_of(port, alias, sizeof(alias));
+	return L.detach_alias(l->dom, alias, VIR_DOMAIN_AFFECT_LIVE) < 0 ? -EIO : 0;
+}
+
+static int lv_detach(void *c, const struct usb_port *port, const char *desc)
+{
+	struct lv *l = c;
+	int r = detach_port(l, port);
+
+	if (r < 0)
+		return log_err(r, "%s: libvirt did not detach %s: %s", l->t->label, desc, lv_error());
+	return r;
+}
+
+static int lv_attach(void *c, struct guest_held *h, const struct usb_device_info *dev,
+		     const char *desc)
+{
+	struct lv *l = c;
 	char id[ALIAS_MAX], source[96] = "", address[64] = "", *xml_text = NULL;
 	const struct xhci_dev *have;
 	struct xhci_set held;
@@ -450,6 +511,7 @@ int lv_attach(struct lv *l, const struct usb_device_info *dev, const char *desc)
 	char *xml = live_xml(l);
 	int r;
 
+	(void)h; /* libvirt's live XML is the record */
 	if (!xml)
 		return log_err(-EIO, "%s: reading the domain's XML to attach %s: %s", l->t->label, desc,
 			       lv_error());
@@ -463,7 +525,7 @@ int lv_attach(struct lv *l, const struct usb_device_info *dev, const char *desc)
 	}
 	if (have) {
 		/* left for another model: take it out first */
-		r = lv_detach(l, &dev->port);
+		r = detach_port(l, &dev->port);
 		if (r < 0) {
 			free(xml);
 			return log_err(-EIO, "%s: detaching the old %s: %s", l->t->label, id, lv_error());
@@ -495,20 +557,6 @@ int lv_attach(struct lv *l, const struct usb_device_info *dev, const char *desc)
 		log_info("%s: added %s as %s (it has no xHCI controller: libvirt chose the port)",
 			 l->t->label, desc, id);
 	return 0;
-}
-
-int lv_detach(struct lv *l, const struct usb_port *port)
-{
-	char alias[ALIAS_MAX];
-	struct xhci_set held;
-	int r = lv_held(l, &held);
-
-	if (r < 0)
-		return r;
-	if (!xhci_find(&held, port))
-		return 1;
-	alias_of(port, alias, sizeof(alias));
-	return L.detach_alias(l->dom, alias, VIR_DOMAIN_AFFECT_LIVE) < 0 ? -EIO : 0;
 }
 
 /* USB disks (vdisk.h): a live <disk> aliased "ua-usbdisk-HASH". */
@@ -588,9 +636,9 @@ static char *xml_escape(const char *s)
 	return out;
 }
 
-int lv_disks(struct lv *l, struct vdisk_set *ret)
+static int lv_disks(void *c, struct vdisk_set *ret)
 {
-	char *xml = live_xml(l);
+	char *xml = live_xml(c);
 	bool scsi;
 	int r;
 
@@ -601,12 +649,14 @@ int lv_disks(struct lv *l, struct vdisk_set *ret)
 	return r;
 }
 
-int lv_disk_attach(struct lv *l, const char *id, const char *path, enum disk_as as,
-		   const char *serial, const char *desc, char *where, size_t n)
+static int lv_disk_attach(void *c, const struct usb_disk *d, const char *id, const char *path,
+			  enum disk_as as, const char *desc, char *where, size_t n)
 {
+	struct lv *l = c;
 	char target[8], serial_xml[64] = "", *xml = live_xml(l), *text = NULL, *src;
+	const char *serial = vdisk_serial(d);
 	struct vdisk_set *set = malloc(sizeof(*set));
-	bool scsi;
+	bool scsi, have;
 	int r;
 
 	if (!xml || !set) {
@@ -616,17 +666,12 @@ int lv_disk_attach(struct lv *l, const char *id, const char *path, enum disk_as 
 			       lv_error());
 	}
 	lv_parse_disks(xml, set, &scsi);
-	if (vdisk_find(set, id)) {
-		free(xml);
-		free(set);
-		log_info("%s: %s is attached already (%s)", l->t->label, desc, id);
-		return 0;
-	}
+	have = vdisk_find(set, id) != NULL;
 	free(set);
-	if (as == DISK_AS_SCSI && !scsi) {
+	if (have || (as == DISK_AS_SCSI && !scsi)) {
 		free(xml);
-		return log_err(-ENODEV, "%s: %s is to go in as SCSI, but the domain has no virtio-scsi controller (<controller type='scsi' model='virtio-scsi'/>); write 'as virtio', or leave 'as' out",
-			       l->t->label, desc);
+		return have ? 1 : log_err(-ENODEV, "%s: %s is to go in as SCSI, but the domain has no virtio-scsi controller (<controller type='scsi' model='virtio-scsi'/>); write 'as virtio', or leave 'as' out",
+					  l->t->label, desc);
 	}
 	scsi = scsi && as != DISK_AS_VIRTIO;
 	r = lv_pick_target(xml, scsi ? "sd" : "vd", target, sizeof(target));
@@ -663,7 +708,10 @@ static int has_disk(struct lv *l, struct vdisk_set *set, const char *id)
 	return r < 0 ? r : vdisk_find(set, id) != NULL;
 }
 
-int lv_disk_detach(struct lv *l, const char *id, int64_t deadline)
+/* Detaches the disk id and waits until libvirt has it gone: 0, 1 when it
+ * was not there, -EBUSY when still there at deadline, -EIO (lv_error()
+ * says why). */
+static int detach_disk(struct lv *l, const char *id, int64_t deadline)
 {
 	char alias[DISK_ID_MAX + 4];
 	struct vdisk_set *set = malloc(sizeof(*set));
@@ -688,3 +736,32 @@ int lv_disk_detach(struct lv *l, const char *id, int64_t deadline)
 	free(set);
 	return r < 0 ? r : r > 0 ? -EBUSY : 0;
 }
+
+static int lv_disk_detach(void *c, const char *id, const char *desc)
+{
+	struct lv *l = c;
+	int r = detach_disk(l, id, backend_deadline_in(l->s, VDISK_DEL_WAIT_MS));
+
+	if (r == -EIO)
+		return log_err(r, "%s: libvirt did not detach %s: %s", l->t->label, desc, lv_error());
+	if (r < 0 && r != -EBUSY)
+		return log_err(r, "%s: detaching %s: %s", l->t->label, desc, strerror(-r));
+	return r;
+}
+
+const struct guest_ops lv_guest_ops = {
+	.keeps_hint = false,
+	.running = lv_running,
+	.stamp = lv_stamp,
+	.passes = lv_passes,
+	.open = lv_open,
+	.usable = lv_usable,
+	.explain = lv_explain,
+	.close = lv_close,
+	.held = lv_held,
+	.attach = lv_attach,
+	.detach = lv_detach,
+	.disks = lv_disks,
+	.disk_attach = lv_disk_attach,
+	.disk_detach = lv_disk_detach,
+};
