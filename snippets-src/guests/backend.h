@@ -60,10 +60,12 @@ struct guest_ops {
 	/* The tool's USB devices in the guest (and with a hint, the
 	 * controllers the tool may use). */
 	int (*held)(void *c, struct xhci_set *ret);
-	/* Attaches dev (desc names it) and logs the outcome; with a hint, h
-	 * is loaded and kept in step. Refuses (logged) what the kind cannot
-	 * pass at all before anything is asked: then h is not loaded. */
+	/* Refuses (-errno, logged) a device the kind cannot pass at all,
+	 * before anything is asked. NULL: it can pass any. */
 	int (*can_attach)(void *c, const struct usb_device_info *dev, const char *desc);
+	/* Attaches dev (desc names it) and logs the outcome; an attached one
+	 * for its vendor:product counts as success. With a hint, h is loaded
+	 * (hint or guest) and kept in step. */
 	int (*attach)(void *c, struct guest_held *h, const struct usb_device_info *dev,
 		      const char *desc);
 	/* Detaches the device of port: 0, 1 when there was none, or an

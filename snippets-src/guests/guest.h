@@ -32,31 +32,33 @@ int guest_passes(const struct target *t, const struct usb_device_info *dev);
  * deadline. t must outlive the guest. */
 int guest_open(const struct settings *s, struct target *t, struct guest **ret);
 
-/* Attaches the host device at dev->port as usb-host usbhost<bus>-<port>,
- * pinned to the device's vendor and product (a usb-host left behind can
- * then only ever take the same model), at a port that suits its speed (see
- * xhci.h), adding the tool's own controller when none has room. Already
- * attached for this vendor/product counts as success; one pinned to
- * another device is replaced. */
+/* Attaches the host device at dev->port, pinned to the device's vendor and
+ * product (one left behind can then only ever take the same model), at a
+ * port that suits its speed. QMP guests: usb-host usbhost<bus>-<port> on
+ * an xHCI port (xhci.h), adding the tool's own controller when none has
+ * room (qemu.h); libvirt: a <hostdev> (libvirt.h). Already attached for this
+ * vendor/product counts as success; one pinned to another device is
+ * replaced. */
 int guest_attach(struct guest *g, const struct usb_device_info *dev);
 
-/* Detaches usbhost<port>; desc names it in messages, why (may be NULL)
+/* Detaches the device of port (usbhost<port>); desc names it in messages, why (may be NULL)
  * says why. Not attached counts as success. */
 int guest_detach(struct guest *g, const struct usb_port *port, const char *desc, const char *why);
 
-/* What the VM holds through the tool (its usbhost* devices), from QEMU
- * when ask_qemu, else from the hint when there is one for this QEMU.
- * *ret points into g. */
+/* What the guest holds through the tool (its usbhost* devices), from the
+ * guest when ask_qemu, else from the hint when its kind keeps one and there
+ * is one for this run of it. *ret points into g. */
 int guest_held(struct guest *g, bool ask_qemu, const struct xhci_set **ret);
 
 /* false once the connection broke (a timeout, a reset): every later
  * command would fail at once, so callers stop. */
 bool guest_usable(const struct guest *g);
 
-/* release: detaches every device the tool holds in the VM, unplugs the
- * tool's own controllers and waits (with a deadline) until QEMU has them
- * gone, so the VM is as its <vmid>.conf describes it and can be migrated,
- * snapshotted with RAM or hibernated. The VM is then held back: events
+/* release: detaches every device the tool holds in the guest and does what
+ * else its kind needs (QMP guests: unplugs the tool's own controllers and
+ * waits, with a deadline, until QEMU has them gone), so the guest is as
+ * its configuration describes it and can be migrated, snapshotted with RAM
+ * or hibernated. The VM is then held back: events
  * leave it alone until guest_unrelease() (sync VMID) or a new QEMU. */
 int guest_release(struct guest *g);
 bool guest_is_released(const struct settings *s, struct target *t);
@@ -65,8 +67,8 @@ int guest_unrelease(const struct settings *s, struct target *t);
 
 struct guest *guest_close(struct guest *g);
 
-/* One line for a failed command ("VM 100: WHAT DESC: QEMU says: ..."),
- * returning r. */
+/* Logs one line for a failed command, in its kind's words ("VM 100: WHAT
+ * DESC: QEMU says: ..."), returning r. */
 int guest_failed(struct guest *g, int r, const char *what, const char *desc);
 
 /* USB disks (vdisk.h). The tool's disks in the guest. */
@@ -82,9 +84,10 @@ int guest_disk_attach(struct guest *g, const struct usb_disk *d, const char *pat
  * to. Not attached counts as success. Logs the outcome. */
 int guest_disk_detach(struct guest *g, const char *id, const char *desc, const char *why);
 
-/* Without any connection: what the port hint says the VM's running QEMU
- * holds. 0; -ENOENT when there is no hint at all; -ESTALE when there is
- * one, but not for this QEMU (or it is unreadable). Logs nothing. */
+/* Without any connection: what the port hint says the guest's running
+ * QEMU holds. 0; -ENOENT when there is no hint at all; -ESTALE when there
+ * is one, but not for this QEMU (or it is unreadable, or the kind keeps
+ * none). Logs nothing. */
 int guest_peek_held(const struct settings *s, struct target *t, struct xhci_set *ret);
 
 /* "3-4.1 (046d:c52b "Receiver")" for messages; product escaped. */

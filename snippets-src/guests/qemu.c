@@ -155,6 +155,13 @@ static void *qemu_close(void *c)
 	return NULL;
 }
 
+/* The guest's devices that have an id (QOM's /machine/peripheral): a new
+ * reference in *ret. */
+static int peripherals(struct qg *q, json_t **ret)
+{
+	return qmp_execute(q->qmp, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"), ret);
+}
+
 /* USB devices: usb-host usbhost<port> on an xHCI port. */
 
 static int qemu_held(void *c, struct xhci_set *ret)
@@ -389,7 +396,7 @@ static int any_left(struct qg *q, char (*ids)[64], size_t n, const char **ret_le
 	size_t i;
 	int r;
 
-	r = qmp_execute(q->qmp, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"), &list);
+	r = peripherals(q, &list);
 	if (r < 0)
 		return r;
 	*ret_left = NULL;
@@ -503,7 +510,7 @@ static int list_devices(struct qg *q, struct vdisk_set *set, char *scsi, size_t 
 	size_t i;
 	int r;
 
-	r = qmp_execute(q->qmp, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"), &items);
+	r = peripherals(q, &items);
 	if (r < 0)
 		return r;
 	json_array_foreach(items, i, item) {
