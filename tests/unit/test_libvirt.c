@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "guests/libvirt.h"
@@ -80,6 +81,36 @@ static void test_held(void **state)
 	assert_int_equal(set.n_devs, 1);
 	assert_int_equal(set.devs[0].vid, 0);
 	assert_int_equal(set.devs[0].pid, 0);
+}
+
+/* How an id in the XML reads (util_parse_hex_n behind "0x"): what it is,
+ * or 0 when it is none. */
+static void test_ids(void **state)
+{
+	static const struct {
+		const char *id;
+		unsigned want;
+	} cases[] = {
+		{ "0x046d", 0x046d },  { "0x046D", 0x046d }, { "0xC52B", 0xc52b }, { "0x1", 1 },
+		{ "0x0000046d", 0x046d }, { "1133", 1133 },  { "0xffff", 0xffff }, { "0x10000", 0 },
+		{ "0x", 0 },	       { "0x-1", 0 },	     { "0x+1", 0 },	    { "0x 46d", 0 },
+		{ "0x46g", 0 },	       { "046d", 0 },	     { "", 0 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char xml[200];
+		struct xhci_set set;
+
+		snprintf(xml, sizeof(xml),
+			 "<hostdev type='usb'><source><vendor id='%s'/></source>"
+			 "<alias name='ua-usbhost3-4'/></hostdev>",
+			 cases[i].id);
+		assert_int_equal(lv_parse_held(xml, &set), 0);
+		assert_int_equal(set.n_devs, 1);
+		if (set.devs[0].vid != cases[i].want)
+			fail_msg("id '%s': %#x, not %#x", cases[i].id, set.devs[0].vid, cases[i].want);
+	}
 }
 
 static void test_pick(void **state)
@@ -170,6 +201,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_held),
+		cmocka_unit_test(test_ids),
 		cmocka_unit_test(test_pick),
 		cmocka_unit_test(test_passes),
 		cmocka_unit_test(test_disks),
