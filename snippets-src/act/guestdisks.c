@@ -58,7 +58,7 @@ int guestdisks_attach_one(struct guest *g, const struct settings *s, const struc
 	r = ready(s, t, d, desc, path, sizeof(path));
 	if (r != 0)
 		return r > 0 ? 0 : r;
-	return vdisk_attach(g, d, path, rule->disk_as);
+	return guest_disk_attach(g, d, path, rule->disk_as);
 }
 
 /* The tool's disks in g (malloc()ed), or NULL with the error (logged) in
@@ -66,7 +66,7 @@ int guestdisks_attach_one(struct guest *g, const struct settings *s, const struc
 struct vdisk_set *guestdisks_fetch(struct guest *g, int *ret)
 {
 	struct vdisk_set *set = malloc(sizeof(*set));
-	int r = set ? vdisk_list(g, set) : -ENOMEM;
+	int r = set ? guest_disks(g, set) : -ENOMEM;
 
 	if (r < 0) {
 		free(set);
@@ -199,7 +199,7 @@ int guestdisks_sync(struct vms *v, struct vm *vm, struct guest *g)
 		else
 			snprintf(why, sizeof(why), "no rule of this VM gives it the disk any more");
 		/* nodes alone of a disk that is its are attached again below */
-		if (vdisk_detach(g, set->d[k].id, desc, why) < 0)
+		if (guest_disk_detach(g, set->d[k].id, desc, why) < 0)
 			ret = -EIO;
 	}
 	free(set);
@@ -219,7 +219,7 @@ int guestdisks_release(struct guest *g)
 		char desc[DISK_LINK_MAX * 4 + 16];
 
 		vdisk_describe(&set->d[i], desc, sizeof(desc));
-		if (vdisk_detach(g, set->d[i].id, desc, "released") < 0)
+		if (guest_disk_detach(g, set->d[i].id, desc, "released") < 0)
 			ret = -EIO;
 	}
 	free(set);

@@ -624,7 +624,7 @@ static int gather_disks(const struct settings *s, struct snapshot *sn)
 			sn->error = -EIO;
 			continue;
 		}
-		dv->asked[i] = vdisk_list(g, &dv->sets[i]) == 0;
+		dv->asked[i] = guest_disks(g, &dv->sets[i]) == 0;
 		if (!dv->asked[i])
 			sn->error = -EIO;
 		guest_close(g);

@@ -109,7 +109,7 @@ static int detach_pulled(const struct settings *s, struct vm *vm, const char *id
 		if (!mine && !guestdisks_file_gone(&set->d[i]))
 			continue;
 		vdisk_describe(&set->d[i], other, sizeof(other));
-		if (vdisk_detach(g, set->d[i].id, mine ? desc : other,
+		if (guest_disk_detach(g, set->d[i].id, mine ? desc : other,
 				 mine ? why : "its disk is gone from the host") < 0)
 			ret = -EIO;
 	}

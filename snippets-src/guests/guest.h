@@ -1,6 +1,8 @@
-/* Working on one running VM: hold its lock, talk QMP to it, attach and
- * detach host USB devices. Every outcome is logged here, naming the VM and
- * the port, so callers only map return values to exit codes. */
+/* Working on one running guest of any kind: hold its lock, connect to it,
+ * attach and detach host USB devices and disks. What every kind shares is
+ * here; what a kind does is its table's (backend.h), never asked which
+ * kind a guest is. Every outcome is logged here, naming the guest and the
+ * port, so callers only map return values to exit codes. */
 #pragma once
 
 #include <stdbool.h>
@@ -10,46 +12,53 @@
 #include "base/settings.h"
 #include "guests/target.h"
 #include "host/usbtree.h"
+#include "guests/vdisk.h"
 #include "guests/xhci.h"
+#include "host/disk.h"
+#include "policy/usbconf.h"
 
 struct guest;
 
-/* QEMU keeps usb-host's hostport in a 16-byte buffer (measured): a longer
- * port path is accepted by device_add and never attaches. */
-#define QEMU_HOSTPORT_MAX 15
+/* Without any connection: whether t runs (logs only when its kind cannot
+ * be asked at all), and whether its own configuration passes dev (then
+ * the device is its owner's, and left alone; 1 or 0). */
+bool guest_running(const struct settings *s, struct target *t);
+int guest_passes(const struct target *t, const struct usb_device_info *dev);
 
 /* Opens the state directory (see state.h), takes the guest's lock and
- * connects to its QMP socket (target_socket()). -ENOENT / -ECONNREFUSED:
- * the guest is not running (logged as a warning); other errors are logged
- * as errors. Every wait ends by the run's deadline. t must outlive the
- * guest. */
+ * connects to it (a QMP socket, target_socket(); a libvirt domain).
+ * -ENOENT / -ECONNREFUSED: the guest is not running (logged as a warning);
+ * other errors are logged as errors. Every wait ends by the run's
+ * deadline. t must outlive the guest. */
 int guest_open(const struct settings *s, struct target *t, struct guest **ret);
 
-/* Attaches the host device at dev->port as usb-host usbhost<bus>-<port>,
- * pinned to the device's vendor and product (a usb-host left behind can
- * then only ever take the same model), at a port that suits its speed (see
- * xhci.h), adding the tool's own controller when none has room. Already
- * attached for this vendor/product counts as success; one pinned to
- * another device is replaced. */
+/* Attaches the host device at dev->port, pinned to the device's vendor and
+ * product (one left behind can then only ever take the same model), at a
+ * port that suits its speed. QMP guests: usb-host usbhost<bus>-<port> on
+ * an xHCI port (xhci.h), adding the tool's own controller when none has
+ * room (qemu.h); libvirt: a <hostdev> (libvirt.h). Already attached for this
+ * vendor/product counts as success; one pinned to another device is
+ * replaced. */
 int guest_attach(struct guest *g, const struct usb_device_info *dev);
 
-/* Detaches usbhost<port>; desc names it in messages, why (may be NULL)
+/* Detaches the device of port (usbhost<port>); desc names it in messages, why (may be NULL)
  * says why. Not attached counts as success. */
 int guest_detach(struct guest *g, const struct usb_port *port, const char *desc, const char *why);
 
-/* What the VM holds through the tool (its usbhost* devices), from QEMU
- * when ask_qemu, else from the hint when there is one for this QEMU.
- * *ret points into g. */
+/* What the guest holds through the tool (its usbhost* devices), from the
+ * guest when ask_qemu, else from the hint when its kind keeps one and there
+ * is one for this run of it. *ret points into g. */
 int guest_held(struct guest *g, bool ask_qemu, const struct xhci_set **ret);
 
-/* false once the QMP connection broke (a timeout, a reset): every later
+/* false once the connection broke (a timeout, a reset): every later
  * command would fail at once, so callers stop. */
 bool guest_usable(const struct guest *g);
 
-/* release: detaches every device the tool holds in the VM, unplugs the
- * tool's own controllers and waits (with a deadline) until QEMU has them
- * gone, so the VM is as its <vmid>.conf describes it and can be migrated,
- * snapshotted with RAM or hibernated. The VM is then held back: events
+/* release: detaches every device the tool holds in the guest and does what
+ * else its kind needs (QMP guests: unplugs the tool's own controllers and
+ * waits, with a deadline, until QEMU has them gone), so the guest is as
+ * its configuration describes it and can be migrated, snapshotted with RAM
+ * or hibernated. The VM is then held back: events
  * leave it alone until guest_unrelease() (sync VMID) or a new QEMU. */
 int guest_release(struct guest *g);
 bool guest_is_released(const struct settings *s, struct target *t);
@@ -58,25 +67,27 @@ int guest_unrelease(const struct settings *s, struct target *t);
 
 struct guest *guest_close(struct guest *g);
 
-/* For the disk code (vdisk.h): the guest's QMP connection (NULL for a
- * libvirt domain), what it is, the settings; and one line for a failed
- * command ("VM 100: attaching DESC: QEMU says: ..."), returning r. */
-struct qmp *guest_qmp(struct guest *g);
-/* A libvirt domain's connection (libvirt.h), NULL for any other guest. */
-struct lv *guest_lv(struct guest *g);
-const struct target *guest_target(const struct guest *g);
-const struct settings *guest_settings(const struct guest *g);
+/* Logs one line for a failed command, in its kind's words ("VM 100: WHAT
+ * DESC: QEMU says: ..."), returning r. */
 int guest_failed(struct guest *g, int r, const char *what, const char *desc);
-/* When a wait of ms from now must end: then, or at the end of the run. */
-int64_t guest_deadline_in(const struct guest *g, int ms);
-/* Notes in the state directory that the guest may hold disks of the
- * tool's (<key>.disks), so that a disk's remove finds it even when its
- * rules change. */
-void guest_note_disks(struct guest *g);
 
-/* Without any connection: what the port hint says the VM's running QEMU
- * holds. 0; -ENOENT when there is no hint at all; -ESTALE when there is
- * one, but not for this QEMU (or it is unreadable). Logs nothing. */
+/* USB disks (vdisk.h). The tool's disks in the guest. */
+int guest_disks(struct guest *g, struct vdisk_set *ret);
+
+/* Attaches d (its by-id node at path, checked by the caller) as asked. An
+ * attached one counts as success. Logs the outcome. */
+int guest_disk_attach(struct guest *g, const struct usb_disk *d, const char *path,
+		      enum disk_as as);
+
+/* Detaches the disk id (desc names it in messages, why says why, may be
+ * NULL) and lets go of it, waiting up to VDISK_DEL_WAIT_MS for the guest
+ * to. Not attached counts as success. Logs the outcome. */
+int guest_disk_detach(struct guest *g, const char *id, const char *desc, const char *why);
+
+/* Without any connection: what the port hint says the guest's running
+ * QEMU holds. 0; -ENOENT when there is no hint at all; -ESTALE when there
+ * is one, but not for this QEMU (or it is unreadable, or the kind keeps
+ * none). Logs nothing. */
 int guest_peek_held(const struct settings *s, struct target *t, struct xhci_set *ret);
 
 /* "3-4.1 (046d:c52b "Receiver")" for messages; product escaped. */

@@ -10,7 +10,7 @@
 
 #include "base/log.h"
 #include "base/util.h"
-#include "guests/vdisk.h"
+#include "guests/domxml.h"
 
 /* The few calls used, as libvirt's public API declares them
  * (libvirt-host.h, libvirt-domain.h, virterror.h). */
@@ -20,38 +20,6 @@ typedef void (*virErrorFunc)(void *user, void *error);
 
 #define VIR_DOMAIN_AFFECT_LIVE 1u
 #define VIR_UUID_STRING_BUFLEN 37
-/* A user alias: "ua-" and then only letters, digits, '_' and '-' (libvirt
- * quietly drops one with a '.', measured): the port's dots become '_'. */
-#define ALIAS_PREFIX "ua-"
-#define ALIAS_MAX (XHCI_DEV_ID_MAX + 4)
-
-/* "ua-usbhost3-4_1" for 3-4.1 */
-static void alias_of(const struct usb_port *port, char *buf, size_t n)
-{
-	char id[XHCI_DEV_ID_MAX];
-
-	xhci_dev_id(port, id, sizeof(id));
-	for (char *c = id; *c; c++)
-		if (*c == '.')
-			*c = '_';
-	snprintf(buf, n, ALIAS_PREFIX "%s", id);
-}
-
-/* The port of such an alias; 0 or -EINVAL. */
-static int port_of_alias(const char *alias, struct usb_port *ret)
-{
-	size_t len = strlen(alias);
-	char id[ALIAS_MAX];
-
-	if (!util_startswith(alias, ALIAS_PREFIX) || len >= sizeof(id) || strchr(alias, '.'))
-		return -EINVAL;
-	memcpy(id, alias + strlen(ALIAS_PREFIX), len - strlen(ALIAS_PREFIX) + 1);
-	for (char *c = id; *c; c++)
-		if (*c == '_')
-			*c = '.';
-	return xhci_parse_dev_id(id, ret);
-}
-
 static struct {
 	int state; /* 0: not loaded yet; 1: loaded; <0: cannot be */
 	void *so;
@@ -70,6 +38,7 @@ static struct {
 } L;
 
 struct lv {
+	const struct settings *s;
 	const struct target *t;
 	virConnectPtr conn;
 	virDomainPtr dom;
@@ -127,7 +96,8 @@ static int load(void)
 	return L.state = 1;
 }
 
-const char *lv_error(void)
+/* libvirt's last message, for a log line. */
+static const char *lv_error(void)
 {
 	const char *m = L.state > 0 ? L.last_error() : NULL;
 
@@ -183,7 +153,10 @@ static virDomainPtr running_domain(const struct target *t, virConnectPtr *conn, 
 	return d;
 }
 
-int lv_probe(const struct target *t, char *buf, size_t n)
+/* Whether the domain runs: 1, 0 (not running, or no such domain), or
+ * -errno when libvirt cannot be asked (logged). With buf, an identity of
+ * this run of the domain ("" when it does not run). */
+static int probe(const struct target *t, char *buf, size_t n)
 {
 	char uuid[VIR_UUID_STRING_BUFLEN] = "";
 	virConnectPtr conn;
@@ -205,7 +178,19 @@ int lv_probe(const struct target *t, char *buf, size_t n)
 	return 1;
 }
 
-int lv_open(const struct target *t, struct lv **ret)
+static int lv_running(struct target *t, const struct settings *s)
+{
+	(void)s;
+	return probe(t, NULL, 0);
+}
+
+static void lv_stamp(struct target *t, const struct settings *s, char *buf, size_t n)
+{
+	(void)s;
+	(void)probe(t, buf, n);
+}
+
+static int lv_open(const struct settings *s, struct target *t, void **ret)
 {
 	struct lv *l;
 	int why;
@@ -213,6 +198,7 @@ int lv_open(const struct target *t, struct lv **ret)
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
+	l->s = s;
 	l->t = t;
 	l->dom = running_domain(t, &l->conn, &why);
 	if (!l->dom) {
@@ -228,8 +214,25 @@ int lv_open(const struct target *t, struct lv **ret)
 	return 0;
 }
 
-struct lv *lv_close(struct lv *l)
+/* libvirt unplugs a USB device at once and adds no controller: always
+ * usable, nothing to release beyond detaching */
+static bool lv_usable(const void *c)
 {
+	(void)c;
+	return true;
+}
+
+static int lv_explain(void *c, int r, const char *what, const char *desc)
+{
+	const struct lv *l = c;
+
+	return log_err(r, "%s: %s %s: %s", l->t->label, what, desc, lv_error());
+}
+
+static void *lv_close(void *c)
+{
+	struct lv *l = c;
+
 	if (l) {
 		L.domain_free(l->dom);
 		free(l);
@@ -237,138 +240,7 @@ struct lv *lv_close(struct lv *l)
 	return NULL;
 }
 
-/* The next element <name ...> at or after p (not a longer name), or NULL. */
-static const char *next_tag(const char *p, const char *name)
-{
-	size_t len = strlen(name);
-
-	while ((p = strchr(p, '<'))) {
-		p++;
-		if (strncmp(p, name, len) == 0 && strchr(" />", p[len]))
-			return p - 1;
-	}
-	return NULL;
-}
-
-/* An attribute of the tag at tag (up to its '>'): 0, or -ENOENT. */
-static int attr(const char *tag, const char *name, char *buf, size_t n)
-{
-	const char *end = strchr(tag, '>'), *p = tag;
-	size_t len = strlen(name);
-
-	while (end && (p = strstr(p, name)) && p < end) {
-		if (p[-1] == ' ' && p[len] == '=' && (p[len + 1] == '\'' || p[len + 1] == '"')) {
-			const char *v = p + len + 2, *close = strchr(v, p[len + 1]);
-
-			if (!close || close > end || (size_t)(close - v) >= n)
-				return -ENOENT;
-			memcpy(buf, v, (size_t)(close - v));
-			buf[close - v] = '\0';
-			return 0;
-		}
-		p += len;
-	}
-	return -ENOENT;
-}
-
-static int attr_uint(const char *tag, const char *name, unsigned long max, unsigned long *ret)
-{
-	unsigned long x;
-	char v[32], *end;
-
-	if (attr(tag, name, v, sizeof(v)) < 0)
-		return -ENOENT;
-	if (!util_startswith(v, "0x"))
-		return util_parse_uint(v, max, ret);
-	/* ids are written 0x046d; *ret is left alone unless it is one */
-	errno = 0;
-	x = strtoul(v + 2, &end, 16);
-	if (errno || *end || !v[2] || v[2] == '-' || v[2] == '+' || v[2] == ' ' || x > max)
-		return -EINVAL;
-	*ret = x;
-	return 0;
-}
-
-/* The span of the element starting at tag, up to its closing tag. */
-static const char *element_end(const char *tag, const char *name)
-{
-	char close[32];
-
-	snprintf(close, sizeof(close), "</%s>", name);
-	return strstr(tag, close);
-}
-
-/* Within [from, to): the first <name ...> tag, or NULL. */
-static const char *tag_within(const char *from, const char *to, const char *name)
-{
-	const char *p = next_tag(from, name);
-
-	return p && p < to ? p : NULL;
-}
-
-int lv_parse_held(const char *xml, struct xhci_set *ret)
-{
-	struct xhci_set set = { .any = true };
-
-	for (const char *h = xml; (h = next_tag(h, "hostdev"));) {
-		const char *end = element_end(h, "hostdev"), *a, *src, *tag;
-		unsigned long vid = 0, pid = 0;
-		char alias[64], type[16];
-		struct usb_port port;
-
-		if (!end)
-			break;
-		if (attr(h, "type", type, sizeof(type)) == 0 && strcmp(type, "usb") == 0 &&
-		    (a = tag_within(h, end, "alias")) && attr(a, "name", alias, sizeof(alias)) == 0 &&
-		    port_of_alias(alias, &port) == 0) {
-			if ((src = tag_within(h, end, "source"))) {
-				if ((tag = tag_within(src, end, "vendor")))
-					(void)attr_uint(tag, "id", 0xffff, &vid);
-				if ((tag = tag_within(src, end, "product")))
-					(void)attr_uint(tag, "id", 0xffff, &pid);
-			}
-			xhci_note_attached(&set, XHCI_NO_CTRL, 0, &port, (unsigned)vid, (unsigned)pid);
-		}
-		h = end;
-	}
-	*ret = set;
-	return 0;
-}
-
-bool lv_parse_passes(const char *xml, const struct usb_device_info *dev)
-{
-	for (const char *h = xml; (h = next_tag(h, "hostdev"));) {
-		const char *end = element_end(h, "hostdev"), *a, *src, *tag;
-		unsigned long vid = 0, pid = 0, bus = 0, devnum = 0;
-		bool by_ids = false, by_address = false;
-		char alias[64], type[16];
-
-		if (!end)
-			break;
-		if (attr(h, "type", type, sizeof(type)) < 0 || strcmp(type, "usb") != 0 ||
-		    ((a = tag_within(h, end, "alias")) && attr(a, "name", alias, sizeof(alias)) == 0 &&
-		     util_startswith(alias, ALIAS_PREFIX "usbhost")) ||
-		    !(src = tag_within(h, end, "source"))) {
-			h = end;
-			continue;
-		}
-		if ((tag = tag_within(src, end, "vendor")) && attr_uint(tag, "id", 0xffff, &vid) == 0 &&
-		    (tag = tag_within(src, end, "product")) && attr_uint(tag, "id", 0xffff, &pid) == 0)
-			by_ids = true;
-		if ((tag = tag_within(src, end, "address")) && attr_uint(tag, "bus", 999, &bus) == 0 &&
-		    attr_uint(tag, "device", 127, &devnum) == 0)
-			by_address = true;
-		/* what libvirt would match: the ids, the address, or both */
-		if ((by_ids || by_address) &&
-		    (!by_ids || (dev->have_ids && vid == dev->vid && pid == dev->pid)) &&
-		    (!by_address || (bus == dev->port.bus && devnum == dev->devnum)))
-			return true;
-		h = end;
-	}
-	return false;
-}
-
-int lv_passes(const struct target *t, const struct usb_device_info *dev)
+static int lv_passes(const struct target *t, const struct usb_device_info *dev)
 {
 	virConnectPtr conn;
 	virDomainPtr d = running_domain(t, &conn, &(int){ 0 });
@@ -378,83 +250,73 @@ int lv_passes(const struct target *t, const struct usb_device_info *dev)
 	if (!d)
 		return 0;
 	xml = L.get_xml(d, 0);
-	r = xml && lv_parse_passes(xml, dev);
+	r = xml && domxml_passes(xml, dev);
 	free(xml);
 	L.domain_free(d);
 	return r;
 }
 
-int lv_pick_port(const char *xml, bool superspeed, unsigned *ret_bus, unsigned *ret_port)
-{
-	bool any = false;
-
-	(void)superspeed; /* libvirt gives an xHCI's USB 2 and 3 halves the same count */
-	for (const char *c = xml; (c = next_tag(c, "controller")); c++) {
-		char type[16], model[32];
-		unsigned long index, ports = 4; /* QEMU's default for both models */
-		uint32_t taken = 0;
-
-		if (attr(c, "type", type, sizeof(type)) < 0 || strcmp(type, "usb") != 0 ||
-		    attr(c, "model", model, sizeof(model)) < 0 ||
-		    (strcmp(model, "qemu-xhci") != 0 && strcmp(model, "nec-xhci") != 0) ||
-		    attr_uint(c, "index", 255, &index) < 0)
-			continue;
-		any = true;
-		(void)attr_uint(c, "ports", XHCI_MAX_PORTS, &ports);
-		/* every device on that bus, hubs' ports ("1.2") by their root port */
-		for (const char *a = xml; (a = next_tag(a, "address")); a++) {
-			char atype[16], port[16];
-			unsigned long bus, root;
-
-			if (attr(a, "type", atype, sizeof(atype)) == 0 && strcmp(atype, "usb") == 0 &&
-			    attr_uint(a, "bus", 255, &bus) == 0 && bus == index &&
-			    attr(a, "port", port, sizeof(port)) == 0) {
-				port[strcspn(port, ".")] = '\0';
-				if (util_parse_uint(port, 31, &root) == 0)
-					taken |= 1u << root;
-			}
-		}
-		for (unsigned p = (unsigned)ports; p >= 1; p--)
-			if (!(taken & (1u << p))) {
-				*ret_bus = (unsigned)index;
-				*ret_port = p;
-				return 0;
-			}
-	}
-	return any ? -ENOSPC : -ENOENT;
-}
-
+/* The live domain's XML (malloc()ed), or NULL. */
 static char *live_xml(struct lv *l)
 {
 	return L.get_xml(l->dom, 0);
 }
 
-int lv_held(struct lv *l, struct xhci_set *ret)
+static int lv_held(void *c, struct xhci_set *ret)
 {
+	struct lv *l = c;
 	char *xml = live_xml(l);
 	int r;
 
 	if (!xml)
 		return -EIO;
-	r = lv_parse_held(xml, ret);
+	r = domxml_held(xml, ret);
 	free(xml);
 	return r;
 }
 
-int lv_attach(struct lv *l, const struct usb_device_info *dev, const char *desc)
+/* Detaches the hostdev of port: 0, 1 when there was none, or -EIO. */
+static int detach_port(struct lv *l, const struct usb_port *port)
 {
-	char id[ALIAS_MAX], source[96] = "", address[64] = "", *xml_text = NULL;
+	char alias[DOMXML_ALIAS_MAX];
+	struct xhci_set held;
+	int r = lv_held(l, &held);
+
+	if (r < 0)
+		return r;
+	if (!xhci_find(&held, port))
+		return 1;
+	domxml_alias(port, alias, sizeof(alias));
+	return L.detach_alias(l->dom, alias, VIR_DOMAIN_AFFECT_LIVE) < 0 ? -EIO : 0;
+}
+
+static int lv_detach(void *c, const struct usb_port *port, const char *desc)
+{
+	struct lv *l = c;
+	int r = detach_port(l, port);
+
+	if (r < 0)
+		return log_err(r, "%s: libvirt did not detach %s: %s", l->t->label, desc, lv_error());
+	return r;
+}
+
+static int lv_attach(void *c, struct guest_held *h, const struct usb_device_info *dev,
+		     const char *desc)
+{
+	struct lv *l = c;
+	char id[DOMXML_ALIAS_MAX], source[96] = "", address[64] = "", *xml_text = NULL;
 	const struct xhci_dev *have;
 	struct xhci_set held;
 	unsigned bus, port;
 	char *xml = live_xml(l);
 	int r;
 
+	(void)h; /* libvirt's live XML is the record */
 	if (!xml)
 		return log_err(-EIO, "%s: reading the domain's XML to attach %s: %s", l->t->label, desc,
 			       lv_error());
-	lv_parse_held(xml, &held);
-	alias_of(&dev->port, id, sizeof(id));
+	domxml_held(xml, &held);
+	domxml_alias(&dev->port, id, sizeof(id));
 	have = xhci_find(&held, &dev->port);
 	if (have && (!dev->have_ids || (have->vid == dev->vid && have->pid == dev->pid))) {
 		free(xml);
@@ -463,13 +325,13 @@ int lv_attach(struct lv *l, const struct usb_device_info *dev, const char *desc)
 	}
 	if (have) {
 		/* left for another model: take it out first */
-		r = lv_detach(l, &dev->port);
+		r = detach_port(l, &dev->port);
 		if (r < 0) {
 			free(xml);
 			return log_err(-EIO, "%s: detaching the old %s: %s", l->t->label, id, lv_error());
 		}
 	}
-	r = lv_pick_port(xml, xhci_is_superspeed(dev->speed), &bus, &port);
+	r = domxml_pick_port(xml, xhci_is_superspeed(dev->speed), &bus, &port);
 	free(xml);
 	if (r == -ENOSPC)
 		return log_err(r, "%s: found no free port on its xHCI controllers for %s; give one more ports (<controller type='usb' model='qemu-xhci' ports='15'/>)",
@@ -497,116 +359,27 @@ int lv_attach(struct lv *l, const struct usb_device_info *dev, const char *desc)
 	return 0;
 }
 
-int lv_detach(struct lv *l, const struct usb_port *port)
+static int lv_disks(void *c, struct vdisk_set *ret)
 {
-	char alias[ALIAS_MAX];
-	struct xhci_set held;
-	int r = lv_held(l, &held);
-
-	if (r < 0)
-		return r;
-	if (!xhci_find(&held, port))
-		return 1;
-	alias_of(port, alias, sizeof(alias));
-	return L.detach_alias(l->dom, alias, VIR_DOMAIN_AFFECT_LIVE) < 0 ? -EIO : 0;
-}
-
-/* USB disks (vdisk.h): a live <disk> aliased "ua-usbdisk-HASH". */
-
-int lv_parse_disks(const char *xml, struct vdisk_set *ret, bool *ret_scsi)
-{
-	memset(ret, 0, sizeof(*ret));
-	*ret_scsi = false;
-	for (const char *c = xml; (c = next_tag(c, "controller"));) {
-		char type[16], model[32];
-
-		if (attr(c, "type", type, sizeof(type)) == 0 && strcmp(type, "scsi") == 0 &&
-		    attr(c, "model", model, sizeof(model)) == 0 && util_startswith(model, "virtio-scsi"))
-			*ret_scsi = true;
-		c++;
-	}
-	for (const char *h = xml; (h = next_tag(h, "disk"));) {
-		const char *end = element_end(h, "disk"), *a, *tag;
-		char alias[64], bus[16] = "";
-		struct vdisk *e;
-
-		if (!end)
-			break;
-		if ((a = tag_within(h, end, "alias")) && attr(a, "name", alias, sizeof(alias)) == 0 &&
-		    util_startswith(alias, ALIAS_PREFIX DISK_ID_PREFIX) &&
-		    strlen(alias) - strlen(ALIAS_PREFIX) < sizeof(e->id) && ret->n < VDISK_MAX) {
-			e = &ret->d[ret->n++];
-			memset(e, 0, sizeof(*e));
-			memcpy(e->id, alias + strlen(ALIAS_PREFIX), strlen(alias) - strlen(ALIAS_PREFIX) + 1);
-			if ((tag = tag_within(h, end, "target")))
-				(void)attr(tag, "bus", bus, sizeof(bus));
-			snprintf(e->driver, sizeof(e->driver), "%s",
-				 strcmp(bus, "scsi") == 0 ? "scsi-hd" : strcmp(bus, "virtio") == 0 ? "virtio-blk-pci" : bus);
-			if ((tag = tag_within(h, end, "source")))
-				(void)attr(tag, "dev", e->file, sizeof(e->file));
-		}
-		h = end;
-	}
-	return 0;
-}
-
-int lv_pick_target(const char *xml, const char *prefix, char *buf, size_t n)
-{
-	/* sda..sdz, then sdaa..sdzz: the first no disk of the domain has */
-	for (unsigned i = 0; i < 26 + 26 * 26; i++) {
-		char name[8], tag[32];
-		bool used = false;
-
-		if (i < 26)
-			snprintf(name, sizeof(name), "%s%c", prefix, 'a' + i);
-		else
-			snprintf(name, sizeof(name), "%s%c%c", prefix, 'a' + (i - 26) / 26, 'a' + (i - 26) % 26);
-		for (const char *c = xml; !used && (c = next_tag(c, "target")); c++)
-			used = attr(c, "dev", tag, sizeof(tag)) == 0 && strcmp(tag, name) == 0;
-		if (!used)
-			return snprintf(buf, n, "%s", name) < (int)n ? 0 : -ENAMETOOLONG;
-	}
-	return -ENOSPC;
-}
-
-/* s with &, <, >, ' and " as XML entities, or NULL. */
-static char *xml_escape(const char *s)
-{
-	char *out = malloc(strlen(s) * 6 + 1), *o = out;
-
-	for (; out && *s; s++) {
-		const char *ent = *s == '&' ? "&amp;" : *s == '<' ? "&lt;" : *s == '>' ? "&gt;"
-				: *s == '\'' ? "&apos;" : *s == '"' ? "&quot;" : NULL;
-
-		if (ent)
-			o = stpcpy(o, ent);
-		else
-			*o++ = *s;
-	}
-	if (out)
-		*o = '\0';
-	return out;
-}
-
-int lv_disks(struct lv *l, struct vdisk_set *ret)
-{
-	char *xml = live_xml(l);
+	char *xml = live_xml(c);
 	bool scsi;
 	int r;
 
 	if (!xml)
 		return -EIO;
-	r = lv_parse_disks(xml, ret, &scsi);
+	r = domxml_disks(xml, ret, &scsi);
 	free(xml);
 	return r;
 }
 
-int lv_disk_attach(struct lv *l, const char *id, const char *path, enum disk_as as,
-		   const char *serial, const char *desc, char *where, size_t n)
+static int lv_disk_attach(void *c, const struct usb_disk *d, const char *id, const char *path,
+			  enum disk_as as, const char *desc, char *where, size_t n)
 {
+	struct lv *l = c;
 	char target[8], serial_xml[64] = "", *xml = live_xml(l), *text = NULL, *src;
+	const char *serial = vdisk_serial(d);
 	struct vdisk_set *set = malloc(sizeof(*set));
-	bool scsi;
+	bool scsi, have;
 	int r;
 
 	if (!xml || !set) {
@@ -615,32 +388,27 @@ int lv_disk_attach(struct lv *l, const char *id, const char *path, enum disk_as 
 		return log_err(-EIO, "%s: reading the domain's XML to attach %s: %s", l->t->label, desc,
 			       lv_error());
 	}
-	lv_parse_disks(xml, set, &scsi);
-	if (vdisk_find(set, id)) {
-		free(xml);
-		free(set);
-		log_info("%s: %s is attached already (%s)", l->t->label, desc, id);
-		return 0;
-	}
+	domxml_disks(xml, set, &scsi);
+	have = vdisk_find(set, id) != NULL;
 	free(set);
-	if (as == DISK_AS_SCSI && !scsi) {
+	if (have || (as == DISK_AS_SCSI && !scsi)) {
 		free(xml);
-		return log_err(-ENODEV, "%s: %s is to go in as SCSI, but the domain has no virtio-scsi controller (<controller type='scsi' model='virtio-scsi'/>); write 'as virtio', or leave 'as' out",
-			       l->t->label, desc);
+		return have ? 1 : log_err(-ENODEV, "%s: %s is to go in as SCSI, but the domain has no virtio-scsi controller (<controller type='scsi' model='virtio-scsi'/>); write 'as virtio', or leave 'as' out",
+					  l->t->label, desc);
 	}
 	scsi = scsi && as != DISK_AS_VIRTIO;
-	r = lv_pick_target(xml, scsi ? "sd" : "vd", target, sizeof(target));
+	r = domxml_pick_target(xml, scsi ? "sd" : "vd", target, sizeof(target));
 	free(xml);
 	if (r < 0)
 		return log_err(r, "%s: no free disk name for %s", l->t->label, desc);
 	if (serial)
 		snprintf(serial_xml, sizeof(serial_xml), "<serial>%s</serial>", serial);
-	src = xml_escape(path);
+	src = domxml_escape(path);
 	if (!src || asprintf(&text,
 			     "<disk type='block' device='disk'>"
 			     "<driver name='qemu' type='raw' cache='none' io='native' discard='unmap'/>"
 			     "<source dev='%s'/><target dev='%s' bus='%s'/>%s"
-			     "<alias name='" ALIAS_PREFIX "%s'/></disk>",
+			     "<alias name='" DOMXML_ALIAS_PREFIX "%s'/></disk>",
 			     src, target, scsi ? "scsi" : "virtio", serial_xml, id) < 0) {
 		free(src);
 		return -ENOMEM;
@@ -663,7 +431,10 @@ static int has_disk(struct lv *l, struct vdisk_set *set, const char *id)
 	return r < 0 ? r : vdisk_find(set, id) != NULL;
 }
 
-int lv_disk_detach(struct lv *l, const char *id, int64_t deadline)
+/* Detaches the disk id and waits until libvirt has it gone: 0, 1 when it
+ * was not there, -EBUSY when still there at deadline, -EIO (lv_error()
+ * says why). */
+static int detach_disk(struct lv *l, const char *id, int64_t deadline)
 {
 	char alias[DISK_ID_MAX + 4];
 	struct vdisk_set *set = malloc(sizeof(*set));
@@ -671,7 +442,7 @@ int lv_disk_detach(struct lv *l, const char *id, int64_t deadline)
 
 	if (!set)
 		return -ENOMEM;
-	snprintf(alias, sizeof(alias), ALIAS_PREFIX "%s", id);
+	snprintf(alias, sizeof(alias), DOMXML_ALIAS_PREFIX "%s", id);
 	r = has_disk(l, set, id);
 	if (r <= 0) {
 		free(set);
@@ -688,3 +459,32 @@ int lv_disk_detach(struct lv *l, const char *id, int64_t deadline)
 	free(set);
 	return r < 0 ? r : r > 0 ? -EBUSY : 0;
 }
+
+static int lv_disk_detach(void *c, const char *id, const char *desc)
+{
+	struct lv *l = c;
+	int r = detach_disk(l, id, backend_deadline_in(l->s, VDISK_DEL_WAIT_MS));
+
+	if (r == -EIO)
+		return log_err(r, "%s: libvirt did not detach %s: %s", l->t->label, desc, lv_error());
+	if (r < 0 && r != -EBUSY)
+		return log_err(r, "%s: detaching %s: %s", l->t->label, desc, strerror(-r));
+	return r;
+}
+
+const struct guest_ops lv_guest_ops = {
+	.keeps_hint = false,
+	.running = lv_running,
+	.stamp = lv_stamp,
+	.passes = lv_passes,
+	.open = lv_open,
+	.usable = lv_usable,
+	.explain = lv_explain,
+	.close = lv_close,
+	.held = lv_held,
+	.attach = lv_attach,
+	.detach = lv_detach,
+	.disks = lv_disks,
+	.disk_attach = lv_disk_attach,
+	.disk_detach = lv_disk_detach,
+};

@@ -10,26 +10,39 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "guests/libvirt.h"
 #include "base/log.h"
 #include "guests/qmp.h"
 #include "policy/usbconf.h"
 #include "base/util.h"
 #include "host/vmproc.h"
 
+/* What every kind is called, whether asking if it runs, and what it
+ * holds, costs no more than a file read or a local socket, and whether
+ * someone else (Proxmox) manages the guest's controllers. */
+static const struct {
+	const char *name;
+	bool cheap;
+	bool any;
+} kinds[] = {
+	[TARGET_PVE] = { "proxmox", true, false },
+	[TARGET_QEMU] = { "qemu", true, true },
+	[TARGET_XEN] = { "xen", true, true },
+	[TARGET_LIBVIRT] = { "libvirt", false, true },
+};
+
 const char *target_kind_name(enum target_kind kind)
 {
-	switch (kind) {
-	case TARGET_PVE:
-		return "proxmox";
-	case TARGET_QEMU:
-		return "qemu";
-	case TARGET_XEN:
-		return "xen";
-	case TARGET_LIBVIRT:
-		return "libvirt";
-	}
-	return "?";
+	return (size_t)kind < ARRAY_SIZE(kinds) ? kinds[kind].name : "?";
+}
+
+bool target_cheap(const struct target *t)
+{
+	return kinds[t->kind].cheap;
+}
+
+bool target_any(const struct target *t)
+{
+	return kinds[t->kind].any;
 }
 
 static void init(struct target *t)
@@ -61,17 +74,17 @@ void target_from_conf(const struct guest_conf *c, struct target *ret)
 	static const struct {
 		enum target_kind kind;
 		const char *label, *key;
-	} kinds[] = {
+	} declared[] = {
 		[GUEST_QEMU] = { TARGET_QEMU, "QEMU guest", "qemu" },
 		[GUEST_XEN] = { TARGET_XEN, "Xen guest", "xen" },
 		[GUEST_LIBVIRT] = { TARGET_LIBVIRT, "libvirt domain", "libvirt" },
 	};
 
 	init(ret);
-	ret->kind = kinds[c->kind].kind;
+	ret->kind = declared[c->kind].kind;
 	snprintf(ret->name, sizeof(ret->name), "%s", c->name);
-	snprintf(ret->label, sizeof(ret->label), "%s %s", kinds[c->kind].label, c->name);
-	snprintf(ret->key, sizeof(ret->key), "%s-%s", kinds[c->kind].key, c->name);
+	snprintf(ret->label, sizeof(ret->label), "%s %s", declared[c->kind].label, c->name);
+	snprintf(ret->key, sizeof(ret->key), "%s-%s", declared[c->kind].key, c->name);
 	snprintf(ret->uri, sizeof(ret->uri), "%s", c->uri);
 	snprintf(ret->domain, sizeof(ret->domain), "%s", c->domain);
 	snprintf(ret->qmp, sizeof(ret->qmp), "%s", c->qmp);
@@ -154,32 +167,9 @@ int target_socket(struct target *t, const struct settings *s)
 	return t->sock_state;
 }
 
-bool target_running(struct target *t, const struct settings *s)
+bool target_socket_live(struct target *t, const struct settings *s)
 {
-	if (t->kind == TARGET_LIBVIRT)
-		return lv_probe(t, NULL, 0) > 0;
-	if (t->pidfile[0])
-		return vmproc_pid(t->pidfile) != 0;
 	return target_socket(t, s) == 0 && listening(t->sock);
-}
-
-void target_stamp(struct target *t, const struct settings *s, char *buf, size_t n)
-{
-	struct stat st;
-
-	buf[0] = '\0';
-	if (t->kind == TARGET_LIBVIRT) {
-		(void)lv_probe(t, buf, n);
-		return;
-	}
-	if (t->pidfile[0]) {
-		vmproc_stamp(t->pidfile, buf, n);
-		return;
-	}
-	/* each QEMU makes its socket anew: a new inode, a new change time */
-	if (target_socket(t, s) == 0 && stat(t->sock, &st) == 0 && S_ISSOCK(st.st_mode))
-		snprintf(buf, n, "sock:%lx:%lx:%lld.%09ld", (unsigned long)st.st_dev,
-			 (unsigned long)st.st_ino, (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
 }
 
 int target_by_name(const struct settings *s, const char *name, struct target *ret)

@@ -13,6 +13,9 @@
  *   - a libvirt domain ([libvirt NAME]): libvirtd owns its QEMU's monitor,
  *     so devices go through libvirt's API (libvirt.h), loaded only for it.
  *
+ * This is what a target is and where to find it; what is done with one is
+ * its kind's (backend.h), through guest.h.
+ *
  * QEMU and Xen guests are reached like a Proxmox VM once their socket is
  * known (QMP); rules, placement, the commands and the state files are
  * shared by every kind. Messages
@@ -68,15 +71,9 @@ void target_from_conf(const struct guest_conf *c, struct target *ret);
  * Logs nothing. */
 int target_socket(struct target *t, const struct settings *s);
 
-/* Whether the guest's QEMU runs: its pid file names a live QEMU started
- * with that pid file (Proxmox, and any guest with a pid file); without a
- * pid file, whether something listens on its socket. Logs nothing. */
-bool target_running(struct target *t, const struct settings *s);
-
-/* An identity of the running QEMU that a new QEMU never shares ("" when it
- * does not run): what the state files are stamped with. From the pid file
- * (pid and start time) or else the socket (a new QEMU makes a new one). */
-void target_stamp(struct target *t, const struct settings *s, char *buf, size_t n);
+/* Whether the QMP socket is found and something listens on it. Logs
+ * nothing. */
+bool target_socket_live(struct target *t, const struct settings *s);
 
 /* The guest a command names: a VMID, or a declared guest's name. -ENOENT
  * (logged) when it is neither. */
@@ -87,8 +84,11 @@ void target_explain_ambiguous(const struct target *t, enum log_level level);
 
 /* Whether asking if t runs, and what it holds, costs no more than a file
  * read or a local socket: not so for a libvirt domain (loading libvirt,
- * talking to libvirtd), which is asked only about devices its rules claim. */
-static inline bool target_cheap(const struct target *t)
-{
-	return t->kind != TARGET_LIBVIRT;
-}
+ * talking to libvirtd), which is asked only about devices its rules claim.
+ * Whether it runs, and what it holds: guest.h. */
+bool target_cheap(const struct target *t);
+
+/* Nobody else manages the guest's controllers (not a Proxmox VM): its own
+ * xHCI controllers are the tool's to use (xhci.h's "any"), and any
+ * virtio-scsi controller of it takes the tool's disks. */
+bool target_any(const struct target *t);

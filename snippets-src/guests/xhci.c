@@ -166,18 +166,99 @@ static bool usable_ctrl(const char *name, const char *type, bool any)
 	       (strcmp(name, XHCI_PROXMOX_ID) == 0 || util_startswith(name, XHCI_OWN_PREFIX));
 }
 
+/* Questions about the controllers the tool may use: the port counts of
+ * Proxmox's qemu-xhci and of an "any" guest's (the tool's own are 15/15). */
+static int ask_ctrls(struct qmp *q, json_t *list, struct xhci_set *set, struct ask *asks,
+		     size_t *n)
+{
+	json_t *item;
+	size_t i;
+	int r;
+
+	json_array_foreach(list, i, item) {
+		const char *name = json_string_value(json_object_get(item, "name"));
+		const char *type = json_string_value(json_object_get(item, "type"));
+		struct xhci_ctrl *c;
+
+		if (!usable_ctrl(name, type, set->any) || set->n == XHCI_MAX_CTRLS ||
+		    strlen(name) >= sizeof(set->c[0].id))
+			continue;
+		c = &set->c[set->n];
+		snprintf(c->id, sizeof(c->id), "%s", name);
+		c->ours = util_startswith(name, XHCI_OWN_PREFIX);
+		c->whole = c->ours || set->any;
+		if (c->ours) {
+			c->p2 = c->p3 = XHCI_MAX_PORTS;
+		} else if ((r = ask(q, name, "p2", ASK_P2, set->n, asks, n)) < 0 ||
+			   (r = ask(q, name, "p3", ASK_P3, set->n, asks, n)) < 0) {
+			return r;
+		}
+		set->n++;
+	}
+	return 0;
+}
+
+/* Questions about where each USB device sits; for the tool's usb-host
+ * devices also what they are pinned to and whether they are open. */
+static int ask_devs(struct qmp *q, json_t *list, struct seen *seen, size_t *n_seen,
+		    struct ask *asks, size_t *n)
+{
+	json_t *item;
+	size_t i;
+	int r;
+
+	json_array_foreach(list, i, item) {
+		const char *name = json_string_value(json_object_get(item, "name"));
+		const char *type = json_string_value(json_object_get(item, "type"));
+		struct seen *d = &seen[*n_seen];
+
+		if (!name || !type || !util_startswith(type, "child<usb-"))
+			continue;
+		d->host = strcmp(type, "child<usb-host>") == 0 && xhci_parse_dev_id(name, &d->port) == 0;
+		d->open = -1;
+		if ((r = ask(q, name, "parent_bus", ASK_BUS, *n_seen, asks, n)) < 0 ||
+		    (r = ask(q, name, "port", ASK_PORT, *n_seen, asks, n)) < 0)
+			return r;
+		if (d->host && ((r = ask(q, name, "vendorid", ASK_VID, *n_seen, asks, n)) < 0 ||
+				(r = ask(q, name, "productid", ASK_PID, *n_seen, asks, n)) < 0 ||
+				(r = ask(q, name, "attached", ASK_OPEN, *n_seen, asks, n)) < 0))
+			return r;
+		(*n_seen)++;
+	}
+	return 0;
+}
+
+/* The devices seen, on their controllers' ports. */
+static void place_seen(struct xhci_set *set, const struct seen *seen, size_t n_seen)
+{
+	for (size_t i = 0; i < n_seen; i++) {
+		int c = ctrl_of_bus(set, seen[i].bus);
+
+		if (c >= 0 && seen[i].guest_port >= 1)
+			set->c[c].taken |= 1u << seen[i].guest_port;
+		if (seen[i].host) {
+			xhci_note_attached(set, c >= 0 ? (size_t)c : XHCI_NO_CTRL,
+					   c >= 0 ? seen[i].guest_port : 0, &seen[i].port, seen[i].vid,
+					   seen[i].pid);
+			for (size_t k = 0; k < set->n_devs; k++)
+				if (port_equal(&set->devs[k].port, &seen[i].port))
+					set->devs[k].open = seen[i].open;
+		}
+	}
+}
+
 int xhci_load(struct qmp *q, bool any, struct xhci_set *ret)
 {
-	json_t *list = NULL, *item;
+	json_t *list = NULL;
 	struct xhci_set set = { .any = any };
 	struct seen *seen = NULL;
 	struct ask *asks = NULL;
-	size_t i, n = 0, n_seen = 0, total;
+	size_t n = 0, n_seen = 0, total;
 	int r;
 
 	r = qmp_execute(q, "qom-list", json_pack("{s:s}", "path", "/machine/peripheral"), &list);
 	if (r < 0)
-		return r;
+		goto out;
 	total = json_array_size(list);
 	seen = calloc(total + 1, sizeof(*seen));
 	asks = calloc(5 * total + 1, sizeof(*asks));
@@ -185,76 +266,27 @@ int xhci_load(struct qmp *q, bool any, struct xhci_set *ret)
 		r = -ENOMEM;
 		goto out;
 	}
-
 	/* Every question at once, then every answer, in one round trip (each
-	 * costs QEMU about a millisecond): the port counts of Proxmox's
-	 * qemu-xhci (the tool's own are 15/15), and where each USB device
-	 * sits; for the tool's usb-host devices also what they are pinned to. */
-	json_array_foreach(list, i, item) {
-		const char *name = json_string_value(json_object_get(item, "name"));
-		const char *type = json_string_value(json_object_get(item, "type"));
-		struct xhci_ctrl *c;
-
-		if (!usable_ctrl(name, type, any) || set.n == XHCI_MAX_CTRLS ||
-		    strlen(name) >= sizeof(set.c[0].id))
-			continue;
-		c = &set.c[set.n];
-		snprintf(c->id, sizeof(c->id), "%s", name);
-		c->ours = util_startswith(name, XHCI_OWN_PREFIX);
-		c->whole = c->ours || any;
-		if (c->ours) {
-			c->p2 = c->p3 = XHCI_MAX_PORTS;
-		} else if ((r = ask(q, name, "p2", ASK_P2, set.n, asks, &n)) < 0 ||
-			   (r = ask(q, name, "p3", ASK_P3, set.n, asks, &n)) < 0) {
-			goto out;
-		}
-		set.n++;
-	}
-	json_array_foreach(list, i, item) {
-		const char *name = json_string_value(json_object_get(item, "name"));
-		const char *type = json_string_value(json_object_get(item, "type"));
-		struct seen *d = &seen[n_seen];
-
-		if (!name || !type || !util_startswith(type, "child<usb-"))
-			continue;
-		d->host = strcmp(type, "child<usb-host>") == 0 && xhci_parse_dev_id(name, &d->port) == 0;
-		d->open = -1;
-		if ((r = ask(q, name, "parent_bus", ASK_BUS, n_seen, asks, &n)) < 0 ||
-		    (r = ask(q, name, "port", ASK_PORT, n_seen, asks, &n)) < 0)
-			goto out;
-		if (d->host && ((r = ask(q, name, "vendorid", ASK_VID, n_seen, asks, &n)) < 0 ||
-				(r = ask(q, name, "productid", ASK_PID, n_seen, asks, &n)) < 0 ||
-				(r = ask(q, name, "attached", ASK_OPEN, n_seen, asks, &n)) < 0))
-			goto out;
-		n_seen++;
-	}
-	for (i = 0; i < n; i++) {
+	 * costs QEMU about a millisecond). */
+	r = ask_ctrls(q, list, &set, asks, &n);
+	if (r == 0)
+		r = ask_devs(q, list, seen, &n_seen, asks, &n);
+	for (size_t i = 0; r == 0 && i < n; i++) {
 		json_t *v = NULL;
 
 		r = qmp_receive(q, asks[i].id, &v);
-		if (r == -EREMOTEIO)
-			continue; /* no such property: keep the default */
-		if (r < 0)
-			goto out;
-		take_answer(&set, seen, &asks[i], v);
+		if (r == -EREMOTEIO) {
+			r = 0; /* no such property: keep the default */
+			continue;
+		}
+		if (r == 0)
+			take_answer(&set, seen, &asks[i], v);
 		json_decref(v);
 	}
-	for (i = 0; i < n_seen; i++) {
-		int c = ctrl_of_bus(&set, seen[i].bus);
-
-		if (c >= 0 && seen[i].guest_port >= 1)
-			set.c[c].taken |= 1u << seen[i].guest_port;
-		if (seen[i].host) {
-			xhci_note_attached(&set, c >= 0 ? (size_t)c : XHCI_NO_CTRL,
-					   c >= 0 ? seen[i].guest_port : 0, &seen[i].port, seen[i].vid,
-					   seen[i].pid);
-			for (size_t k = 0; k < set.n_devs; k++)
-				if (port_equal(&set.devs[k].port, &seen[i].port))
-					set.devs[k].open = seen[i].open;
-		}
-	}
+	if (r < 0)
+		goto out;
+	place_seen(&set, seen, n_seen);
 	*ret = set;
-	r = 0;
 out:
 	free(asks);
 	free(seen);

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "guests/guest.h"
-#include "guests/libvirt.h"
 #include "base/log.h"
 #include "guests/vdisk.h"
 #include "host/vmproc.h"
@@ -136,7 +135,7 @@ static bool starting(const struct vms *v, const struct vm *vm)
 bool vms_running(struct vms *v, struct vm *vm)
 {
 	if (vm->running < 0) {
-		vm->running = starting(v, vm) || target_running(&vm->t, v->s);
+		vm->running = starting(v, vm) || guest_running(v->s, &vm->t);
 		if (!vm->running && vm->t.sock_state == -ENOTUNIQ)
 			target_explain_ambiguous(&vm->t, LOG_LVL_WARNING);
 		vm->released = vm->running && !starting(v, vm) && guest_is_released(v->s, &vm->t);
@@ -375,8 +374,8 @@ static void gather_one(struct vms *v, struct vm *vm, const struct usb_device_inf
 		view->proxmox_passes = (snap->pves[i] = pveconf_passes(pve, dev)) != NULL;
 	/* a libvirt domain's own XML is its owner's word, as Proxmox's config
 	 * is (asked of the claiming domains only) */
-	if (view->running && view->score && vm->t.kind == TARGET_LIBVIRT)
-		view->proxmox_passes = lv_passes(&vm->t, dev) > 0;
+	if (view->running && view->score && !view->proxmox_passes)
+		view->proxmox_passes = guest_passes(&vm->t, dev) > 0;
 }
 
 int vms_gather(struct vms *v, const struct usb_device_info *dev, struct vms_snapshot *ret)
@@ -472,7 +471,7 @@ static bool holds_disk(struct vms *v, struct vm *vm, const char *id)
 	bool held = false;
 
 	if (set && guest_open(v->s, &vm->t, &g) == 0) {
-		held = vdisk_list(g, set) == 0 && (e = vdisk_find(set, id)) && e->driver[0];
+		held = guest_disks(g, set) == 0 && (e = vdisk_find(set, id)) && e->driver[0];
 		guest_close(g);
 	}
 	free(set);

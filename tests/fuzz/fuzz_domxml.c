@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "guests/libvirt.h"
+#include "guests/domxml.h"
 #include "guests/vdisk.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -23,24 +23,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(xml, data, size);
 	xml[size] = '\0';
-	assert(lv_parse_held(xml, &set) == 0);
+	assert(domxml_held(xml, &set) == 0);
 	assert(set.n == 0 && set.n_devs <= XHCI_MAX_DEVS);
 	for (size_t i = 0; i < set.n_devs; i++)
 		assert(set.devs[i].ctrl == XHCI_NO_CTRL && set.devs[i].vid <= 0xffff);
 	if (port_parse("3-4.1", &dev.port) == 0)
-		(void)lv_parse_passes(xml, &dev);
+		(void)domxml_passes(xml, &dev);
 	for (int ss = 0; ss < 2; ss++)
-		if (lv_pick_port(xml, ss, &bus, &port) == 0)
+		if (domxml_pick_port(xml, ss, &bus, &port) == 0)
 			assert(bus <= 255 && port >= 1 && port <= XHCI_MAX_PORTS);
 
 	static struct vdisk_set disks;
 	char name[8];
 	bool scsi;
 
-	assert(lv_parse_disks(xml, &disks, &scsi) == 0 && disks.n <= VDISK_MAX);
+	assert(domxml_disks(xml, &disks, &scsi) == 0 && disks.n <= VDISK_MAX);
 	for (size_t i = 0; i < disks.n; i++)
 		assert(strlen(disks.d[i].id) < sizeof(disks.d[i].id) && strncmp(disks.d[i].id, "usbdisk-", 8) == 0);
-	if (lv_pick_target(xml, "sd", name, sizeof(name)) == 0)
+	if (domxml_pick_target(xml, "sd", name, sizeof(name)) == 0)
 		assert(strlen(name) == 3 || strlen(name) == 4);
 	free(xml);
 	return 0;
