@@ -139,12 +139,11 @@ static json_t *device_json(struct vms *v, const struct usb_device_info *d)
 		claim = rule_json(p.vm, p.rule);
 		const struct xhci_dev *h = p.vm->held_state == 0 ? vms_holds(v, p.vm, &d->port) : NULL;
 
-		/* held is not yet open: QEMU's QOM "attached" tells; libvirt
-		 * is not asked that (only a monitor command would tell, and
-		 * that taints the domain): libvirt has it live, attached */
+		/* held is not yet open: QEMU's QOM "attached" tells, where
+		 * QEMU is asked (target_held_is_open()) */
 		state = p.vm->held_state != 0 ? "unknown"
 			: !h		      ? "not-attached"
-			: h->open == 1 || (h->open < 0 && p.vm->t.kind == TARGET_LIBVIRT)
+			: h->open == 1 || (h->open < 0 && target_held_is_open(&p.vm->t))
 				? "attached"
 				: "waiting";
 		open_ = h && h->open == 1;

@@ -17,17 +17,19 @@
 #include "host/vmproc.h"
 
 /* What every kind is called, whether asking if it runs, and what it
- * holds, costs no more than a file read or a local socket, and whether
- * someone else (Proxmox) manages the guest's controllers. */
+ * holds, costs no more than a file read or a local socket, whether
+ * someone else (Proxmox) manages the guest's controllers, and whether a
+ * device it holds live is open (its manager opened it; QEMU is not asked). */
 static const struct {
 	const char *name;
 	bool cheap;
 	bool any;
+	bool held_is_open;
 } kinds[] = {
-	[TARGET_PVE] = { "proxmox", true, false },
-	[TARGET_QEMU] = { "qemu", true, true },
-	[TARGET_XEN] = { "xen", true, true },
-	[TARGET_LIBVIRT] = { "libvirt", false, true },
+	[TARGET_PVE] = { "proxmox", true, false, false },
+	[TARGET_QEMU] = { "qemu", true, true, false },
+	[TARGET_XEN] = { "xen", true, true, false },
+	[TARGET_LIBVIRT] = { "libvirt", false, true, true },
 };
 
 const char *target_kind_name(enum target_kind kind)
@@ -43,6 +45,11 @@ bool target_cheap(const struct target *t)
 bool target_any(const struct target *t)
 {
 	return kinds[t->kind].any;
+}
+
+bool target_held_is_open(const struct target *t)
+{
+	return kinds[t->kind].held_is_open;
 }
 
 static void init(struct target *t)

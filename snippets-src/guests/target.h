@@ -92,3 +92,8 @@ bool target_cheap(const struct target *t);
  * xHCI controllers are the tool's to use (xhci.h's "any"), and any
  * virtio-scsi controller of it takes the tool's disks. */
 bool target_any(const struct target *t);
+
+/* Whether a device the guest holds, whose open state is not known, counts
+ * as open: a libvirt domain's hostdev is live only once libvirt opened the
+ * device (its QEMU is not asked: a monitor command taints the domain). */
+bool target_held_is_open(const struct target *t);
