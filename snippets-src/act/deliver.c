@@ -42,6 +42,11 @@ void deliver_explain(const struct placement *p, const struct vm *for_vm, const c
 						     : "make one rule more specific");
 		break;
 	case PLACE_DISK:
+		if (p->rival) {
+			log_info("%s carries a disk that %s and %s both take as a disk; the USB device itself is passed to no VM",
+				 desc, p->vm->t.label, p->rival->t.label);
+			break;
+		}
 		usbconf_format_rule(p->rule, rule, sizeof(rule));
 		log_info("%s carries a disk that %s takes as a disk ('%s', %s:%u); the USB device itself is passed to no VM",
 			 desc, p->vm->t.label, rule, p->vm->rules->path, p->rule->line);

@@ -3,12 +3,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "host/disk.h"
 #include "guests/guest.h"
 #include "act/guestdisks.h"
 #include "act/deliver.h"
 #include "base/log.h"
+#include "host/vmproc.h"
 #include "base/retry.h"
 #include "guests/vdisk.h"
 #include "policy/vms.h"
@@ -48,6 +50,55 @@ static int ready(const struct settings *s, const struct target *t, const struct 
 	return 0;
 }
 
+/* Another USB disk of the host that reports d's serial (cheap enclosures
+ * do): 1 with its kernel name in twin, 0 when there is none. */
+static int find_twin(const struct usb_disk *d, char *twin, size_t n)
+{
+	struct usb_disk *all = NULL;
+	size_t n_all = 0;
+	int found = 0;
+
+	if (disk_scan(&all, &n_all) < 0)
+		return 0; /* cannot tell: as before */
+	for (size_t i = 0; i < n_all && !found; i++)
+		if ((all[i].major != d->major || all[i].minor != d->minor) &&
+		    strcmp(disk_key(&all[i]), disk_key(d)) == 0) {
+			snprintf(twin, n, "%s", all[i].name);
+			found = 1;
+		}
+	free(all);
+	return found;
+}
+
+/* Whether g has a disk of d's serial attached that is not d while d's
+ * twin (another enclosure with the same serial) is still plugged in: then
+ * that one is in the guest, and d stays out. An attached disk is replaced
+ * only when its old block device is really gone (a missed remove). */
+static bool twin_attached(struct guest *g, const struct target *t, const struct usb_disk *d,
+			  const char *desc)
+{
+	char twin[DISK_NAME_MAX], id[DISK_ID_MAX];
+	struct vdisk_set *set;
+	const struct vdisk *e;
+	unsigned long pid;
+	bool in = false;
+
+	if (!find_twin(d, twin, sizeof(twin)))
+		return false;
+	pid = t->pidfile[0] ? vmproc_pid(t->pidfile) : 0;
+	if (pid && vmproc_has_open(pid, S_IFBLK, makedev(d->major, d->minor)) == 1)
+		return false; /* d itself is the one it has */
+	disk_qemu_id(disk_key(d), id, sizeof(id));
+	set = malloc(sizeof(*set));
+	if (set && guest_disks(g, set) == 0 && (e = vdisk_find(set, id)) && e->driver[0])
+		in = true;
+	free(set);
+	if (in)
+		log_error("%s: %s is not attached: /dev/%s reports the same serial and is attached as %s; both enclosures stay where they are (a disk rule names one serial: two disks that report one serial cannot both be passed)",
+			  t->label, desc, twin, id);
+	return in;
+}
+
 int guestdisks_attach_one(struct guest *g, const struct settings *s, const struct target *t,
 		      const struct usb_disk *d, const struct usb_rule *rule)
 {
@@ -58,6 +109,8 @@ int guestdisks_attach_one(struct guest *g, const struct settings *s, const struc
 	r = ready(s, t, d, desc, path, sizeof(path));
 	if (r != 0)
 		return r > 0 ? 0 : r;
+	if (twin_attached(g, t, d, desc))
+		return -EBUSY;
 	return guest_disk_attach(g, d, path, rule->disk_as);
 }
 
@@ -132,7 +185,7 @@ static int attach_from(struct vms *v, struct vm *mine, struct guest *g, const st
 	return ret;
 }
 
-int guestdisks_attach(struct vms *v, struct vm *mine, struct guest *g)
+static int attach_disks(struct vms *v, struct vm *mine, struct guest *g)
 {
 	struct usb_disk *disks = NULL;
 	size_t n = 0;
@@ -148,7 +201,7 @@ int guestdisks_attach(struct vms *v, struct vm *mine, struct guest *g)
 	return r;
 }
 
-int guestdisks_sync(struct vms *v, struct vm *vm, struct guest *g)
+static int sync_disks(struct vms *v, struct vm *vm, struct guest *g)
 {
 	struct usb_disk *disks = NULL;
 	struct vdisk_set *set = NULL;
@@ -224,4 +277,26 @@ int guestdisks_release(struct guest *g)
 	}
 	free(set);
 	return ret;
+}
+
+/* While a guest's disks are placed, that guest is open here (its lock
+ * held): the placement asks it through this connection. */
+int guestdisks_attach(struct vms *v, struct vm *mine, struct guest *g)
+{
+	int r;
+
+	vms_set_open(v, mine, g);
+	r = attach_disks(v, mine, g);
+	vms_set_open(v, NULL, NULL);
+	return r;
+}
+
+int guestdisks_sync(struct vms *v, struct vm *vm, struct guest *g)
+{
+	int r;
+
+	vms_set_open(v, vm, g);
+	r = sync_disks(v, vm, g);
+	vms_set_open(v, NULL, NULL);
+	return r;
 }

@@ -425,7 +425,11 @@ void vms_decide(const struct vms *v, const struct vms_snapshot *snap, struct pla
 	fill(v, &d, snap->views, snap->rules, ret);
 	if (d.kind == PLACE_PROXMOX)
 		ret->pve = snap->pves[d.who];
-	if (d.kind == PLACE_VM && ret->rule->kind == RULE_DISK)
+	/* the USB device that carries a disk claimed as a disk is no guest's,
+	 * whoever's claim wins: two equal disk claims are for the disk's own
+	 * placement to settle (the guest that has the disk keeps it), not a
+	 * conflict over the enclosure (rival then names the other claimant) */
+	if ((d.kind == PLACE_VM || d.kind == PLACE_CONFLICT) && ret->rule->kind == RULE_DISK)
 		ret->kind = PLACE_DISK;
 }
 
@@ -467,15 +471,26 @@ static bool holds_disk(struct vms *v, struct vm *vm, const char *id)
 {
 	struct vdisk_set *set = malloc(sizeof(*set));
 	const struct vdisk *e;
-	struct guest *g;
+	struct guest *g = NULL;
 	bool held = false;
 
-	if (set && guest_open(v->s, &vm->t, &g) == 0) {
+	/* the guest this run has open: asked on that connection (opening it
+	 * again would wait out its own lock and count it as not holding) */
+	if (set && vm == v->open_vm) {
+		held = guest_disks(v->open_guest, set) == 0 && (e = vdisk_find(set, id)) &&
+		       e->driver[0];
+	} else if (set && guest_open(v->s, &vm->t, &g) == 0) {
 		held = guest_disks(g, set) == 0 && (e = vdisk_find(set, id)) && e->driver[0];
 		guest_close(g);
 	}
 	free(set);
 	return held;
+}
+
+void vms_set_open(struct vms *v, struct vm *vm, struct guest *g)
+{
+	v->open_vm = vm;
+	v->open_guest = g;
 }
 
 int vms_place_disk(struct vms *v, const struct usb_disk *disk, struct placement *ret)

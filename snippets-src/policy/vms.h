@@ -41,6 +41,8 @@ struct vm {
 	size_t n_held;
 };
 
+struct guest;
+
 struct vms {
 	const struct settings *s;
 	unsigned long starting_vmid; /* post-start: counts as running */
@@ -51,6 +53,11 @@ struct vms {
 	struct pve_mappings maps;    /* this node's USB resource mappings */
 	struct vm **list; /* each vm stays where it is while the list grows */
 	size_t n;
+	/* the guest this run has open (its lock taken), asked through that
+	 * connection: never opened a second time (it would wait for its own
+	 * lock); see vms_set_open() */
+	struct vm *open_vm;
+	struct guest *open_guest;
 };
 
 struct placement {
@@ -121,6 +128,10 @@ bool vms_any_disk_rules(const struct vms *v);
 /* Adds the VMs the tool has put disks into (<key>.disks in the state
  * directory) but that have no .usb.conf. */
 int vms_list_disk_holders(struct vms *v);
+
+/* While g (vm's open connection, its lock held by this run) is open,
+ * questions to vm go through it; NULL, NULL when it is closed. */
+void vms_set_open(struct vms *v, struct vm *vm, struct guest *g);
 
 /* Where a USB disk belongs now, as a disk: by the guests' disk rules
  * alone (place.h decides; PLACE_PROXMOX never). */
