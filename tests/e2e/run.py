@@ -2,9 +2,10 @@
 """Runs the end-to-end suite: the built binary, under umockdev, against real
 QEMU guests (harness.py; the tests are test_AREA.py, one file an area).
 
-    run.py --binary BIN --plug PLUG [-k PATTERN]
+    run.py --binary BIN --plug PLUG [-k PATTERN] [AREA ...]
 
--k: only the tests whose names contain PATTERN. The same tests run under
+AREA: only those files (`make check-e2e AREA=disks`); -k: only the tests
+whose names contain PATTERN. The same tests run under
 `python3 -m unittest discover -s tests/e2e -t .` (in the top directory),
 with PUH_BINARY and PUH_PLUG for the options.
 """
@@ -28,7 +29,11 @@ def main():
     ap.add_argument("--binary", required=True)
     ap.add_argument("--plug", required=True, help="the umockdev-plug test helper")
     ap.add_argument("-k", dest="pattern", action="append")
+    ap.add_argument("areas", nargs="*", metavar="AREA", help="only these: " + ", ".join(AREAS))
     args = ap.parse_args()
+    unknown = [a for a in args.areas if a not in AREAS]
+    if unknown:
+        ap.error("no area %s; the areas are %s" % (", ".join(unknown), ", ".join(AREAS)))
     # before the harness is imported: it reads them
     os.environ["PUH_BINARY"] = os.path.abspath(args.binary)
     os.environ["PUH_PLUG"] = os.path.abspath(args.plug)
@@ -37,7 +42,7 @@ def main():
     if args.pattern:
         loader.testNamePatterns = ["*%s*" % p for p in args.pattern]
     suite = unittest.TestSuite()
-    for area in AREAS:
+    for area in args.areas or AREAS:
         suite.addTests(loader.loadTestsFromModule(importlib.import_module("e2e.test_" + area)))
     result = unittest.TextTestRunner(verbosity=2, resultclass=Summary).run(suite)
     failed = len(result.failures) + len(result.errors)
