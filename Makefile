@@ -4,6 +4,9 @@
 #   make check      install what the tests need (Debian), run every test
 #                   (the e2e suite against QEMU 7.2, trixie's QEMU 10 and
 #                   trixie-backports' QEMU 11)
+#   make check-e2e AREA=disks
+#                   one area of the e2e suite, tests/e2e/test_disks.py (or
+#                   several: AREA="disks rules"; also for check-e2e-qemu10/11)
 #   make demo       run the whole thing on a simulated host against real QEMU
 #   make install    DESTDIR=... PREFIX=/usr
 #   SANITIZE=1      build and test with AddressSanitizer + UBSan (in build/asan)
@@ -106,18 +109,18 @@ check-valgrind: $(UNIT_BIN) $(BIN) $(BUILD)/tests/umockdev-plug
 	@command -v valgrind >/dev/null || { echo "Installing: valgrind"; $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq valgrind >/dev/null; }
 	@fail=0; for t in $(UNIT_BIN); do valgrind -q --error-exitcode=99 --leak-check=full \
 		--errors-for-leak-kinds=definite,indirect $$t >/dev/null || fail=1; done; exit $$fail
-	PUH_VALGRIND=1 python3 tests/e2e/run.py --binary $(BIN) --plug $(BUILD)/tests/umockdev-plug
+	PUH_VALGRIND=1 python3 tests/e2e/run.py --binary $(BIN) --plug $(BUILD)/tests/umockdev-plug $(AREA)
 
 check-e2e: $(BIN) $(BUILD)/tests/umockdev-plug
-	python3 tests/e2e/run.py --binary $(BIN) --plug $(BUILD)/tests/umockdev-plug
+	python3 tests/e2e/run.py --binary $(BIN) --plug $(BUILD)/tests/umockdev-plug $(AREA)
 
 check-e2e-qemu10: $(BIN) $(BUILD)/tests/umockdev-plug
 	@tests/trixie.sh
-	PUH_QEMU=$(CURDIR)/.trixie-qemu10 python3 tests/e2e/run.py --binary $(BIN) --plug $(BUILD)/tests/umockdev-plug
+	PUH_QEMU=$(CURDIR)/.trixie-qemu10 python3 tests/e2e/run.py --binary $(BIN) --plug $(BUILD)/tests/umockdev-plug $(AREA)
 
 check-e2e-qemu11: $(BIN) $(BUILD)/tests/umockdev-plug
 	@tests/qemu11.sh
-	PUH_QEMU=$(CURDIR)/.qemu11 python3 tests/e2e/run.py --binary $(BIN) --plug $(BUILD)/tests/umockdev-plug
+	PUH_QEMU=$(CURDIR)/.qemu11 python3 tests/e2e/run.py --binary $(BIN) --plug $(BUILD)/tests/umockdev-plug $(AREA)
 
 demo: deps
 	$(MAKE) $(BIN)
