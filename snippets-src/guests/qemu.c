@@ -670,10 +670,12 @@ static void what_failed(struct qmp *q, int r, char *buf, size_t n)
 }
 
 /* Whether the guest's QEMU has d's block device open: 1, 0, or -1 when
- * that cannot be told (no pid file, /proc unreadable). */
-static int qemu_holds(const struct target *t, const struct usb_disk *d)
+ * that cannot be told (/proc unreadable). Its pid: the pid file's, or,
+ * for a guest without one (QEMU started by hand, Xen's device model),
+ * the process at the other end of the QMP socket. */
+static int qemu_holds(const struct qg *q, const struct usb_disk *d)
 {
-	unsigned long pid = t->pidfile[0] ? vmproc_pid(t->pidfile) : 0;
+	unsigned long pid = q->t->pidfile[0] ? vmproc_pid(q->t->pidfile) : qmp_peer_pid(q->qmp);
 
 	return pid ? vmproc_has_open(pid, S_IFBLK, makedev(d->major, d->minor)) : -1;
 }
@@ -694,7 +696,7 @@ static int make_room(struct qg *q, const struct usb_disk *d, const char *id, con
 		return qemu_explain(q, r, "listing the disks of", "the VM");
 	}
 	e = vdisk_find(set, id);
-	if (e && e->driver[0] && qemu_holds(q->t, d) != 0)
+	if (e && e->driver[0] && qemu_holds(q, d) != 0)
 		r = 1;
 	else if (e && e->driver[0]) {
 		/* its remove was missed (or another disk has the same serial:

@@ -388,6 +388,16 @@ int qmp_open_fd(int fd, int timeout_ms, int64_t run_deadline_ms, struct qmp **re
 	return handshake(q, op_deadline(q), ret);
 }
 
+unsigned long qmp_peer_pid(const struct qmp *q)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(q->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.pid <= 0)
+		return 0;
+	return (unsigned long)cred.pid;
+}
+
 const char *qmp_error_class(const struct qmp *q)
 {
 	return q->err_class ? q->err_class : "";

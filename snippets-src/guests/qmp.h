@@ -47,6 +47,10 @@ int qmp_receive(struct qmp *q, unsigned long id, json_t **ret);
 int qmp_broken(const struct qmp *q);
 
 /* The last error QEMU answered with ("GenericError", "DeviceNotFound"). */
+/* The process at the other end of the socket (the kernel's word,
+ * SO_PEERCRED): QEMU's pid where no pid file names it; 0 when unknown. */
+unsigned long qmp_peer_pid(const struct qmp *q);
+
 const char *qmp_error_class(const struct qmp *q);
 const char *qmp_error_desc(const struct qmp *q);
 

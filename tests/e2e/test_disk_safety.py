@@ -7,7 +7,7 @@ import re
 import subprocess
 import time
 
-from .harness import Case, LoopDisks
+from .harness import Case, LoopDisks, PlainGuest
 from . import test_disks
 
 SCSI = test_disks.SCSI
@@ -165,3 +165,23 @@ class DiskSafety(Case, LoopDisks):
         self.assertNotIn("another pve-usb-hotplug still works", r.stderr)
         self.assertEqual((len(self.disks(a)), self.disks(b)), (1, {}))
         self.assertTrue(self.qemu_opens(a, d.dev))
+
+    def test_a_guest_without_a_pid_file_gets_a_disk_replaced_after_a_missed_remove(self):
+        # QEMU started by hand (no pid file): its pid comes from its QMP
+        # socket, so "cannot tell" no longer counts as "holds"
+        g = PlainGuest(os.path.join(self.dir, "desk.qmp"),
+                       ["-device", "pci-bridge,id=pci.1,chassis_nr=1",
+                        "-device", "virtio-scsi-pci,id=scsi0"])
+        self.guests.append(g)
+        self.tool.declare("[qemu desk]\nqmp = %s\n" % g.qmp_path)
+        self.tool.guest_rules("desk", "disk 57584C\n")
+        first = self.plug_disk("3-4", "sdb", "57584C")
+        self.ok(self.disk_event("add", first))
+        self.assertTrue(self.qemu_opens(g, first.dev))
+        self.pull_disk(first)                   # its remove never arrives
+        again = self.plug_disk("3-4", "sdc", "57584C")
+        r = self.ok(self.disk_event("add", again))
+        self.assertIn("QEMU guest desk: disk WD_Elements_57584C-0:0 (sdc, 67.1 MB) is attached as usbdisk-", r.stderr)
+        self.assertIn("whose removal was missed): replaced", r.stderr)
+        self.assertTrue(self.qemu_opens(g, again.dev))
+        self.assertFalse(self.qemu_opens(g, first.dev))
