@@ -366,6 +366,34 @@ class RealHost(unittest.TestCase):
                         "systemctl start pve-usb-hotplug.service" % rule)
             self.bed.wait_for(lambda: self.bed.sh("test -e /run/pve-usb-hotplug/listening")["rc"], lambda rc: rc == 0, 20)
 
+    def test_a_detach_that_cannot_reach_qemu_is_tried_five_times_by_systemd(self):
+        # the retry chain on the real systemd: each try is scheduled from
+        # inside the running one, so each needs a unit name of its own
+        self.bed.sh("mkdir -p /etc/pve-usb-hotplug.conf.d && printf '[retry]\\ndelay_ms = 1000\\n[lock]\\ntimeout_ms = 300\\n'"
+                    " >/etc/pve-usb-hotplug.conf.d/retry.conf")
+        self.addCleanup(lambda: self.bed.sh("rm -f /etc/pve-usb-hotplug.conf.d/retry.conf"))
+        self.vm(100, "1-1\n")
+        self.tool("100", "post-start")
+        self.plug("kbd", "usb-kbd", "1.1")
+        self.wait_open(100, ["1.1"])
+        cursor = self.bed.sh("journalctl -n 0 --show-cursor")["out"].split("-- cursor: ", 1)[1].strip()
+        # another run holds VM 100's lock longer than the five tries take
+        self.bed.sh("flock /run/pve-usb-hotplug/100.lock sleep 30 </dev/null >/dev/null 2>&1 &")
+        self.addCleanup(lambda: self.bed.sh("pkill -f 'flock /run/pve-usb-hotplug/100.lock'"))
+        self.unplug("kbd")
+
+        def log():
+            return self.bed.sh("journalctl -t pve-usb-hotplug --no-pager -o cat --after-cursor '%s'" % cursor)["out"]
+        out = self.bed.wait_for(log, lambda o: "still failing after 5 tries" in o, 60)
+        self.assertIn("VM 100: still failing after 5 tries; run 'pve-usb-hotplug sync 100' once it answers", out)
+        for n in range(1, 6):
+            self.assertIn("VM 100: will try again in 1000 ms ('pve-usb-hotplug sync 100', unit pve-usb-hotplug-retry-100-%d)" % n, out)
+        self.assertEqual(out.count("will try again"), 5, out)
+        # once the lock is free, sync does what the tries could not
+        self.bed.sh("pkill -f 'flock /run/pve-usb-hotplug/100.lock'")
+        self.assertEqual(self.tool("sync", "100")["rc"], 0)
+        self.wait_gone(100)
+
     def test_a_storm_of_plugs_across_hub_ports(self):
         self.vm(100, "1-1\n")
         self.tool("100", "post-start")
