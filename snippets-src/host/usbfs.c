@@ -76,7 +76,13 @@ int usbfs_open_hub(const char *node)
 {
 	int fd = open(node, O_RDWR | O_CLOEXEC);
 
-	return fd < 0 ? -errno : fd;
+	if (fd < 0)
+		return -errno;
+	/* An open usbfs file keeps its device resumed; the file is held only
+	 * for its ports (a plug wakes the hub as ever): an idle hub may
+	 * suspend. A kernel before 5.8 says ENOTTY, and the hub stays up. */
+	(void)ioctl(fd, USBDEVFS_ALLOW_SUSPEND);
+	return fd;
 }
 
 int usbfs_claim(int fd, unsigned p, bool on)

@@ -21,7 +21,8 @@ bool usbfs_is_hub(const char *dev);
 long usbfs_node(const char *dev, char node[static 32]);
 
 /* Opens a hub's usbfs file (usbfs_node) for claiming its ports: the fd
- * (O_CLOEXEC), or -errno. */
+ * (O_CLOEXEC), or -errno. The open file lets the hub runtime-suspend when
+ * idle (USBDEVFS_ALLOW_SUSPEND), as it would without it. */
 int usbfs_open_hub(const char *node);
 
 /* Claims (on) or lets go (!on) port p of the hub whose file is fd. 0 or

@@ -246,6 +246,18 @@ class RealHost(unittest.TestCase):
         self.assertIn(want, log)
         return cursor
 
+    def test_an_idle_held_hub_suspends_and_a_plug_still_reaches_the_guest(self):
+        # the hub's usbfs file is open for its ports, not for I/O: it may
+        # runtime-suspend like any idle hub (USBDEVFS_ALLOW_SUSPEND)
+        self.vm(100, "1-1\n")
+        self.post_start_held(100, "1-1")
+        state = "/sys/bus/usb/devices/1-1/power/runtime_status"
+        st = self.bed.wait_for(lambda: self.bed.sh("cat %s" % state)["out"].strip(),
+                               lambda v: v == "suspended", 30)
+        self.assertEqual(st, "suspended", self.bed.sh("grep . /sys/bus/usb/devices/1-1/power/*")["out"])
+        self.plug("kbd", "usb-kbd", "1.1")
+        self.wait_open(100, ["1.1"])
+
     def test_held_ports_keep_the_host_drivers_off(self):
         # the listener holds the running VM's ports: usbhid never sees
         # a keyboard plugged there, a denied port is not held, a hub is
