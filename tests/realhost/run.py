@@ -258,6 +258,21 @@ class RealHost(unittest.TestCase):
         self.plug("kbd", "usb-kbd", "1.1")
         self.wait_open(100, ["1.1"])
 
+    def test_a_plug_storm_across_a_listener_restart_loses_nothing(self):
+        # every package upgrade restarts the listener: plugs during the
+        # restart reach their guest, or the host's drivers, all the same
+        self.vm(100, "1-1\ndeny 1-1.4\n")
+        self.post_start_held(100, "1-1")
+        self.bed.sh("systemctl restart pve-usb-hotplug.service </dev/null >/dev/null 2>&1 &")
+        for i, driver in enumerate(["usb-kbd", "usb-mouse", "usb-tablet", "usb-mouse"], 1):
+            self.plug("d%d" % i, driver, "1.%d" % i)
+        self.present("1-1.1", "1-1.2", "1-1.3", "1-1.4")
+        self.wait_open(100, ["1.1", "1.2", "1.3"], timeout=40)
+        self.assertEqual(self.bed.wait_for(lambda: self.driver("1-1.4:1.0"), bool, 30), "usbhid",
+                         self.bed.sh("journalctl -b -u pve-usb-hotplug.service | tail -30")["out"])
+        r = self.bed.wait_for(lambda: self.bed.sh("test -e /run/pve-usb-hotplug/listening")["rc"], lambda rc: rc == 0, 20)
+        self.assertEqual(r, 0)
+
     def test_held_ports_keep_the_host_drivers_off(self):
         # the listener holds the running VM's ports: usbhid never sees
         # a keyboard plugged there, a denied port is not held, a hub is
