@@ -23,22 +23,24 @@ struct qg {
 
 static int qemu_running(struct target *t, const struct settings *s)
 {
+	(void)s; /* the table's signature: libvirt needs them */
 	if (t->pidfile[0])
 		return vmproc_pid(t->pidfile) != 0;
-	return target_socket_live(t, s);
+	return target_socket_live(t);
 }
 
 static void qemu_stamp(struct target *t, const struct settings *s, char *buf, size_t n)
 {
 	struct stat st;
 
+	(void)s;
 	buf[0] = '\0';
 	if (t->pidfile[0]) {
 		vmproc_stamp(t->pidfile, buf, n);
 		return;
 	}
 	/* each QEMU makes its socket anew: a new inode, a new change time */
-	if (target_socket(t, s) == 0 && stat(t->sock, &st) == 0 && S_ISSOCK(st.st_mode))
+	if (target_socket(t) == 0 && stat(t->sock, &st) == 0 && S_ISSOCK(st.st_mode))
 		snprintf(buf, n, "sock:%lx:%lx:%lld.%09ld", (unsigned long)st.st_dev,
 			 (unsigned long)st.st_ino, (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
 }
@@ -74,7 +76,7 @@ static int qemu_open(const struct settings *s, struct target *t, void **ret)
 	struct qg *q;
 	int r;
 
-	r = target_socket(t, s);
+	r = target_socket(t);
 	if (r == -ENOTUNIQ) {
 		target_explain_ambiguous(t, LOG_LVL_ERROR);
 		return r;

@@ -101,44 +101,21 @@ void target_from_conf(const struct guest_conf *c, struct target *ret)
 	ret->origin = c->origin;
 }
 
-/* Whether something listens on the unix socket at path. A connect() that
- * would have to wait (a full backlog) counts as listening. */
-static bool listening(const char *path)
+/* Whether a QEMU runs behind the unix socket at path (its command line
+ * names it), with -name name when name is not "". Asked of /proc alone:
+ * a connect() would take the socket's one client slot (libxl's, on a Xen
+ * host) and a QMP handshake every few seconds is not cheap. */
+static bool qemu_behind(const char *path, const char *name)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char its[SETTINGS_NAME_MAX + 1];
 	struct stat st;
-	int fd, r;
 
-	if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode) || strlen(path) >= sizeof(sa.sun_path))
+	if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode) || !vmproc_by_socket(path, its, sizeof(its)))
 		return false;
-	memcpy(sa.sun_path, path, strlen(path));
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return false;
-	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-	r = r == 0 || errno == EAGAIN || errno == EINPROGRESS;
-	close(fd);
-	return r;
+	return !name[0] || strcmp(its, name) == 0;
 }
 
-/* Whether the QEMU on path says its -name is name. */
-static bool named(const struct settings *s, const char *path, const char *name)
-{
-	struct qmp *q = NULL;
-	json_t *v = NULL;
-	bool r = false;
-
-	if (qmp_open(path, s->qmp_timeout_ms, s->run_deadline_ms, &q) < 0)
-		return false;
-	if (qmp_execute(q, "query-name", json_object(), &v) == 0)
-		r = json_is_string(json_object_get(v, "name")) &&
-		    strcmp(json_string_value(json_object_get(v, "name")), name) == 0;
-	json_decref(v);
-	qmp_close(q);
-	return r;
-}
-
-static int find_socket(struct target *t, const struct settings *s)
+static int find_socket(struct target *t)
 {
 	glob_t g;
 	size_t found = 0;
@@ -158,7 +135,7 @@ static int find_socket(struct target *t, const struct settings *s)
 
 		/* only sockets with a QEMU behind them; with a name, the one
 		 * whose QEMU carries it */
-		if (!listening(p) || (t->qemu_name[0] && !named(s, p, t->qemu_name)))
+		if (!qemu_behind(p, t->qemu_name))
 			continue;
 		if (found++ == 0)
 			snprintf(t->sock, sizeof(t->sock), "%s", p);
@@ -167,16 +144,16 @@ static int find_socket(struct target *t, const struct settings *s)
 	return found == 0 ? -ENOENT : found > 1 ? -ENOTUNIQ : 0;
 }
 
-int target_socket(struct target *t, const struct settings *s)
+int target_socket(struct target *t)
 {
 	if (t->sock_state == 1)
-		t->sock_state = find_socket(t, s);
+		t->sock_state = find_socket(t);
 	return t->sock_state;
 }
 
-bool target_socket_live(struct target *t, const struct settings *s)
+bool target_socket_live(struct target *t)
 {
-	return target_socket(t, s) == 0 && listening(t->sock);
+	return target_socket(t) == 0 && qemu_behind(t->sock, "");
 }
 
 int target_by_name(const struct settings *s, const char *name, struct target *ret)

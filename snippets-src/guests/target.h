@@ -66,14 +66,16 @@ int target_pve(const struct settings *s, unsigned long vmid, struct target *ret)
 void target_from_conf(const struct guest_conf *c, struct target *ret);
 
 /* The QMP socket path (t->sock): 0, -ENOENT when none exists, -ENOTUNIQ
- * when a glob finds several and no -name tells them apart. Asks a
- * candidate QEMU its name only when that is needed; found once per target.
- * Logs nothing. */
-int target_socket(struct target *t, const struct settings *s);
-
-/* Whether the QMP socket is found and something listens on it. Logs
+ * when a glob finds several and no -name tells them apart. A candidate
+ * counts when a QEMU's command line names it (and its -name is qemu_name,
+ * when set): read from /proc, never by a connect() to the socket, whose
+ * one client slot is libxl's on a Xen host. Found once per target. Logs
  * nothing. */
-bool target_socket_live(struct target *t, const struct settings *s);
+int target_socket(struct target *t);
+
+/* Whether the QMP socket is found and a QEMU's command line names it.
+ * Logs nothing. */
+bool target_socket_live(struct target *t);
 
 /* The guest a command names: a VMID, or a declared guest's name. -ENOENT
  * (logged) when it is neither. */

@@ -165,3 +165,65 @@ int vmproc_has_open(unsigned long pid, mode_t type, dev_t rdev)
 	closedir(dir);
 	return held;
 }
+
+/* Whether arg names socket path as its own value: after ':' or '=' (as in
+ * "unix:PATH,server=on" or "socket,path=PATH,..."), up to ',' or the end. */
+static bool arg_names_socket(const char *arg, const char *path)
+{
+	size_t len = strlen(path);
+
+	for (const char *p = strstr(arg, path); p; p = strstr(p + 1, path))
+		if (p > arg && (p[-1] == ':' || p[-1] == '=') && (p[len] == ',' || p[len] == '\0'))
+			return true;
+	return false;
+}
+
+bool vmproc_cmdline_socket(const char *cmdline, size_t len, const char *path, char *name,
+			   size_t n)
+{
+	const char *end = cmdline + len;
+	bool found = false, name_next = false;
+
+	if (n)
+		name[0] = '\0';
+	for (const char *a = cmdline, *nul; a < end; a = nul + 1) {
+		nul = memchr(a, '\0', (size_t)(end - a));
+		if (!nul)
+			break;
+		if (name_next && n) {
+			/* "-name NAME" or libvirt's "-name guest=NAME,debug-threads=on" */
+			const char *v = util_startswith(a, "guest=") ? a + 6 : a;
+
+			snprintf(name, n, "%.*s", (int)strcspn(v, ","), v);
+		}
+		name_next = strcmp(a, "-name") == 0;
+		found = found || arg_names_socket(a, path);
+	}
+	return found;
+}
+
+unsigned long vmproc_by_socket(const char *path, char *name, size_t n)
+{
+	char file[64], cmdline[16384];
+	unsigned long found = 0;
+	struct dirent *de;
+	DIR *proc = opendir("/proc");
+
+	if (!proc)
+		return 0;
+	while (!found && (de = readdir(proc))) {
+		unsigned long pid;
+		ssize_t len;
+
+		if (util_parse_uint(de->d_name, 1UL << 22, &pid) < 0)
+			continue;
+		/* any process: QEMU may run under another name (a loader, a
+		 * wrapper); a command line is one read */
+		snprintf(file, sizeof(file), "/proc/%lu/cmdline", pid);
+		len = read_small(file, cmdline, sizeof(cmdline));
+		if (len > 0 && vmproc_cmdline_socket(cmdline, (size_t)len, path, name, n))
+			found = pid;
+	}
+	closedir(proc);
+	return found;
+}

@@ -26,3 +26,15 @@ int vmproc_has_open(unsigned long pid, mode_t type, dev_t rdev);
  * /proc/PID/cmdline holds it) has "-pidfile PATH" or "--pidfile PATH"
  * (also "=PATH") naming pidfile. */
 bool vmproc_cmdline_names(const char *cmdline, size_t len, const char *pidfile);
+
+/* The QEMU process whose command line names the unix socket path (as
+ * "-qmp unix:PATH,..." or "-chardev socket,...,path=PATH,..."; Xen's
+ * device model has its QMP socket so): its pid and its -name into name
+ * ("" without one), or 0 when no QEMU names it. Reads /proc only: no
+ * connect() to the socket, whose one client slot belongs to libxl. */
+unsigned long vmproc_by_socket(const char *path, char *name, size_t n);
+
+/* Pure, for the tests: whether a NUL-separated command line names socket
+ * path as a value, and its -name into name. */
+bool vmproc_cmdline_socket(const char *cmdline, size_t len, const char *path, char *name,
+			   size_t n);

@@ -145,10 +145,39 @@ static void test_a_device_node_is_found(void **state)
 	close(fd);
 }
 
+/* Xen's device model (and any QEMU) is found by its command line naming
+ * the QMP socket, without a connect() to it. */
+static void test_cmdline_socket(void **state)
+{
+	static const char xen[] = "/usr/lib/xen/bin/qemu-system-i386\0-xen-domid\0007\0-chardev\0"
+				  "socket,id=libxl-cmd,path=/var/run/xen/qmp-libxl-7,server=on,wait=off\0"
+				  "-name\0win10\0";
+	static const char plain[] = "qemu-system-x86_64\0-name\0guest=lab,debug-threads=on\0-qmp\0"
+				    "unix:/tmp/q/desk.qmp,server=on,wait=off\0";
+	char name[32];
+	(void)state;
+
+	assert_true(vmproc_cmdline_socket(xen, sizeof(xen) - 1, "/var/run/xen/qmp-libxl-7", name,
+					  sizeof(name)));
+	assert_string_equal(name, "win10");
+	/* qmp-libxl-7 is not qmp-libxl-70, nor a prefix of another path */
+	assert_false(vmproc_cmdline_socket(xen, sizeof(xen) - 1, "/var/run/xen/qmp-libxl-70", name,
+					   sizeof(name)));
+	assert_false(vmproc_cmdline_socket(xen, sizeof(xen) - 1, "/var/run/xen/qmp-libxl", name,
+					   sizeof(name)));
+	assert_true(vmproc_cmdline_socket(plain, sizeof(plain) - 1, "/tmp/q/desk.qmp", name,
+					  sizeof(name)));
+	assert_string_equal(name, "lab");
+	/* a cut read: the last argument without its NUL is not looked at */
+	assert_false(vmproc_cmdline_socket(plain, sizeof(plain) - 3, "/tmp/q/desk.qmp", name,
+					   sizeof(name)));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_a_device_node_is_found),
+		cmocka_unit_test(test_cmdline_socket),
 		cmocka_unit_test(test_open_file_on_a_dead_server_does_not_hang),
 	};
 	return cmocka_run_group_tests_name("vmproc", tests, NULL, NULL);
