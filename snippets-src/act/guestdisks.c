@@ -9,6 +9,7 @@
 #include "act/guestdisks.h"
 #include "act/deliver.h"
 #include "base/log.h"
+#include "base/report.h"
 #include "base/retry.h"
 #include "guests/vdisk.h"
 #include "policy/vms.h"
@@ -71,6 +72,7 @@ struct vdisk_set *guestdisks_fetch(struct guest *g, int *ret)
 	if (r < 0) {
 		free(set);
 		*ret = r == -ENOMEM ? r : guest_failed(g, r, "listing the disks of", "the VM");
+		report_say(guest_report(g));
 		return NULL;
 	}
 	return set;
