@@ -59,7 +59,9 @@ int guestdisks_attach_one(struct guest *g, const struct settings *s, const struc
 	r = ready(s, t, d, desc, path, sizeof(path));
 	if (r != 0)
 		return r > 0 ? 0 : r;
-	return guest_disk_attach(g, d, path, rule->disk_as);
+	r = guest_disk_attach(g, d, path, rule->disk_as);
+	report_say(guest_report(g));
+	return r;
 }
 
 /* The tool's disks in g (malloc()ed), or NULL with the error (logged) in
@@ -201,7 +203,9 @@ int guestdisks_sync(struct vms *v, struct vm *vm, struct guest *g)
 		else
 			snprintf(why, sizeof(why), "no rule of this VM gives it the disk any more");
 		/* nodes alone of a disk that is its are attached again below */
-		if (guest_disk_detach(g, set->d[k].id, desc, why) < 0)
+		r = guest_disk_detach(g, set->d[k].id, desc, why);
+		report_say(guest_report(g));
+		if (r < 0)
 			ret = -EIO;
 	}
 	free(set);
@@ -219,9 +223,12 @@ int guestdisks_release(struct guest *g)
 	set = guestdisks_fetch(g, &ret);
 	for (size_t i = 0; set && i < set->n && guest_usable(g); i++) {
 		char desc[DISK_LINK_MAX * 4 + 16];
+		int r;
 
 		vdisk_describe(&set->d[i], desc, sizeof(desc));
-		if (guest_disk_detach(g, set->d[i].id, desc, "released") < 0)
+		r = guest_disk_detach(g, set->d[i].id, desc, "released");
+		report_say(guest_report(g));
+		if (r < 0)
 			ret = -EIO;
 	}
 	free(set);

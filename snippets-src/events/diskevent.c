@@ -113,8 +113,10 @@ static int detach_pulled(const struct settings *s, struct vm *vm, const char *id
 		if (!mine && !guestdisks_file_gone(&set->d[i]))
 			continue;
 		vdisk_describe(&set->d[i], other, sizeof(other));
-		if (guest_disk_detach(g, set->d[i].id, mine ? desc : other,
-				 mine ? why : "its disk is gone from the host") < 0)
+		r = guest_disk_detach(g, set->d[i].id, mine ? desc : other,
+				      mine ? why : "its disk is gone from the host");
+		report_say(&rep);
+		if (r < 0)
 			ret = -EIO;
 	}
 	free(set);

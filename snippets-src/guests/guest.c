@@ -361,7 +361,7 @@ int guest_disks(struct guest *g, struct vdisk_set *ret)
 	return g->ops->disks(g->conn, ret);
 }
 
-static int disk_attach(struct guest *g, const struct usb_disk *d, const char *path, enum disk_as as)
+int guest_disk_attach(struct guest *g, const struct usb_disk *d, const char *path, enum disk_as as)
 {
 	char id[DISK_ID_MAX], desc[256], where[200];
 	int r;
@@ -390,7 +390,7 @@ static int disk_attach(struct guest *g, const struct usb_disk *d, const char *pa
 	return 0;
 }
 
-static int disk_detach(struct guest *g, const char *id, const char *desc, const char *why)
+int guest_disk_detach(struct guest *g, const char *id, const char *desc, const char *why)
 {
 	int r = g->ops->disk_detach(g->conn, id, desc);
 
@@ -401,24 +401,6 @@ static int disk_detach(struct guest *g, const char *id, const char *desc, const 
 		return r;
 	note_detached(g, r, desc, id, why);
 	return 0;
-}
-
-/* Until the disks' callers say the report themselves, the disk steps say
- * it here. */
-int guest_disk_attach(struct guest *g, const struct usb_disk *d, const char *path, enum disk_as as)
-{
-	int r = disk_attach(g, d, path, as);
-
-	report_say(g->rep);
-	return r;
-}
-
-int guest_disk_detach(struct guest *g, const char *id, const char *desc, const char *why)
-{
-	int r = disk_detach(g, id, desc, why);
-
-	report_say(g->rep);
-	return r;
 }
 
 struct guest *guest_close(struct guest *g)
