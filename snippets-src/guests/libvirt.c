@@ -115,7 +115,7 @@ static int load(struct report *rep)
 	return L.state;
 }
 
-/* libvirt's last message, for a log line. */
+/* libvirt's last message, for a line of a report. */
 static const char *lv_error(void)
 {
 	const char *m = L.state > 0 ? L.last_error() : NULL;

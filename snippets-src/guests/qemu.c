@@ -425,7 +425,7 @@ static int any_left(struct qg *q, char (*ids)[64], size_t n, const char **ret_le
 /* Gone from QOM is gone, whichever QEMU. The socket is not held while
  * waiting (a guest acknowledging a PCI unplug may take a while, and
  * Proxmox's tools want the socket too): asked again every RELEASE_POLL_MS
- * on a new connection. Errors are logged. */
+ * on a new connection. Errors are noted. */
 static int wait_gone(struct qg *q, char (*ids)[64], size_t n)
 {
 	int64_t deadline = backend_deadline_in(q->s, RELEASE_WAIT_MS);
@@ -691,7 +691,7 @@ static int qemu_holds(const struct target *t, const struct usb_disk *d)
 
 /* What the guest has as id: 0 when nothing is in the way (nodes left by a
  * detach that could not finish are deleted), 1 when it is d already,
- * -EEXIST when another device holds id, errors logged. scsi gets the
+ * -EEXIST when another device holds id, errors noted. scsi gets the
  * controller a SCSI disk goes on ("" when none). */
 static int make_room(struct qg *q, const struct usb_disk *d, const char *id, const char *desc,
 		     char *scsi, size_t scsi_size)
@@ -719,7 +719,7 @@ static int make_room(struct qg *q, const struct usb_disk *d, const char *id, con
 	return r;
 }
 
-/* The host_device node on path and the raw node on top. Logs failures. */
+/* The host_device node on path and the raw node on top. Notes failures. */
 static int add_nodes(struct qg *q, const char *id, const char *path, const char *desc)
 {
 	char file[DISK_ID_MAX + 8], qemu_said[512];
