@@ -7,6 +7,7 @@
 
 #include "guests/guest.h"
 #include "base/log.h"
+#include "base/report.h"
 #include "base/retry.h"
 #include "policy/usbconf.h"
 #include "host/uevent.h"
@@ -157,10 +158,11 @@ void deliver_explain_denial(const struct vm *vm, const struct usb_rule *deny, co
 }
 
 int deliver_open_placed(const struct settings *s, const struct placement *p, const char *desc,
-			struct guest **ret)
+			struct report *rep, struct guest **ret)
 {
-	int r = guest_open(s, &p->vm->t, ret);
+	int r = guest_open(s, &p->vm->t, rep, ret);
 
+	report_say(rep);
 	if (r == -ENOENT || r == -ECONNREFUSED) {
 		/* it counted as running, but does not answer */
 		p->vm->running = 0;
@@ -202,6 +204,7 @@ int deliver_attach_all(struct guest *g, const struct target *t,
 		if (!deliver_still_there(&devs[i]))
 			continue;
 		r = guest_attach(g, &devs[i]);
+		report_say(guest_report(g));
 		if (r < 0)
 			ret = r;
 	}

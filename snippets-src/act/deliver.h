@@ -31,16 +31,18 @@ bool deliver_port_unchanged(const struct usb_port *port, const struct usb_device
 			    const char *label);
 
 /* Attaches devs[i] for each take[i] that is still there
- * (deliver_still_there()), stopping (with one line) once the QMP
- * connection has failed: every further command would fail at once. */
+ * (deliver_still_there()), saying what each attach noted, stopping (with
+ * one line) once the QMP connection has failed: every further command
+ * would fail at once. */
 int deliver_attach_all(struct guest *g, const struct target *t,
 		       const struct usb_device_info *devs, const bool *take, size_t n);
 
-/* Opens the guest p places a device (desc) in. -EAGAIN when that guest
- * counted as running but does not answer: it is marked as not running
- * (logged), and the caller places the device again. */
+/* Opens the guest p places a device (desc) in, noting in rep (guest.h)
+ * and saying what its opening noted. -EAGAIN when that guest counted as
+ * running but does not answer: it is marked as not running (logged), and
+ * the caller places the device again. */
 int deliver_open_placed(const struct settings *s, const struct placement *p, const char *desc,
-			struct guest **ret);
+			struct report *rep, struct guest **ret);
 
 /* Why a PLACE_PROXMOX device is its owner's: "Proxmox passes it itself
  * (usb0 of VM 101)", or a libvirt domain's own XML. */

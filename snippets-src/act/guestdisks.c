@@ -11,6 +11,7 @@
 #include "act/deliver.h"
 #include "base/log.h"
 #include "host/vmproc.h"
+#include "base/report.h"
 #include "base/retry.h"
 #include "guests/vdisk.h"
 #include "policy/vms.h"
@@ -111,7 +112,9 @@ int guestdisks_attach_one(struct guest *g, const struct settings *s, const struc
 		return r > 0 ? 0 : r;
 	if (twin_attached(g, t, d, desc))
 		return -EBUSY;
-	return guest_disk_attach(g, d, path, rule->disk_as);
+	r = guest_disk_attach(g, d, path, rule->disk_as);
+	report_say(guest_report(g));
+	return r;
 }
 
 /* The tool's disks in g (malloc()ed), or NULL with the error (logged) in
@@ -124,6 +127,7 @@ struct vdisk_set *guestdisks_fetch(struct guest *g, int *ret)
 	if (r < 0) {
 		free(set);
 		*ret = r == -ENOMEM ? r : guest_failed(g, r, "listing the disks of", "the VM");
+		report_say(guest_report(g));
 		return NULL;
 	}
 	return set;
@@ -252,7 +256,9 @@ static int sync_disks(struct vms *v, struct vm *vm, struct guest *g)
 		else
 			snprintf(why, sizeof(why), "no rule of this VM gives it the disk any more");
 		/* nodes alone of a disk that is its are attached again below */
-		if (guest_disk_detach(g, set->d[k].id, desc, why) < 0)
+		r = guest_disk_detach(g, set->d[k].id, desc, why);
+		report_say(guest_report(g));
+		if (r < 0)
 			ret = -EIO;
 	}
 	free(set);
@@ -270,9 +276,12 @@ int guestdisks_release(struct guest *g)
 	set = guestdisks_fetch(g, &ret);
 	for (size_t i = 0; set && i < set->n && guest_usable(g); i++) {
 		char desc[DISK_LINK_MAX * 4 + 16];
+		int r;
 
 		vdisk_describe(&set->d[i], desc, sizeof(desc));
-		if (guest_disk_detach(g, set->d[i].id, desc, "released") < 0)
+		r = guest_disk_detach(g, set->d[i].id, desc, "released");
+		report_say(guest_report(g));
+		if (r < 0)
 			ret = -EIO;
 	}
 	free(set);

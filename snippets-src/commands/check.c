@@ -4,6 +4,7 @@
 
 #include "commands/check.h"
 #include "base/log.h"
+#include "base/report.h"
 #include "policy/pveconf.h"
 #include "policy/usbconf.h"
 #include "policy/vms.h"
@@ -99,11 +100,13 @@ static int check_named(const struct settings *s, const char *name, bool pre_star
 		       struct pve_mappings *maps, int *maps_state)
 {
 	struct vm_rules *one = NULL;
+	struct report rep = { 0 };
 	struct target t;
 	struct vms v;
 	int r, ret;
 
-	r = target_by_name(s, name, &t);
+	r = target_by_name(s, name, &t, &rep);
+	report_say(&rep);
 	if (r < 0)
 		return r;
 	r = usbconf_load_file(t.rules, t.vmid, LOG_LVL_WARNING, &one);

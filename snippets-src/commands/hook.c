@@ -10,6 +10,7 @@
 
 #include "guests/guest.h"
 #include "base/log.h"
+#include "base/report.h"
 #include "base/state.h"
 #include "base/retry.h"
 #include "policy/plan.h"
@@ -58,10 +59,12 @@ static int post_start_plan(struct vms *v, struct vm *mine, const struct usb_devi
 static int post_start_act(struct vms *v, struct vm *mine, const struct usb_device_info *devs,
 			  size_t n_devs, const bool *take, size_t n_take)
 {
+	struct report rep = { 0 };
 	struct guest *g;
 	int r, ret = 0;
 
-	r = guest_open(v->s, &mine->t, &g);
+	r = guest_open(v->s, &mine->t, &rep, &g);
+	report_say(&rep);
 	if (r < 0)
 		return r;
 	if (n_take == 0) {
@@ -70,6 +73,7 @@ static int post_start_act(struct vms *v, struct vm *mine, const struct usb_devic
 		const struct xhci_set *held;
 
 		(void)guest_held(g, true, &held);
+		report_say(&rep);
 	} else {
 		r = deliver_attach_all(g, &mine->t, devs, take, n_devs);
 		if (r < 0)
@@ -118,12 +122,14 @@ out:
 
 static int hook_post_start(const struct settings *s, unsigned long vmid, const char *migrated_from)
 {
+	struct report rep = { 0 };
 	struct target t;
 	struct vm *mine;
 	struct vms v;
 	int r, ret = 0;
 
-	r = target_pve(s, vmid, &t);
+	r = target_pve(s, vmid, &t, &rep);
+	report_say(&rep);
 	if (r < 0)
 		return r;
 	if (migrated_from) {
@@ -136,7 +142,8 @@ static int hook_post_start(const struct settings *s, unsigned long vmid, const c
 		return 0;
 	}
 	/* a new QEMU: a hold from 'release' ends with the old one */
-	(void)guest_unrelease(s, &t);
+	(void)guest_unrelease(s, &t, &rep);
+	report_say(&rep);
 	r = vms_load(s, LOG_LVL_WARNING, vmid, &v);
 	if (r < 0)
 		return r;

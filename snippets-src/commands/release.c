@@ -8,6 +8,7 @@
 
 #include "guests/guest.h"
 #include "base/log.h"
+#include "base/report.h"
 #include "base/retry.h"
 #include "policy/usbconf.h"
 #include "host/usbtree.h"
@@ -16,14 +17,17 @@
 
 int release_run(const struct settings *s, const char *name)
 {
+	struct report rep = { 0 };
 	struct target t;
 	struct guest *g;
 	int r;
 
-	r = target_by_name(s, name, &t);
+	r = target_by_name(s, name, &t, &rep);
+	report_say(&rep);
 	if (r < 0)
 		return r;
-	r = guest_open(s, &t, &g);
+	r = guest_open(s, &t, &rep, &g);
+	report_say(&rep);
 	if (r == -ENOENT || r == -ECONNREFUSED)
 		return 0; /* not running: nothing to release (logged) */
 	if (r < 0)
@@ -31,6 +35,7 @@ int release_run(const struct settings *s, const char *name)
 	r = guestdisks_release(g);
 	if (r >= 0 || guest_usable(g))
 		r = guest_release(g) < 0 ? -EIO : r;
+	report_say(&rep);
 	guest_close(g);
 	if (r < 0)
 		return log_err(r, "%s: not fully released (see above); do not migrate or snapshot it yet",

@@ -15,6 +15,7 @@
 #include "act/guestdisks.h"
 #include "host/hold.h"
 #include "base/log.h"
+#include "base/report.h"
 #include "base/state.h"
 #include "host/usbtree.h"
 #include "guests/vdisk.h"
@@ -615,11 +616,13 @@ static int gather_disks(const struct settings *s, struct snapshot *sn)
 		return -ENOMEM;
 	for (size_t i = 0; i < sn->v.n; i++) {
 		struct vm *vm = sn->v.list[i];
+		struct report rep = { 0 };
 		struct guest *g;
 
 		if ((sn->only && vm != sn->only) || !guestdisks_concern(s, vm) || !vms_running(&sn->v, vm))
 			continue;
-		if (guest_open(s, &vm->t, &g) < 0) {
+		if (guest_open(s, &vm->t, &rep, &g) < 0) {
+			report_say(&rep);
 			sn->error = -EIO;
 			continue;
 		}
@@ -627,6 +630,7 @@ static int gather_disks(const struct settings *s, struct snapshot *sn)
 		if (!dv->asked[i])
 			sn->error = -EIO;
 		guest_close(g);
+		report_say(&rep);
 	}
 	r = disk_scan(&sn->disks, &sn->n_disks);
 	if (r < 0)
@@ -689,9 +693,12 @@ static int print_model(json_t *model, bool as_json)
 
 static int not_running(const struct settings *s, const char *name)
 {
+	struct report rep = { 0 };
 	struct target t;
+	int r = target_by_name(s, name, &t, &rep);
 
-	if (target_by_name(s, name, &t) == 0)
+	report_say(&rep);
+	if (r == 0)
 		return log_err(-ENOENT, "%s has no %s and does not run", t.label, t.rules);
 	return -ENOENT;
 }

@@ -9,6 +9,7 @@
 #include "act/deliver.h"
 #include "act/guestdisks.h"
 #include "base/log.h"
+#include "base/report.h"
 #include "base/retry.h"
 #include "host/usbtree.h"
 #include "policy/plan.h"
@@ -101,6 +102,7 @@ static int plan_vm(struct vms *v, struct vm_plan *pl, const struct usb_device_in
 static int carry_out(struct vms *v, const struct vm_plan *pl, const struct usb_device_info *devs,
 		     size_t n_devs)
 {
+	struct report rep = { 0 };
 	struct guest *g;
 	bool *take = NULL;
 	int r, ret = 0;
@@ -115,7 +117,8 @@ static int carry_out(struct vms *v, const struct vm_plan *pl, const struct usb_d
 		return -ENOMEM;
 	for (size_t i = 0; i < pl->n_attach; i++)
 		take[pl->attach[i]] = true;
-	r = guest_open(v->s, &pl->vm->t, &g);
+	r = guest_open(v->s, &pl->vm->t, &rep, &g);
+	report_say(&rep);
 	if (r < 0) {
 		free(take);
 		return r;
@@ -128,7 +131,9 @@ static int carry_out(struct vms *v, const struct vm_plan *pl, const struct usb_d
 		if (!deliver_port_unchanged(&step->port, step->seen, pl->vm->t.label))
 			continue;
 		port_format(&step->port, port, sizeof(port));
-		if ((r = guest_detach(g, &step->port, port, step->why)) < 0)
+		r = guest_detach(g, &step->port, port, step->why);
+		report_say(&rep);
+		if (r < 0)
 			ret = r;
 	}
 	r = deliver_attach_all(g, &pl->vm->t, devs, take, n_devs);
@@ -188,7 +193,10 @@ int sync_run(const struct settings *s, const char *name)
 	/* an operator's sync NAME ends a release's hold; a scheduled retry
 	 * (of a detach that failed before the release) must not undo it */
 	if (name) {
-		r = target_by_name(s, name, &t);
+		struct report rep = { 0 };
+
+		r = target_by_name(s, name, &t, &rep);
+		report_say(&rep);
 		if (r < 0)
 			return r;
 		if (s->retry_attempt && guest_is_released(s, &t)) {
@@ -196,7 +204,8 @@ int sync_run(const struct settings *s, const char *name)
 				 t.label, t.name);
 			return 0;
 		}
-		(void)guest_unrelease(s, &t);
+		(void)guest_unrelease(s, &t, &rep);
+		report_say(&rep);
 	}
 	r = vms_load_host(s, &v, &devs, &n_devs);
 	if (r < 0)

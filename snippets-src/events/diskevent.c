@@ -10,6 +10,7 @@
 #include "act/deliver.h"
 #include "act/guestdisks.h"
 #include "base/log.h"
+#include "base/report.h"
 #include "base/retry.h"
 #include "guests/vdisk.h"
 #include "policy/vms.h"
@@ -63,6 +64,7 @@ static int disk_added(const struct settings *s, struct vms *v, const struct usb_
 		return disk_removed(s, v, &d);
 	}
 	for (;;) {
+		struct report rep = { 0 };
 		struct guest *g;
 
 		r = vms_place_disk(v, &d, &p);
@@ -75,7 +77,7 @@ static int disk_added(const struct settings *s, struct vms *v, const struct usb_
 			return -EBUSY;
 		if (p.kind != PLACE_VM)
 			return 0;
-		r = deliver_open_placed(s, &p, desc, &g);
+		r = deliver_open_placed(s, &p, desc, &rep, &g);
 		if (r == -EAGAIN)
 			continue;
 		if (r < 0)
@@ -92,11 +94,13 @@ static int disk_added(const struct settings *s, struct vms *v, const struct usb_
 static int detach_pulled(const struct settings *s, struct vm *vm, const char *id, const char *desc)
 {
 	static const char why[] = "it was pulled out (data the guest had not written to it yet is lost, as with any disk pulled out while in use)";
+	struct report rep = { 0 };
 	struct vdisk_set *set;
 	struct guest *g;
 	int r, ret = 0;
 
-	r = guest_open(s, &vm->t, &g);
+	r = guest_open(s, &vm->t, &rep, &g);
+	report_say(&rep);
 	if (r == -ENOENT || r == -ECONNREFUSED)
 		return 0;
 	if (r < 0)
@@ -109,8 +113,10 @@ static int detach_pulled(const struct settings *s, struct vm *vm, const char *id
 		if (!mine && !guestdisks_file_gone(&set->d[i]))
 			continue;
 		vdisk_describe(&set->d[i], other, sizeof(other));
-		if (guest_disk_detach(g, set->d[i].id, mine ? desc : other,
-				 mine ? why : "its disk is gone from the host") < 0)
+		r = guest_disk_detach(g, set->d[i].id, mine ? desc : other,
+				      mine ? why : "its disk is gone from the host");
+		report_say(&rep);
+		if (r < 0)
 			ret = -EIO;
 	}
 	free(set);

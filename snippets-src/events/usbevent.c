@@ -8,6 +8,7 @@
 
 #include "guests/guest.h"
 #include "base/log.h"
+#include "base/report.h"
 #include "base/retry.h"
 #include "policy/plan.h"
 #include "policy/usbconf.h"
@@ -53,16 +54,18 @@ static bool concerns_anyone(struct vms *v, const struct usb_device_info *dev)
 static int detach_from(const struct settings *s, struct vm *vm, const struct usb_port *port,
 		       const char *desc, const char *why)
 {
+	struct report rep = { 0 };
 	struct guest *g;
 	int r;
 
-	r = guest_open(s, &vm->t, &g);
-	if (r == -ENOENT || r == -ECONNREFUSED)
-		return 0; /* stopped: it holds nothing any more */
+	r = guest_open(s, &vm->t, &rep, &g);
 	if (r == 0) {
 		r = guest_detach(g, port, desc, why);
 		guest_close(g);
 	}
+	report_say(&rep);
+	if (r == -ENOENT || r == -ECONNREFUSED)
+		return 0; /* stopped: it holds nothing any more */
 	if (retry_worth(r))
 		retry_schedule(s, &vm->t);
 	return r;
@@ -151,6 +154,7 @@ static int event_add(const struct settings *s, const struct uevent *ev, struct v
 
 	/* Each round either ends or finds one more VM not running: bounded. */
 	for (;;) {
+		struct report rep = { 0 };
 		struct guest *g;
 		int cleared;
 
@@ -166,7 +170,7 @@ static int event_add(const struct settings *s, const struct uevent *ev, struct v
 		*passed = p.kind == PLACE_PROXMOX;
 		if (p.kind != PLACE_VM)
 			return cleared;
-		r = deliver_open_placed(s, &p, desc, &g);
+		r = deliver_open_placed(s, &p, desc, &rep, &g);
 		if (r == -EAGAIN)
 			continue;
 		if (r < 0)
@@ -179,6 +183,7 @@ static int event_add(const struct settings *s, const struct uevent *ev, struct v
 		}
 		r = guest_attach(g, &dev);
 		guest_close(g);
+		report_say(&rep);
 		*passed = r >= 0;
 		return r < 0 ? r : cleared;
 	}

@@ -7,14 +7,17 @@
  * libvirt domains (libvirt.h).
  *
  * A kind's open() returns its connection as an opaque pointer that every
- * other operation gets back. Operations that log say so; the others
- * return -errno for the core to explain with explain(). */
+ * other operation gets back. Nothing here logs above debug: an operation
+ * that "notes" something adds it to the report the guest was opened with
+ * (base/report.h), in the words the user sees, for the caller to say; the
+ * others return -errno for the core to explain with explain(). */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/report.h"
 #include "base/settings.h"
 #include "base/util.h"
 #include "guests/target.h"
@@ -40,41 +43,43 @@ struct guest_ops {
 	 * the hint in step. Without one, the guest itself is the record. */
 	bool keeps_hint;
 
-	/* Without a connection: whether the guest runs (1, 0, -errno) and
-	 * an identity of this run of it ("" when it does not run). */
-	int (*running)(struct target *t, const struct settings *s);
+	/* Without a connection: whether the guest runs (1, 0, -errno, noted
+	 * in rep when it cannot be asked) and an identity of this run of it
+	 * ("" when it does not run). */
+	int (*running)(struct target *t, const struct settings *s, struct report *rep);
 	void (*stamp)(struct target *t, const struct settings *s, char *buf, size_t n);
 	/* Whether the guest's own configuration passes dev (then it is the
 	 * owner's, and left alone): 1 or 0. NULL: the kind has none. */
 	int (*passes)(const struct target *t, const struct usb_device_info *dev);
 
-	/* Connects to the running guest. -ENOENT / -ECONNREFUSED: it does
-	 * not run (logged as a warning); other errors are logged. */
-	int (*open)(const struct settings *s, struct target *t, void **ret);
+	/* Connects to the running guest; every later operation notes in rep.
+	 * -ENOENT / -ECONNREFUSED: it does not run (noted as a warning);
+	 * other errors are noted. */
+	int (*open)(const struct settings *s, struct target *t, struct report *rep, void **ret);
 	/* false once the connection broke: every later call would fail. */
 	bool (*usable)(const void *c);
-	/* Logs "LABEL: WHAT DESC: why" for r, in the kind's words; returns r. */
+	/* Notes "LABEL: WHAT DESC: why" for r, in the kind's words; returns r. */
 	int (*explain)(void *c, int r, const char *what, const char *desc);
 	void *(*close)(void *c);
 
 	/* The tool's USB devices in the guest (and with a hint, the
 	 * controllers the tool may use). */
 	int (*held)(void *c, struct xhci_set *ret);
-	/* Refuses (-errno, logged) a device the kind cannot pass at all,
+	/* Refuses (-errno, noted) a device the kind cannot pass at all,
 	 * before anything is asked. NULL: it can pass any. */
 	int (*can_attach)(void *c, const struct usb_device_info *dev, const char *desc);
-	/* Attaches dev (desc names it) and logs the outcome; an attached one
+	/* Attaches dev (desc names it) and notes the outcome; an attached one
 	 * for its vendor:product counts as success. With a hint, h is loaded
 	 * (hint or guest) and kept in step. */
 	int (*attach)(void *c, struct guest_held *h, const struct usb_device_info *dev,
 		      const char *desc);
 	/* Detaches the device of port: 0, 1 when there was none, or an
-	 * error (logged, naming desc). */
+	 * error (noted, naming desc). */
 	int (*detach)(void *c, const struct usb_port *port, const char *desc);
 	/* After release detached every device of before (detached[i]: the
 	 * i-th went), what else the kind must do for the guest to be as its
 	 * own configuration says; h becomes what is left. NULL: nothing. An
-	 * error is logged. */
+	 * error is noted. */
 	int (*release)(void *c, struct guest_held *h, const struct xhci_set *before,
 		       const bool *detached);
 
@@ -82,13 +87,13 @@ struct guest_ops {
 	int (*disks)(void *c, struct vdisk_set *ret);
 	/* Attaches d's node at path as id (desc names it) and says in where
 	 * how it went in: 0, 1 when it is attached already, -EEXIST when
-	 * another device holds id (logged: the core detaches that one and
-	 * tries again), or an error (logged). */
+	 * another device holds id (noted: the core detaches that one and
+	 * tries again), or an error (noted). */
 	int (*disk_attach)(void *c, const struct usb_disk *d, const char *id, const char *path,
 			   enum disk_as as, const char *desc, char *where, size_t n);
 	/* Detaches the disk id and lets go of it: 0, 1 when it was not there,
 	 * -EBUSY when the guest still holds it at the deadline
-	 * (VDISK_DEL_WAIT_MS; not logged), or another error (logged). */
+	 * (VDISK_DEL_WAIT_MS; not noted), or another error (noted). */
 	int (*disk_detach)(void *c, const char *id, const char *desc);
 };
 

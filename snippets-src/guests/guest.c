@@ -9,6 +9,7 @@
 
 #include "base/lock.h"
 #include "base/log.h"
+#include "base/report.h"
 #include "base/state.h"
 #include "base/util.h"
 #include "guests/backend.h"
@@ -32,6 +33,7 @@ static const struct guest_ops *ops_of(const struct target *t)
 struct guest {
 	const struct settings *s;
 	struct target *t;
+	struct report *rep; /* the caller's: what happened, for it to say */
 	const struct guest_ops *ops;
 	void *conn; /* the kind's */
 	int state_fd;
@@ -54,21 +56,22 @@ void guest_describe(const struct usb_device_info *dev, char *buf, size_t n)
 		snprintf(buf, n, "%s (%04x:%04x)", port, dev->vid, dev->pid);
 }
 
-/* The state directory, checked; logs why it cannot be used. */
-static int open_state(const struct settings *s, const char *vm, int *ret_fd)
+/* The state directory, checked; notes why it cannot be used. */
+static int open_state(const struct settings *s, const char *vm, int *ret_fd, struct report *rep)
 {
 	char why[128];
 	int r = state_open(s->state_dir, ret_fd, why, sizeof(why));
 
 	if (r == -EPERM)
-		log_error("%s: %s is refused as the state directory: %s; remove it (it is made again, mode 0700) or set [paths] state_dir",
-			  vm, s->state_dir, why);
+		report_add(rep, LOG_LVL_ERROR, "%s: %s is refused as the state directory: %s; remove it (it is made again, mode 0700) or set [paths] state_dir",
+			   vm, s->state_dir, why);
 	else if (r == -ELOOP)
-		log_error("%s: %s is a symbolic link and is refused as the state directory; remove it (it is made again, mode 0700) or set [paths] state_dir",
-			  vm, s->state_dir);
+		report_add(rep, LOG_LVL_ERROR, "%s: %s is a symbolic link and is refused as the state directory; remove it (it is made again, mode 0700) or set [paths] state_dir",
+			   vm, s->state_dir);
 	else if (r < 0)
-		log_error("%s: cannot use the state directory %s: %s (check [paths] state_dir)", vm,
-			  s->state_dir, strerror(-r));
+		report_add(rep, LOG_LVL_ERROR,
+			   "%s: cannot use the state directory %s: %s (check [paths] state_dir)",
+			   vm, s->state_dir, strerror(-r));
 	return r;
 }
 
@@ -79,23 +82,24 @@ static int take_lock(struct guest *g)
 
 	r = lock_vm(g->state_fd, g->t->key, backend_deadline_in(s, s->lock_timeout_ms), &g->lock_fd);
 	if (r == -ETIMEDOUT && backend_run_is_over(s))
-		log_error("%s: another pve-usb-hotplug still works on this VM, and this run's time limit of %d ms ([run] timeout_ms) is up; giving up",
-			  g->t->label, s->run_timeout_ms);
+		report_add(g->rep, LOG_LVL_ERROR, "%s: another pve-usb-hotplug still works on this VM, and this run's time limit of %d ms ([run] timeout_ms) is up; giving up",
+			   g->t->label, s->run_timeout_ms);
 	else if (r == -ETIMEDOUT)
-		log_error("%s: another pve-usb-hotplug still works on this VM after %d ms ([lock] timeout_ms); giving up",
-			  g->t->label, s->lock_timeout_ms);
+		report_add(g->rep, LOG_LVL_ERROR, "%s: another pve-usb-hotplug still works on this VM after %d ms ([lock] timeout_ms); giving up",
+			   g->t->label, s->lock_timeout_ms);
 	else if (r == -EINVAL)
-		log_error("%s: %s/%s.lock is not a regular file; remove it", g->t->label, s->state_dir,
-			  g->t->key);
+		report_add(g->rep, LOG_LVL_ERROR, "%s: %s/%s.lock is not a regular file; remove it",
+			   g->t->label, s->state_dir, g->t->key);
 	else if (r < 0)
-		log_error("%s: cannot take the lock in %s: %s (check [paths] state_dir)", g->t->label,
-			  s->state_dir, strerror(-r));
+		report_add(g->rep, LOG_LVL_ERROR,
+			   "%s: cannot take the lock in %s: %s (check [paths] state_dir)",
+			   g->t->label, s->state_dir, strerror(-r));
 	return r;
 }
 
-bool guest_running(const struct settings *s, struct target *t)
+bool guest_running(const struct settings *s, struct target *t, struct report *rep)
 {
-	return ops_of(t)->running(t, s) > 0;
+	return ops_of(t)->running(t, s, rep) > 0;
 }
 
 int guest_passes(const struct target *t, const struct usb_device_info *dev)
@@ -103,7 +107,7 @@ int guest_passes(const struct target *t, const struct usb_device_info *dev)
 	return ops_of(t)->passes ? ops_of(t)->passes(t, dev) : 0;
 }
 
-int guest_open(const struct settings *s, struct target *t, struct guest **ret)
+int guest_open(const struct settings *s, struct target *t, struct report *rep, struct guest **ret)
 {
 	struct guest *g;
 	int r;
@@ -113,21 +117,27 @@ int guest_open(const struct settings *s, struct target *t, struct guest **ret)
 		return -ENOMEM;
 	g->s = s;
 	g->t = t;
+	g->rep = rep;
 	g->ops = ops_of(t);
 	g->state_fd = -1;
 	g->lock_fd = -1;
 
-	r = open_state(s, t->label, &g->state_fd);
+	r = open_state(s, t->label, &g->state_fd, rep);
 	if (r == 0)
 		r = take_lock(g);
 	if (r == 0)
-		r = g->ops->open(s, t, &g->conn);
+		r = g->ops->open(s, t, rep, &g->conn);
 	if (r < 0) {
 		guest_close(g);
 		return r;
 	}
 	*ret = g;
 	return 0;
+}
+
+struct report *guest_report(struct guest *g)
+{
+	return g->rep;
 }
 
 bool guest_usable(const struct guest *g)
@@ -156,11 +166,11 @@ static void note_disks(struct guest *g)
 	char name[sizeof(g->t->key) + 8];
 	const char *st = stamp(g);
 
-	/* a record for later runs; failing to write it is logged, not fatal */
+	/* a record for later runs; failing to write it is said, not fatal */
 	snprintf(name, sizeof(name), "%s.disks", g->t->key);
 	if (util_write_file_at(g->state_fd, name, st, strlen(st)) < 0)
-		log_warning("%s: cannot note in %s that it has disks of pve-usb-hotplug's; a disk pulled out after its rules changed may stay open until 'pve-usb-hotplug sync %s'",
-			    g->t->label, g->s->state_dir, g->t->name);
+		report_add(g->rep, LOG_LVL_WARNING, "%s: cannot note in %s that it has disks of pve-usb-hotplug's; a disk pulled out after its rules changed may stay open until 'pve-usb-hotplug sync %s'",
+			   g->t->label, g->s->state_dir, g->t->name);
 }
 
 /* Keeps the hint in step (we hold the guest's lock, the connection is
@@ -255,6 +265,17 @@ int guest_attach(struct guest *g, const struct usb_device_info *dev)
 	return g->ops->attach(g->conn, &g->held, dev, desc);
 }
 
+/* A detach's outcome: r 1 when there was nothing to detach. */
+static void note_detached(struct guest *g, int r, const char *desc, const char *id, const char *why)
+{
+	if (r > 0)
+		report_add(g->rep, LOG_LVL_INFO, "%s: %s was not attached; nothing to detach",
+			   g->t->label, desc);
+	else
+		report_add(g->rep, LOG_LVL_INFO, "%s: detached %s (%s)%s%s", g->t->label, desc, id,
+			   why ? ": " : "", why ? why : "");
+}
+
 int guest_detach(struct guest *g, const struct usb_port *port, const char *desc, const char *why)
 {
 	char id[XHCI_DEV_ID_MAX];
@@ -269,11 +290,7 @@ int guest_detach(struct guest *g, const struct usb_port *port, const char *desc,
 		xhci_note_detached(&g->held.set, port);
 		g->held.dirty = true;
 	}
-	if (r > 0)
-		log_info("%s: %s was not attached; nothing to detach", g->t->label, desc);
-	else
-		log_info("%s: detached %s (%s)%s%s", g->t->label, desc, id, why ? ": " : "",
-			 why ? why : "");
+	note_detached(g, r, desc, id, why);
 	return 0;
 }
 
@@ -288,8 +305,8 @@ int guest_release(struct guest *g)
 	 * anything back */
 	r = stamp(g)[0] ? state_mark_released(g->state_fd, g->t->key, stamp(g)) : -ESRCH;
 	if (r < 0)
-		return log_err(r, "%s: cannot note it as released in %s: %s", g->t->label,
-			       g->s->state_dir, strerror(-r));
+		return report_err(g->rep, r, "%s: cannot note it as released in %s: %s",
+				  g->t->label, g->s->state_dir, strerror(-r));
 	r = load_held(g, LOAD_ASK);
 	if (r < 0)
 		return guest_failed(g, r, "listing the devices of", "the VM");
@@ -324,7 +341,7 @@ bool guest_is_released(const struct settings *s, struct target *t)
 	return released;
 }
 
-int guest_unrelease(const struct settings *s, struct target *t)
+int guest_unrelease(const struct settings *s, struct target *t, struct report *rep)
 {
 	char st[96];
 	int fd = state_of(s, t, st, sizeof(st)), r;
@@ -332,7 +349,8 @@ int guest_unrelease(const struct settings *s, struct target *t)
 	if (fd < 0)
 		return fd;
 	if (state_is_released(fd, t->key, st))
-		log_info("%s: no longer released; its devices come back", t->label);
+		report_add(rep, LOG_LVL_INFO, "%s: no longer released; its devices come back",
+			   t->label);
 	r = state_clear_released(fd, t->key);
 	close(fd);
 	return r;
@@ -352,22 +370,23 @@ int guest_disk_attach(struct guest *g, const struct usb_disk *d, const char *pat
 	disk_qemu_id(disk_key(d), id, sizeof(id));
 	r = g->ops->disk_attach(g->conn, d, id, path, as, desc, where, sizeof(where));
 	if (r == -EEXIST) {
-		/* another device under its id (logged): out with it, once */
+		/* another device under its id (noted): out with it, once */
 		r = guest_disk_detach(g, id, desc, "an earlier disk with its serial was still attached");
 		if (r == 0)
 			r = g->ops->disk_attach(g->conn, d, id, path, as, desc, where, sizeof(where));
 		if (r == -EEXIST)
-			return log_err(r, "%s: %s is still attached as %s after it was detached; not attached",
-				       g->t->label, desc, id);
+			return report_err(g->rep, r, "%s: %s is still attached as %s after it was detached; not attached",
+					  g->t->label, desc, id);
 	}
 	if (r < 0)
 		return r;
 	if (r > 0) {
-		log_info("%s: %s is attached already (%s)", g->t->label, desc, id);
+		report_add(g->rep, LOG_LVL_INFO, "%s: %s is attached already (%s)", g->t->label,
+			   desc, id);
 		return 0;
 	}
 	note_disks(g);
-	log_info("%s: attached %s as %s (%s)", g->t->label, desc, where, id);
+	report_add(g->rep, LOG_LVL_INFO, "%s: attached %s as %s (%s)", g->t->label, desc, where, id);
 	return 0;
 }
 
@@ -376,14 +395,11 @@ int guest_disk_detach(struct guest *g, const char *id, const char *desc, const c
 	int r = g->ops->disk_detach(g->conn, id, desc);
 
 	if (r == -EBUSY)
-		return log_err(r, "%s: %s is still in use by QEMU %d ms after it was unplugged (a virtio disk leaves once the guest acknowledges the unplug): the host's device stays open until then; run 'pve-usb-hotplug sync %s' later",
-			       g->t->label, desc, VDISK_DEL_WAIT_MS, g->t->name);
+		return report_err(g->rep, r, "%s: %s is still in use by QEMU %d ms after it was unplugged (a virtio disk leaves once the guest acknowledges the unplug): the host's device stays open until then; run 'pve-usb-hotplug sync %s' later",
+				  g->t->label, desc, VDISK_DEL_WAIT_MS, g->t->name);
 	if (r < 0)
 		return r;
-	if (r > 0)
-		log_info("%s: %s was not attached; nothing to detach", g->t->label, desc);
-	else
-		log_info("%s: detached %s (%s)%s%s", g->t->label, desc, id, why ? ": " : "", why ? why : "");
+	note_detached(g, r, desc, id, why);
 	return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/report.h"
 #include "base/util.h"
 #include "guests/domxml.h"
 
@@ -40,6 +41,7 @@ static struct {
 struct lv {
 	const struct settings *s;
 	const struct target *t;
+	struct report *rep; /* what happened, for the caller to say */
 	virConnectPtr conn;
 	virDomainPtr dom;
 };
@@ -52,7 +54,8 @@ static void quiet(void *user, void *error)
 	(void)error;
 }
 
-static int load(void)
+/* Opens libvirt's library: 1, or -errno with why. */
+static int open_library(char *why, size_t n)
 {
 	static const struct {
 		const char *name;
@@ -74,29 +77,45 @@ static int load(void)
 #undef SYM
 	};
 
-	if (L.state)
-		return L.state;
 	L.so = dlopen("libvirt.so.0", RTLD_NOW | RTLD_LOCAL);
 	if (!L.so) {
-		log_error("libvirt domains are declared, but libvirt's library cannot be loaded (%s); install libvirt0",
-			  dlerror());
-		return L.state = -ENOPKG;
+		snprintf(why, n,
+			 "libvirt domains are declared, but libvirt's library cannot be loaded (%s); install libvirt0",
+			 dlerror());
+		return -ENOPKG;
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(syms); i++) {
 		void *fn = dlsym(L.so, syms[i].name);
 
 		if (!fn) {
-			log_error("libvirt's library has no %s (too old?); libvirt domains are left alone",
-				  syms[i].name);
-			return L.state = -ENOSYS;
+			snprintf(why, n,
+				 "libvirt's library has no %s (too old?); libvirt domains are left alone",
+				 syms[i].name);
+			return -ENOSYS;
 		}
 		memcpy((char *)&L + syms[i].offset, &fn, sizeof(fn));
 	}
 	L.set_error_func(NULL, quiet);
-	return L.state = 1;
+	return 1;
 }
 
-/* libvirt's last message, for a log line. */
+/* Loads libvirt's library once; why it cannot be is noted once, in the
+ * first report given (rep NULL: not yet). */
+static int load(struct report *rep)
+{
+	static char why[300];
+	static bool told;
+
+	if (!L.state)
+		L.state = open_library(why, sizeof(why));
+	if (L.state < 0 && !told && rep) {
+		told = true;
+		report_add(rep, LOG_LVL_ERROR, "%s", why);
+	}
+	return L.state;
+}
+
+/* libvirt's last message, for a line of a report. */
 static const char *lv_error(void)
 {
 	const char *m = L.state > 0 ? L.last_error() : NULL;
@@ -129,11 +148,13 @@ static virConnectPtr connection(const char *uri)
 	return cached;
 }
 
-/* The domain, running; NULL with why (-ENOENT: not running or unknown). */
-static virDomainPtr running_domain(const struct target *t, virConnectPtr *conn, int *why)
+/* The domain, running; NULL with why (-ENOENT: not running or unknown).
+ * rep: where a library that cannot be loaded is noted (may be NULL). */
+static virDomainPtr running_domain(const struct target *t, virConnectPtr *conn, int *why,
+				   struct report *rep)
 {
 	virDomainPtr d;
-	int r = load();
+	int r = load(rep);
 
 	*why = r < 0 ? r : 0;
 	if (r < 0)
@@ -154,9 +175,9 @@ static virDomainPtr running_domain(const struct target *t, virConnectPtr *conn, 
 }
 
 /* Whether the domain runs: 1, 0 (not running, or no such domain), or
- * -errno when libvirt cannot be asked (logged). With buf, an identity of
- * this run of the domain ("" when it does not run). */
-static int probe(const struct target *t, char *buf, size_t n)
+ * -errno when libvirt cannot be asked (noted in rep, may be NULL). With
+ * buf, an identity of this run of the domain ("" when it does not run). */
+static int probe(const struct target *t, char *buf, size_t n, struct report *rep)
 {
 	char uuid[VIR_UUID_STRING_BUFLEN] = "";
 	virConnectPtr conn;
@@ -165,10 +186,11 @@ static int probe(const struct target *t, char *buf, size_t n)
 
 	if (buf && n)
 		buf[0] = '\0';
-	d = running_domain(t, &conn, &why);
+	d = running_domain(t, &conn, &why, rep);
 	if (!d) {
 		if (why == -ECONNREFUSED)
-			log_error("%s: cannot connect to libvirt at %s: %s", t->label, t->uri, lv_error());
+			report_add(rep, LOG_LVL_ERROR, "%s: cannot connect to libvirt at %s: %s",
+				   t->label, t->uri, lv_error());
 		return why == -ENOENT ? 0 : why;
 	}
 	/* libvirt numbers each start of a domain anew */
@@ -178,19 +200,19 @@ static int probe(const struct target *t, char *buf, size_t n)
 	return 1;
 }
 
-static int lv_running(struct target *t, const struct settings *s)
+static int lv_running(struct target *t, const struct settings *s, struct report *rep)
 {
 	(void)s;
-	return probe(t, NULL, 0);
+	return probe(t, NULL, 0, rep);
 }
 
 static void lv_stamp(struct target *t, const struct settings *s, char *buf, size_t n)
 {
 	(void)s;
-	(void)probe(t, buf, n);
+	(void)probe(t, buf, n, NULL);
 }
 
-static int lv_open(const struct settings *s, struct target *t, void **ret)
+static int lv_open(const struct settings *s, struct target *t, struct report *rep, void **ret)
 {
 	struct lv *l;
 	int why;
@@ -200,14 +222,16 @@ static int lv_open(const struct settings *s, struct target *t, void **ret)
 		return -ENOMEM;
 	l->s = s;
 	l->t = t;
-	l->dom = running_domain(t, &l->conn, &why);
+	l->rep = rep;
+	l->dom = running_domain(t, &l->conn, &why, rep);
 	if (!l->dom) {
 		free(l);
 		if (why == -ENOENT)
-			log_warning("%s is not running (libvirt at %s has no running domain '%s'); nothing to do",
-				    t->label, t->uri, t->domain);
+			report_add(rep, LOG_LVL_WARNING, "%s is not running (libvirt at %s has no running domain '%s'); nothing to do",
+				   t->label, t->uri, t->domain);
 		else if (why == -ECONNREFUSED)
-			log_error("%s: cannot connect to libvirt at %s: %s", t->label, t->uri, lv_error());
+			report_add(rep, LOG_LVL_ERROR, "%s: cannot connect to libvirt at %s: %s",
+				   t->label, t->uri, lv_error());
 		return why;
 	}
 	*ret = l;
@@ -226,7 +250,7 @@ static int lv_explain(void *c, int r, const char *what, const char *desc)
 {
 	const struct lv *l = c;
 
-	return log_err(r, "%s: %s %s: %s", l->t->label, what, desc, lv_error());
+	return report_err(l->rep, r, "%s: %s %s: %s", l->t->label, what, desc, lv_error());
 }
 
 static void *lv_close(void *c)
@@ -243,7 +267,7 @@ static void *lv_close(void *c)
 static int lv_passes(const struct target *t, const struct usb_device_info *dev)
 {
 	virConnectPtr conn;
-	virDomainPtr d = running_domain(t, &conn, &(int){ 0 });
+	virDomainPtr d = running_domain(t, &conn, &(int){ 0 }, NULL);
 	char *xml;
 	int r;
 
@@ -296,7 +320,8 @@ static int lv_detach(void *c, const struct usb_port *port, const char *desc)
 	int r = detach_port(l, port);
 
 	if (r < 0)
-		return log_err(r, "%s: libvirt did not detach %s: %s", l->t->label, desc, lv_error());
+		return report_err(l->rep, r, "%s: libvirt did not detach %s: %s", l->t->label, desc,
+				  lv_error());
 	return r;
 }
 
@@ -313,14 +338,15 @@ static int lv_attach(void *c, struct guest_held *h, const struct usb_device_info
 
 	(void)h; /* libvirt's live XML is the record */
 	if (!xml)
-		return log_err(-EIO, "%s: reading the domain's XML to attach %s: %s", l->t->label, desc,
-			       lv_error());
+		return report_err(l->rep, -EIO, "%s: reading the domain's XML to attach %s: %s",
+				  l->t->label, desc, lv_error());
 	domxml_held(xml, &held);
 	domxml_alias(&dev->port, id, sizeof(id));
 	have = xhci_find(&held, &dev->port);
 	if (have && (!dev->have_ids || (have->vid == dev->vid && have->pid == dev->pid))) {
 		free(xml);
-		log_info("%s: %s already attached as %s", l->t->label, desc, id);
+		report_add(l->rep, LOG_LVL_INFO, "%s: %s already attached as %s", l->t->label, desc,
+			   id);
 		return 0;
 	}
 	if (have) {
@@ -328,14 +354,15 @@ static int lv_attach(void *c, struct guest_held *h, const struct usb_device_info
 		r = detach_port(l, &dev->port);
 		if (r < 0) {
 			free(xml);
-			return log_err(-EIO, "%s: detaching the old %s: %s", l->t->label, id, lv_error());
+			return report_err(l->rep, -EIO, "%s: detaching the old %s: %s", l->t->label,
+					  id, lv_error());
 		}
 	}
 	r = domxml_pick_port(xml, xhci_is_superspeed(dev->speed), &bus, &port);
 	free(xml);
 	if (r == -ENOSPC)
-		return log_err(r, "%s: found no free port on its xHCI controllers for %s; give one more ports (<controller type='usb' model='qemu-xhci' ports='15'/>)",
-			       l->t->label, desc);
+		return report_err(l->rep, r, "%s: found no free port on its xHCI controllers for %s; give one more ports (<controller type='usb' model='qemu-xhci' ports='15'/>)",
+				  l->t->label, desc);
 	if (r == 0)
 		snprintf(address, sizeof(address), "<address type='usb' bus='%u' port='%u'/>", bus, port);
 	if (dev->devnum)
@@ -350,12 +377,15 @@ static int lv_attach(void *c, struct guest_held *h, const struct usb_device_info
 	r = L.attach(l->dom, xml_text, VIR_DOMAIN_AFFECT_LIVE);
 	free(xml_text);
 	if (r < 0)
-		return log_err(-EIO, "%s: libvirt did not attach %s: %s", l->t->label, desc, lv_error());
+		return report_err(l->rep, -EIO, "%s: libvirt did not attach %s: %s", l->t->label,
+				  desc, lv_error());
 	if (address[0])
-		log_info("%s: added %s as %s on USB bus %u port %u", l->t->label, desc, id, bus, port);
+		report_add(l->rep, LOG_LVL_INFO, "%s: added %s as %s on USB bus %u port %u",
+			   l->t->label, desc, id, bus, port);
 	else
-		log_info("%s: added %s as %s (it has no xHCI controller: libvirt chose the port)",
-			 l->t->label, desc, id);
+		report_add(l->rep, LOG_LVL_INFO,
+			   "%s: added %s as %s (it has no xHCI controller: libvirt chose the port)",
+			   l->t->label, desc, id);
 	return 0;
 }
 
@@ -385,22 +415,23 @@ static int lv_disk_attach(void *c, const struct usb_disk *d, const char *id, con
 	if (!xml || !set) {
 		free(xml);
 		free(set);
-		return log_err(-EIO, "%s: reading the domain's XML to attach %s: %s", l->t->label, desc,
-			       lv_error());
+		return report_err(l->rep, -EIO, "%s: reading the domain's XML to attach %s: %s",
+				  l->t->label, desc, lv_error());
 	}
 	domxml_disks(xml, set, &scsi);
 	have = vdisk_find(set, id) != NULL;
 	free(set);
 	if (have || (as == DISK_AS_SCSI && !scsi)) {
 		free(xml);
-		return have ? 1 : log_err(-ENODEV, "%s: %s is to go in as SCSI, but the domain has no virtio-scsi controller (<controller type='scsi' model='virtio-scsi'/>); write 'as virtio', or leave 'as' out",
-					  l->t->label, desc);
+		return have ? 1
+			    : report_err(l->rep, -ENODEV, "%s: %s is to go in as SCSI, but the domain has no virtio-scsi controller (<controller type='scsi' model='virtio-scsi'/>); write 'as virtio', or leave 'as' out",
+					 l->t->label, desc);
 	}
 	scsi = scsi && as != DISK_AS_VIRTIO;
 	r = domxml_pick_target(xml, scsi ? "sd" : "vd", target, sizeof(target));
 	free(xml);
 	if (r < 0)
-		return log_err(r, "%s: no free disk name for %s", l->t->label, desc);
+		return report_err(l->rep, r, "%s: no free disk name for %s", l->t->label, desc);
 	if (serial)
 		snprintf(serial_xml, sizeof(serial_xml), "<serial>%s</serial>", serial);
 	src = domxml_escape(path);
@@ -417,7 +448,8 @@ static int lv_disk_attach(void *c, const struct usb_disk *d, const char *id, con
 	r = L.attach(l->dom, text, VIR_DOMAIN_AFFECT_LIVE);
 	free(text);
 	if (r < 0)
-		return log_err(-EIO, "%s: libvirt did not attach %s: %s", l->t->label, desc, lv_error());
+		return report_err(l->rep, -EIO, "%s: libvirt did not attach %s: %s", l->t->label,
+				  desc, lv_error());
 	snprintf(where, n, "%s disk %s", scsi ? "a SCSI" : "a virtio", target);
 	return 0;
 }
@@ -466,9 +498,10 @@ static int lv_disk_detach(void *c, const char *id, const char *desc)
 	int r = detach_disk(l, id, backend_deadline_in(l->s, VDISK_DEL_WAIT_MS));
 
 	if (r == -EIO)
-		return log_err(r, "%s: libvirt did not detach %s: %s", l->t->label, desc, lv_error());
+		return report_err(l->rep, r, "%s: libvirt did not detach %s: %s", l->t->label, desc,
+				  lv_error());
 	if (r < 0 && r != -EBUSY)
-		return log_err(r, "%s: detaching %s: %s", l->t->label, desc, strerror(-r));
+		return report_err(l->rep, r, "%s: detaching %s: %s", l->t->label, desc, strerror(-r));
 	return r;
 }
 

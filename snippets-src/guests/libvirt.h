@@ -21,7 +21,7 @@
 #include "guests/backend.h"
 
 /* The kind's table (backend.h). Whether a domain runs is asked of
- * libvirtd (-errno when libvirt cannot be asked, logged); its stamp is
+ * libvirtd (-errno when libvirt cannot be asked, noted); its stamp is
  * libvirt's id of this run of it and its UUID; its own XML passing a
  * device (a hostdev that is not the tool's, by vendor and product and/or
  * bus and device number) makes that device libvirt's. USB disks (vdisk.h)

@@ -9,6 +9,7 @@
 #include <sys/sysmacros.h>
 
 #include "base/log.h"
+#include "base/report.h"
 #include "guests/qmp.h"
 #include "host/vmproc.h"
 
@@ -16,14 +17,16 @@
 struct qg {
 	const struct settings *s;
 	struct target *t;
+	struct report *rep; /* what happened, for the caller to say */
 	struct qmp *qmp;
 };
 
 /* The connection, the guest running, and what it is. */
 
-static int qemu_running(struct target *t, const struct settings *s)
+static int qemu_running(struct target *t, const struct settings *s, struct report *rep)
 {
 	(void)s; /* the table's signature: libvirt needs them */
+	(void)rep;
 	if (t->pidfile[0])
 		return vmproc_pid(t->pidfile) != 0;
 	return target_socket_live(t);
@@ -46,39 +49,42 @@ static void qemu_stamp(struct target *t, const struct settings *s, char *buf, si
 }
 
 static void explain_connect(const struct settings *s, const struct target *t, const char *path,
-			    int r)
+			    int r, struct report *rep)
 {
 	const char *vm = t->label;
 
 	switch (r) {
 	case -ETIMEDOUT:
 		if (backend_run_is_over(s))
-			log_error("%s: no answer on %s before this run's time limit of %d ms ([run] timeout_ms); giving up",
-				  vm, path, s->run_timeout_ms);
+			report_add(rep, LOG_LVL_ERROR, "%s: no answer on %s before this run's time limit of %d ms ([run] timeout_ms); giving up",
+				   vm, path, s->run_timeout_ms);
 		else
-			log_error("%s: no answer on %s within %d ms: another client (qm, pvestatd, a backup) holds the QMP socket, or QEMU hangs; try again, or raise [qmp] timeout_ms",
-				  vm, path, s->qmp_timeout_ms);
+			report_add(rep, LOG_LVL_ERROR, "%s: no answer on %s within %d ms: another client (qm, pvestatd, a backup) holds the QMP socket, or QEMU hangs; try again, or raise [qmp] timeout_ms",
+				   vm, path, s->qmp_timeout_ms);
 		break;
 	case -ECONNRESET:
-		log_error("%s: QEMU closed the QMP connection on %s (is the VM stopping?)", vm, path);
+		report_add(rep, LOG_LVL_ERROR,
+			   "%s: QEMU closed the QMP connection on %s (is the VM stopping?)", vm,
+			   path);
 		break;
 	case -EPROTO:
 	case -EMSGSIZE:
-		log_error("%s: %s does not speak QMP as expected (%s)", vm, path, strerror(-r));
+		report_add(rep, LOG_LVL_ERROR, "%s: %s does not speak QMP as expected (%s)", vm,
+			   path, strerror(-r));
 		break;
 	default:
-		log_error("%s: QMP on %s failed: %s", vm, path, strerror(-r));
+		report_add(rep, LOG_LVL_ERROR, "%s: QMP on %s failed: %s", vm, path, strerror(-r));
 	}
 }
 
-static int qemu_open(const struct settings *s, struct target *t, void **ret)
+static int qemu_open(const struct settings *s, struct target *t, struct report *rep, void **ret)
 {
 	struct qg *q;
 	int r;
 
 	r = target_socket(t);
 	if (r == -ENOTUNIQ) {
-		target_explain_ambiguous(t, LOG_LVL_ERROR);
+		target_explain_ambiguous(t, LOG_LVL_ERROR, rep);
 		return r;
 	}
 	q = calloc(1, sizeof(*q));
@@ -86,13 +92,15 @@ static int qemu_open(const struct settings *s, struct target *t, void **ret)
 		return -ENOMEM;
 	q->s = s;
 	q->t = t;
+	q->rep = rep;
 	r = r < 0 ? r : qmp_open(t->sock, s->qmp_timeout_ms, s->run_deadline_ms, &q->qmp);
 	if (r < 0) {
 		if (r == -ENOENT || r == -ECONNREFUSED)
-			log_warning("%s is not running (%s at %s); nothing to do", t->label,
-				    r == -ENOENT ? "no QMP socket" : "nobody listening", t->qmp);
+			report_add(rep, LOG_LVL_WARNING,
+				   "%s is not running (%s at %s); nothing to do", t->label,
+				   r == -ENOENT ? "no QMP socket" : "nobody listening", t->qmp);
 		else
-			explain_connect(s, t, t->sock, r);
+			explain_connect(s, t, t->sock, r, rep);
 		free(q);
 		return r;
 	}
@@ -106,7 +114,7 @@ static int reconnect(struct qg *q)
 	int r = qmp_open(q->t->sock, q->s->qmp_timeout_ms, q->s->run_deadline_ms, &q->qmp);
 
 	if (r < 0)
-		explain_connect(q->s, q->t, q->t->sock, r);
+		explain_connect(q->s, q->t, q->t->sock, r, q->rep);
 	return r;
 }
 
@@ -125,24 +133,26 @@ static int qemu_explain(void *c, int r, const char *what, const char *desc)
 
 	switch (r) {
 	case -EREMOTEIO:
-		return log_err(r, "%s: %s %s: QEMU says: %s", vm, what, desc,
-			       log_escape(qmp_error_desc(q->qmp), said, sizeof(said)));
+		return report_err(q->rep, r, "%s: %s %s: QEMU says: %s", vm, what, desc,
+				  log_escape(qmp_error_desc(q->qmp), said, sizeof(said)));
 	case -ECONNRESET:
 	case -EPIPE:
-		return log_err(r, "%s: %s %s: QEMU closed the QMP connection (is the VM stopping?)", vm,
-			       what, desc);
+		return report_err(q->rep, r,
+				  "%s: %s %s: QEMU closed the QMP connection (is the VM stopping?)",
+				  vm, what, desc);
 	case -ETIMEDOUT:
 		if (backend_run_is_over(q->s))
-			return log_err(r, "%s: %s %s: this run's time limit of %d ms ([run] timeout_ms) is up",
-				       vm, what, desc, q->s->run_timeout_ms);
-		return log_err(r, "%s: %s %s: QEMU did not answer within %d ms ([qmp] timeout_ms)", vm,
-			       what, desc, q->s->qmp_timeout_ms);
+			return report_err(q->rep, r, "%s: %s %s: this run's time limit of %d ms ([run] timeout_ms) is up",
+					  vm, what, desc, q->s->run_timeout_ms);
+		return report_err(q->rep, r,
+				  "%s: %s %s: QEMU did not answer within %d ms ([qmp] timeout_ms)",
+				  vm, what, desc, q->s->qmp_timeout_ms);
 	case -EPROTO:
 	case -EMSGSIZE:
-		return log_err(r, "%s: %s %s: QEMU does not speak QMP as expected (%s)", vm, what, desc,
-			       strerror(-r));
+		return report_err(q->rep, r, "%s: %s %s: QEMU does not speak QMP as expected (%s)",
+				  vm, what, desc, strerror(-r));
 	default:
-		return log_err(r, "%s: %s %s: %s", vm, what, desc, strerror(-r));
+		return report_err(q->rep, r, "%s: %s %s: %s", vm, what, desc, strerror(-r));
 	}
 }
 
@@ -202,8 +212,8 @@ static int qemu_can_attach(void *c, const struct usb_device_info *dev, const cha
 	/* QEMU compares hostport in a 16-byte buffer: a longer one is
 	 * accepted and never attaches */
 	if (strlen(hostport) > QEMU_HOSTPORT_MAX)
-		return log_err(-ENAMETOOLONG, "%s: cannot pass %s: its port path '%s' is longer than the %d characters QEMU compares, so QEMU would never open it; plug it in with fewer hubs between it and the computer",
-			       q->t->label, desc, hostport, QEMU_HOSTPORT_MAX);
+		return report_err(q->rep, -ENAMETOOLONG, "%s: cannot pass %s: its port path '%s' is longer than the %d characters QEMU compares, so QEMU would never open it; plug it in with fewer hubs between it and the computer",
+				  q->t->label, desc, hostport, QEMU_HOSTPORT_MAX);
 	return 0;
 }
 
@@ -238,12 +248,12 @@ static int find_port(struct qg *q, struct guest_held *h, bool ss, const char *de
 	}
 	r = xhci_add_own(q->qmp, &h->set, msg, sizeof(msg));
 	if (r == -ENOSPC)
-		return log_err(r, "%s: no free %s port for %s, and no room for another USB controller (%s); detach something, or give the VM a PCI bridge",
-			       q->t->label, ss ? "USB 3" : "USB 2", desc, msg);
+		return report_err(q->rep, r, "%s: no free %s port for %s, and no room for another USB controller (%s); detach something, or give the VM a PCI bridge",
+				  q->t->label, ss ? "USB 3" : "USB 2", desc, msg);
 	if (r < 0)
 		return qemu_explain(q, r, "adding a USB controller for", desc);
-	log_info("%s: added USB controller %s at %s for %s", q->t->label, h->set.c[h->set.n - 1].id,
-		 msg, desc);
+	report_add(q->rep, LOG_LVL_INFO, "%s: added USB controller %s at %s for %s", q->t->label,
+		   h->set.c[h->set.n - 1].id, msg, desc);
 	h->dirty = true;
 	return 1;
 }
@@ -290,7 +300,8 @@ static int settle_duplicate(struct qg *q, struct guest_held *h, const struct usb
 		return qemu_explain(q, r, "reading what is attached as", id);
 	}
 	if (!dev->have_ids || (vid == dev->vid && pid == dev->pid)) {
-		log_info("%s: %s already attached as %s", q->t->label, desc, id);
+		report_add(q->rep, LOG_LVL_INFO, "%s: %s already attached as %s", q->t->label, desc,
+			   id);
 		return 0;
 	}
 	r = device_del(q, id);
@@ -298,8 +309,8 @@ static int settle_duplicate(struct qg *q, struct guest_held *h, const struct usb
 		return qemu_explain(q, r, "detaching the old", id);
 	xhci_note_detached(&h->set, &dev->port);
 	h->dirty = true;
-	log_info("%s: %s was left for %04x:%04x, and %s is plugged in there now: detached it first",
-		 q->t->label, id, vid, pid, desc);
+	report_add(q->rep, LOG_LVL_INFO, "%s: %s was left for %04x:%04x, and %s is plugged in there now: detached it first",
+		   q->t->label, id, vid, pid, desc);
 	return 1;
 }
 
@@ -369,16 +380,16 @@ static int qemu_attach(void *c, struct guest_held *h, const struct usb_device_in
 			/* "added": QEMU took it; whether it has the host device
 			 * open is QOM's "attached", which status shows (asking
 			 * here would cost QEMU a command per device) */
-			log_info("%s: added %s as %s on %s.0 port %u", q->t->label, desc, id,
-				 h->set.c[ci].id, port);
+			report_add(q->rep, LOG_LVL_INFO, "%s: added %s as %s on %s.0 port %u",
+				   q->t->label, desc, id, h->set.c[ci].id, port);
 			xhci_note_attached(&h->set, ci, port, &dev->port, dev->have_ids ? dev->vid : 0,
 					   dev->have_ids ? dev->pid : 0);
 			h->dirty = true;
 			return 0;
 		}
 	}
-	return log_err(-ENOSPC, "%s: found no free %s port for %s", q->t->label, ss ? "USB 3" : "USB 2",
-		       desc);
+	return report_err(q->rep, -ENOSPC, "%s: found no free %s port for %s", q->t->label,
+			  ss ? "USB 3" : "USB 2", desc);
 }
 
 /* Release: the tool's controllers go too, and QEMU must have let go of
@@ -416,7 +427,7 @@ static int any_left(struct qg *q, char (*ids)[64], size_t n, const char **ret_le
 /* Gone from QOM is gone, whichever QEMU. The socket is not held while
  * waiting (a guest acknowledging a PCI unplug may take a while, and
  * Proxmox's tools want the socket too): asked again every RELEASE_POLL_MS
- * on a new connection. Errors are logged. */
+ * on a new connection. Errors are noted. */
 static int wait_gone(struct qg *q, char (*ids)[64], size_t n)
 {
 	int64_t deadline = backend_deadline_in(q->s, RELEASE_WAIT_MS);
@@ -434,8 +445,8 @@ static int wait_gone(struct qg *q, char (*ids)[64], size_t n)
 	if (r < 0)
 		return qemu_explain(q, r, "waiting for the unplug of", "its devices");
 	if (left)
-		return log_err(-ETIMEDOUT, "%s: %s is still there after %d ms: QEMU has not finished unplugging it (a guest may have to acknowledge a PCI unplug); a migration or snapshot would fail now; run 'pve-usb-hotplug release %s' again later",
-			       q->t->label, left, RELEASE_WAIT_MS, q->t->name);
+		return report_err(q->rep, -ETIMEDOUT, "%s: %s is still there after %d ms: QEMU has not finished unplugging it (a guest may have to acknowledge a PCI unplug); a migration or snapshot would fail now; run 'pve-usb-hotplug release %s' again later",
+				  q->t->label, left, RELEASE_WAIT_MS, q->t->name);
 	return 0;
 }
 
@@ -684,7 +695,7 @@ static int qemu_holds(const struct qg *q, const struct usb_disk *d)
 
 /* What the guest has as id: 0 when nothing is in the way (nodes left by a
  * detach that could not finish are deleted), 1 when it is d already,
- * -EEXIST when another device holds id, errors logged. scsi gets the
+ * -EEXIST when another device holds id, errors noted. scsi gets the
  * controller a SCSI disk goes on ("" when none). */
 static int make_room(struct qg *q, const struct usb_disk *d, const char *id, const char *desc,
 		     char *scsi, size_t scsi_size)
@@ -703,8 +714,8 @@ static int make_room(struct qg *q, const struct usb_disk *d, const char *id, con
 	else if (e && e->driver[0]) {
 		/* its remove was missed (or another disk has the same serial:
 		 * then they share one by-id link as well) */
-		log_warning("%s: %s is attached as %s, but QEMU holds another device under that name (an earlier disk with this serial, whose removal was missed): replaced",
-			    q->t->label, desc, id);
+		report_add(q->rep, LOG_LVL_WARNING, "%s: %s is attached as %s, but QEMU holds another device under that name (an earlier disk with this serial, whose removal was missed): replaced",
+			   q->t->label, desc, id);
 		r = -EEXIST;
 	} else if (e && e->nodes && (r = del_nodes(q, id, NULL)) < 0)
 		r = qemu_explain(q, r, "removing the old nodes of", desc);
@@ -712,7 +723,7 @@ static int make_room(struct qg *q, const struct usb_disk *d, const char *id, con
 	return r;
 }
 
-/* The host_device node on path and the raw node on top. Logs failures. */
+/* The host_device node on path and the raw node on top. Notes failures. */
 static int add_nodes(struct qg *q, const char *id, const char *path, const char *desc)
 {
 	char file[DISK_ID_MAX + 8], qemu_said[512];
@@ -732,7 +743,8 @@ static int add_nodes(struct qg *q, const char *id, const char *path, const char 
 	if (r < 0) {
 		what_failed(q->qmp, r, qemu_said, sizeof(qemu_said));
 		(void)del_nodes(q, id, NULL);
-		return log_err(r, "%s: QEMU cannot open %s (%s): %s", q->t->label, path, desc, qemu_said);
+		return report_err(q->rep, r, "%s: QEMU cannot open %s (%s): %s", q->t->label, path,
+				  desc, qemu_said);
 	}
 	return 0;
 }
@@ -748,9 +760,11 @@ static int qemu_disk_attach(void *c, const struct usb_disk *d, const char *id, c
 	if (r != 0)
 		return r;
 	if (as == DISK_AS_SCSI && !scsi[0])
-		return log_err(-ENODEV, "%s: %s is to go in as SCSI, but the VM has no virtio-scsi controller to put it on%s; write 'as virtio', or leave 'as' out",
-			       q->t->label, desc,
-			       target_any(q->t) ? "" : " (scsihw0: a SCSI disk with SCSI Controller 'VirtIO SCSI'; with 'VirtIO SCSI single' each disk has its own, which is Proxmox's)");
+		return report_err(q->rep, -ENODEV, "%s: %s is to go in as SCSI, but the VM has no virtio-scsi controller to put it on%s; write 'as virtio', or leave 'as' out",
+				  q->t->label, desc,
+				  target_any(q->t)
+					  ? ""
+					  : " (scsihw0: a SCSI disk with SCSI Controller 'VirtIO SCSI'; with 'VirtIO SCSI single' each disk has its own, which is Proxmox's)");
 	r = add_nodes(q, id, path, desc);
 	if (r < 0)
 		return r;
@@ -770,9 +784,9 @@ static int qemu_disk_attach(void *c, const struct usb_disk *d, const char *id, c
 		what_failed(q->qmp, r, qemu_said, sizeof(qemu_said));
 	(void)del_nodes(q, id, NULL);
 	if (r == -EREMOTEIO && strstr(qemu_said, "lock"))
-		return log_err(r, "%s: %s is open for writing elsewhere (another VM, or a disk line of the VM's own config): not attached; QEMU says: %s",
-			       q->t->label, desc, qemu_said);
-	return log_err(r, "%s: %s not attached: %s", q->t->label, desc, qemu_said);
+		return report_err(q->rep, r, "%s: %s is open for writing elsewhere (another VM, or a disk line of the VM's own config): not attached; QEMU says: %s",
+				  q->t->label, desc, qemu_said);
+	return report_err(q->rep, r, "%s: %s not attached: %s", q->t->label, desc, qemu_said);
 }
 
 static int qemu_disk_detach(void *c, const char *id, const char *desc)

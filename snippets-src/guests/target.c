@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/report.h"
 #include "guests/qmp.h"
 #include "policy/usbconf.h"
 #include "base/util.h"
@@ -58,7 +59,7 @@ static void init(struct target *t)
 	t->sock_state = 1;
 }
 
-int target_pve(const struct settings *s, unsigned long vmid, struct target *ret)
+int target_pve(const struct settings *s, unsigned long vmid, struct target *ret, struct report *rep)
 {
 	init(ret);
 	ret->kind = TARGET_PVE;
@@ -72,7 +73,8 @@ int target_pve(const struct settings *s, unsigned long vmid, struct target *ret)
 		    (int)sizeof(ret->pidfile) ||
 	    snprintf(ret->rules, sizeof(ret->rules), "%s/%lu.usb.conf", s->vm_config_dir, vmid) >=
 		    (int)sizeof(ret->rules))
-		return log_err(-ENAMETOOLONG, "VM %lu: the paths made from [paths] are too long", vmid);
+		return report_err(rep, -ENAMETOOLONG,
+				  "VM %lu: the paths made from [paths] are too long", vmid);
 	return 0;
 }
 
@@ -156,25 +158,26 @@ bool target_socket_live(struct target *t)
 	return target_socket(t) == 0 && qemu_behind(t->sock, "");
 }
 
-int target_by_name(const struct settings *s, const char *name, struct target *ret)
+int target_by_name(const struct settings *s, const char *name, struct target *ret, struct report *rep)
 {
 	const struct guest_conf *c = settings_guest(s, name);
 	unsigned long vmid;
 	char shown[96];
 
 	if (usbconf_parse_vmid(name, &vmid) == 0)
-		return target_pve(s, vmid, ret);
+		return target_pve(s, vmid, ret, rep);
 	if (c) {
 		target_from_conf(c, ret);
 		return 0;
 	}
-	return log_err(-ENOENT, "'%s' is neither a Proxmox VMID nor a guest declared in %s ([qemu NAME], [xen NAME] or [libvirt NAME])",
-		       log_escape(name, shown, sizeof(shown)), s->path ? s->path : SETTINGS_DEFAULT_PATH);
+	return report_err(rep, -ENOENT, "'%s' is neither a Proxmox VMID nor a guest declared in %s ([qemu NAME], [xen NAME] or [libvirt NAME])",
+			  log_escape(name, shown, sizeof(shown)),
+			  s->path ? s->path : SETTINGS_DEFAULT_PATH);
 }
 
-void target_explain_ambiguous(const struct target *t, enum log_level level)
+void target_explain_ambiguous(const struct target *t, enum log_level level, struct report *rep)
 {
-	log_msg(level, "%s: %s finds more than one QEMU; %s", t->label, t->qmp,
-		t->qemu_name[0] ? "their -name is the same: make it tell them apart"
-				: "set qemu_name to QEMU's -name of the guest");
+	report_add(rep, level, "%s: %s finds more than one QEMU; %s", t->label, t->qmp,
+		   t->qemu_name[0] ? "their -name is the same: make it tell them apart"
+				   : "set qemu_name to QEMU's -name of the guest");
 }

@@ -26,6 +26,7 @@
 #include <stddef.h>
 
 #include "base/log.h"
+#include "base/report.h"
 #include "base/settings.h"
 
 enum target_kind {
@@ -59,8 +60,8 @@ struct target {
 const char *target_kind_name(enum target_kind kind);
 
 /* A Proxmox VM. -ENAMETOOLONG when the configured directories make a path
- * too long (logged). */
-int target_pve(const struct settings *s, unsigned long vmid, struct target *ret);
+ * too long (noted in rep). */
+int target_pve(const struct settings *s, unsigned long vmid, struct target *ret, struct report *rep);
 
 /* A declared guest, from its settings section. */
 void target_from_conf(const struct guest_conf *c, struct target *ret);
@@ -78,11 +79,13 @@ int target_socket(struct target *t);
 bool target_socket_live(struct target *t);
 
 /* The guest a command names: a VMID, or a declared guest's name. -ENOENT
- * (logged) when it is neither. */
-int target_by_name(const struct settings *s, const char *name, struct target *ret);
+ * (noted in rep) when it is neither. */
+int target_by_name(const struct settings *s, const char *name, struct target *ret,
+		   struct report *rep);
 
-/* Logs that t's socket glob finds several QEMUs (-ENOTUNIQ). */
-void target_explain_ambiguous(const struct target *t, enum log_level level);
+/* Notes in rep, at level, that t's socket glob finds several QEMUs
+ * (-ENOTUNIQ). */
+void target_explain_ambiguous(const struct target *t, enum log_level level, struct report *rep);
 
 /* Whether asking if t runs, and what it holds, costs no more than a file
  * read or a local socket: not so for a libvirt domain (loading libvirt,

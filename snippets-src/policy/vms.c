@@ -7,6 +7,7 @@
 
 #include "guests/guest.h"
 #include "base/log.h"
+#include "base/report.h"
 #include "guests/vdisk.h"
 #include "host/vmproc.h"
 
@@ -50,9 +51,12 @@ int vms_load(const struct settings *s, enum log_level line_level, unsigned long 
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++) {
+		struct report rep = { 0 };
 		struct target t;
 
-		ret->list[i] = target_pve(s, rules[i]->vmid, &t) == 0 ? vm_new(&t, rules[i]) : NULL;
+		r = target_pve(s, rules[i]->vmid, &t, &rep);
+		report_say(&rep);
+		ret->list[i] = r == 0 ? vm_new(&t, rules[i]) : NULL;
 		if (!ret->list[i]) {
 			/* the first i are the list's now; the rest are not */
 			for (size_t k = i; k < n; k++)
@@ -135,9 +139,12 @@ static bool starting(const struct vms *v, const struct vm *vm)
 bool vms_running(struct vms *v, struct vm *vm)
 {
 	if (vm->running < 0) {
-		vm->running = starting(v, vm) || guest_running(v->s, &vm->t);
+		struct report rep = { 0 };
+
+		vm->running = starting(v, vm) || guest_running(v->s, &vm->t, &rep);
 		if (!vm->running && vm->t.sock_state == -ENOTUNIQ)
-			target_explain_ambiguous(&vm->t, LOG_LVL_WARNING);
+			target_explain_ambiguous(&vm->t, LOG_LVL_WARNING, &rep);
+		report_say(&rep);
 		vm->released = vm->running && !starting(v, vm) && guest_is_released(v->s, &vm->t);
 	}
 	return vm->running > 0 && !vm->released;
@@ -202,12 +209,15 @@ static int add_from_dir(struct vms *v, const char *dir, const char *suffix, int 
 	if (!d)
 		return errno == ENOENT ? 0 : -errno; /* nothing there yet */
 	while ((de = readdir(d))) {
+		struct report rep = { 0 };
 		unsigned long vmid;
 		struct target t;
+		bool bad;
 
-		if (usbconf_vmid_of_file(de->d_name, suffix, &vmid) < 0 ||
-		    target_pve(v->s, vmid, &t) < 0 || vms_find(v, t.name) ||
-		    (running == 1 && !vmproc_pid(t.pidfile)))
+		bad = usbconf_vmid_of_file(de->d_name, suffix, &vmid) < 0 ||
+		      target_pve(v->s, vmid, &t, &rep) < 0;
+		report_say(&rep);
+		if (bad || vms_find(v, t.name) || (running == 1 && !vmproc_pid(t.pidfile)))
 			continue;
 		if (add_vm(v, &t, NULL, running) < 0) {
 			closedir(d);
@@ -288,16 +298,18 @@ static int keep_held(struct vm *vm, const struct xhci_set *set, bool asked)
 static int ask_held(struct vms *v, struct vm *vm, bool ask_qemu)
 {
 	const struct xhci_set *set;
+	struct report rep = { 0 };
 	struct guest *g;
 	int r;
 
-	r = guest_open(v->s, &vm->t, &g);
+	r = guest_open(v->s, &vm->t, &rep, &g);
 	if (r == 0) {
 		r = guest_held(g, ask_qemu, &set);
 		if (r == 0)
 			r = keep_held(vm, set, ask_qemu);
 		guest_close(g);
 	}
+	report_say(&rep);
 	vm->held_state = r;
 	return r;
 }
@@ -471,6 +483,7 @@ static bool holds_disk(struct vms *v, struct vm *vm, const char *id)
 {
 	struct vdisk_set *set = malloc(sizeof(*set));
 	const struct vdisk *e;
+	struct report rep = { 0 };
 	struct guest *g = NULL;
 	bool held = false;
 
@@ -479,10 +492,11 @@ static bool holds_disk(struct vms *v, struct vm *vm, const char *id)
 	if (set && vm == v->open_vm) {
 		held = guest_disks(v->open_guest, set) == 0 && (e = vdisk_find(set, id)) &&
 		       e->driver[0];
-	} else if (set && guest_open(v->s, &vm->t, &g) == 0) {
+	} else if (set && guest_open(v->s, &vm->t, &rep, &g) == 0) {
 		held = guest_disks(g, set) == 0 && (e = vdisk_find(set, id)) && e->driver[0];
 		guest_close(g);
 	}
+	report_say(&rep);
 	free(set);
 	return held;
 }
