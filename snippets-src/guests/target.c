@@ -103,18 +103,41 @@ void target_from_conf(const struct guest_conf *c, struct target *ret)
 	ret->origin = c->origin;
 }
 
-/* Whether a QEMU runs behind the unix socket at path (its command line
- * names it), with -name name when name is not "". Asked of /proc alone:
- * a connect() would take the socket's one client slot (libxl's, on a Xen
- * host) and a QMP handshake every few seconds is not cheap. */
+/* Whether something listens on the unix socket at path. A connect() that
+ * would have to wait (a full backlog) counts as listening. */
+static bool listening(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, r;
+
+	if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode) || strlen(path) >= sizeof(sa.sun_path))
+		return false;
+	memcpy(sa.sun_path, path, strlen(path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return false;
+	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	r = r == 0 || errno == EAGAIN || errno == EINPROGRESS;
+	close(fd);
+	return r;
+}
+
+/* Whether a QEMU runs behind the unix socket at path, with -name name
+ * when name is not "". A name is read from /proc (the QEMU whose command
+ * line names the socket): no QMP handshake and query-name on a socket
+ * whose one client slot is libxl's on a Xen host, every few seconds.
+ * Without one, a connect() tells, the cheapest way. */
 static bool qemu_behind(const char *path, const char *name)
 {
 	char its[SETTINGS_NAME_MAX + 1];
 	struct stat st;
 
+	if (!name[0])
+		return listening(path);
 	if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode) || !vmproc_by_socket(path, its, sizeof(its)))
 		return false;
-	return !name[0] || strcmp(its, name) == 0;
+	return strcmp(its, name) == 0;
 }
 
 static int find_socket(struct target *t)

@@ -68,14 +68,14 @@ void target_from_conf(const struct guest_conf *c, struct target *ret);
 
 /* The QMP socket path (t->sock): 0, -ENOENT when none exists, -ENOTUNIQ
  * when a glob finds several and no -name tells them apart. A candidate
- * counts when a QEMU's command line names it (and its -name is qemu_name,
- * when set): read from /proc, never by a connect() to the socket, whose
- * one client slot is libxl's on a Xen host. Found once per target. Logs
- * nothing. */
+ * with a qemu_name counts when a QEMU's command line names it with that
+ * -name: read from /proc, with no QMP exchange on a socket whose one
+ * client slot is libxl's on a Xen host; without a qemu_name, when
+ * something listens on it. Found once per target. Logs nothing. */
 int target_socket(struct target *t);
 
-/* Whether the QMP socket is found and a QEMU's command line names it.
- * Logs nothing. */
+/* Whether the QMP socket is found and something listens on it. Logs
+ * nothing. */
 bool target_socket_live(struct target *t);
 
 /* The guest a command names: a VMID, or a declared guest's name. -ENOENT
