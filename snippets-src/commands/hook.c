@@ -123,7 +123,7 @@ static int hook_post_start(const struct settings *s, unsigned long vmid, const c
 	struct vms v;
 	int r, ret = 0;
 
-	r = target_pve(s, vmid, &t);
+	r = target_by_id(s, vmid, &t); /* a VM or a container */
 	if (r < 0)
 		return r;
 	if (migrated_from) {
