@@ -34,6 +34,7 @@ struct ct {
 	const struct settings *s;
 	const struct target *t;
 	struct devnode_proc init;
+	bool unprivileged; /* in a user namespace of its own */
 	char stamp[64];
 	int state_fd;
 	size_t n;
@@ -286,6 +287,7 @@ static int lxc_open(const struct settings *s, struct target *t, void **ret)
 		return log_err(r, "%s: cannot ask LXC whether it runs: %s", t->label, strerror(-r));
 	}
 	stamp_of(&c->init, c->stamp, sizeof(c->stamp));
+	c->unprivileged = devnode_in_own_userns(&c->init) > 0;
 	/* the core checked it: a second fd for the kind's record */
 	r = state_open(s->state_dir, &c->state_fd, why, sizeof(why));
 	if (r < 0) {
@@ -382,7 +384,8 @@ static int remove_dev(struct ct *c, const struct ct_dev *d, const char *desc)
 	int r;
 
 	node_rel(d->port.bus, d->devnum, rel, sizeof(rel));
-	r = devnode_remove(&c->init, rel, d->major, d->minor);
+	r = c->unprivileged ? devnode_eject(&c->init, rel, d->major, d->minor)
+			    : devnode_remove(&c->init, rel, d->major, d->minor);
 	if (r < 0)
 		return log_err(r, "%s: cannot remove /%s of %s: %s", c->t->label, rel, desc,
 			       strerror(-r));
@@ -395,13 +398,7 @@ static int remove_dev(struct ct *c, const struct ct_dev *d, const char *desc)
 static int lxc_can_attach(void *conn, const struct usb_device_info *dev, const char *desc)
 {
 	struct ct *c = conn;
-	int r = devnode_in_own_userns(&c->init);
 
-	if (r > 0)
-		return log_err(-EOPNOTSUPP, "%s: %s not passed: unprivileged containers are not supported yet",
-			       c->t->label, desc);
-	if (r < 0)
-		return log_err(r, "%s: it stopped while %s was to be passed", c->t->label, desc);
 	if (!dev->devnum)
 		return log_err(-ENODEV, "%s: %s has no device number on its bus; not passed",
 			       c->t->label, desc);
@@ -457,7 +454,10 @@ static int lxc_attach(void *conn, struct guest_held *h, const struct usb_device_
 	if (cgroup_devices(c, true, n.major, n.minor) < 0)
 		return log_err(-EIO, "%s: %s would not allow 'c %u:%u' (see above); %s not passed",
 			       c->t->label, c->s->lxc_cgroup_command, n.major, n.minor, desc);
-	r = devnode_make(&c->init, rel, &n);
+	/* an unprivileged container's /dev allows no device nodes: one made
+	 * on the host is mounted there */
+	r = c->unprivileged ? devnode_inject(&c->init, c->s->state_dir, rel, &n)
+			    : devnode_make(&c->init, rel, &n);
 	if (r < 0) {
 		(void)cgroup_devices(c, false, n.major, n.minor);
 		return log_err(r, "%s: cannot make /%s for %s: %s", c->t->label, rel, desc,

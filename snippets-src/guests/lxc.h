@@ -11,8 +11,10 @@
  * container has /dev/bus/usb/BBB/DDD, the host node's numbers and mode,
  * owned by the container's root (its mapped uid and gid), and its device
  * cgroup allows it (<[lxc] cgroup_command> -P LXCPATH -n CTID devices.allow
- * 'c M:m rwm'; devices.deny when it goes). Privileged containers only, for
- * now: the node is made through /proc/<init>/root (devnode.h).
+ * 'c M:m rwm'; devices.deny when it goes). A privileged container's node
+ * is made through /proc/<init>/root; an unprivileged one's /dev allows no
+ * device nodes, so a node made on a tmpfs of the host's is mounted there,
+ * as Proxmox does (devnode.h).
  *
  * The record of what the tool passed, per run of the container, is
  * <ctid>.ctusb in the state directory: a remove event has no sysfs to say

@@ -6,7 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/fsuid.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -164,13 +168,13 @@ static int open_dir(int dirfd, const char *name, const struct devnode *n, bool c
 }
 
 /* The directory that holds rel's last name, walked one name at a time
- * from p's root; *ret_name points into rel. */
-static int walk(const struct devnode_proc *p, const char *rel, const struct devnode *n,
-		bool create, const char **ret_name)
+ * from the directory fd (taken over; <0: its error); *ret_name points
+ * into rel. */
+static int walk_from(int fd, const char *rel, const struct devnode *n, bool create,
+		     const char **ret_name)
 {
 	char part[256];
 	const char *s = rel, *slash;
-	int fd = open_root(p);
 
 	while (fd >= 0 && (slash = strchr(s, '/'))) {
 		int next;
@@ -188,6 +192,13 @@ static int walk(const struct devnode_proc *p, const char *rel, const struct devn
 	}
 	*ret_name = s;
 	return fd;
+}
+
+/* The same from p's root. */
+static int walk(const struct devnode_proc *p, const char *rel, const struct devnode *n,
+		bool create, const char **ret_name)
+{
+	return walk_from(open_root(p), rel, n, create, ret_name);
 }
 
 int devnode_make(const struct devnode_proc *p, const char *rel, const struct devnode *n)
@@ -229,4 +240,151 @@ int devnode_remove(const struct devnode_proc *p, const char *rel, unsigned major
 	if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(major, minor))
 		return 1;
 	return unlinkat(dir, name, 0) < 0 ? -errno : 0;
+}
+
+/* A child's exit status for "there was none" (1). */
+#define CHILD_NONE 254
+
+/* Runs fn(p, arg) in a forked child that may change its namespaces; its
+ * -errno comes back as its exit status. */
+static int in_child(int (*fn)(int nsfd, const void *arg), const struct devnode_proc *p,
+		    const void *arg)
+{
+	char path[64];
+	int nsfd, status, r;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)p->pid);
+	nsfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (nsfd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	r = same_proc(p);
+	if (r < 0) {
+		close(nsfd);
+		return r;
+	}
+	pid = fork();
+	if (pid == 0) {
+		r = fn(nsfd, arg);
+		_exit(r == 1 ? CHILD_NONE : (-r) & 0xff);
+	}
+	close(nsfd);
+	if (pid < 0)
+		return -errno;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (!WIFEXITED(status))
+		return -EIO;
+	return WEXITSTATUS(status) == CHILD_NONE ? 1 : -WEXITSTATUS(status);
+}
+
+/* The same from the root of the mount namespace the caller is in. */
+static int walk_here(const char *rel, const struct devnode *n, bool create, const char **ret_name)
+{
+	int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+
+	return walk_from(fd < 0 ? -errno : fd, rel, n, create, ret_name);
+}
+
+struct inject {
+	const char *scratch, *rel;
+	const struct devnode *n;
+};
+
+/* The child's node on a tmpfs of its own, cloned: a mount's fd. */
+static int clone_node(const struct inject *in)
+{
+	_cleanup_close_ int dir = -1;
+	dev_t dev = makedev(in->n->major, in->n->minor);
+	int tree;
+
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("tmpfs", in->scratch, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0700,size=16k") < 0)
+		return -errno;
+	dir = open(in->scratch, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0 || mknodat(dir, "node", S_IFCHR | 0600, dev) < 0 ||
+	    fchownat(dir, "node", in->n->uid, in->n->gid, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    fchmodat(dir, "node", in->n->mode & 07777, 0) < 0)
+		return -errno;
+	tree = open_tree(dir, "node", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	return tree < 0 ? -errno : tree;
+}
+
+static int inject_child(int nsfd, const void *arg)
+{
+	const struct inject *in = arg;
+	_cleanup_close_ int dir = -1;
+	const char *name;
+	char path[300];
+	int tree = clone_node(in), fd;
+
+	if (tree < 0)
+		return tree;
+	if (setns(nsfd, CLONE_NEWNS) < 0)
+		return -errno;
+	/* the container's /dev is its user namespace's tmpfs: what is made
+	 * there must be made as an id mapped there, its root (the fs caps
+	 * go; CAP_SYS_ADMIN for the mount stays) */
+	(void)setfsgid(in->n->gid);
+	(void)setfsuid(in->n->uid);
+	dir = walk_here(in->rel, in->n, true, &name);
+	if (dir < 0)
+		return dir;
+	/* whatever is there (a node of an earlier plug) goes first */
+	snprintf(path, sizeof(path), "/%s", in->rel);
+	(void)umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW);
+	(void)unlinkat(dir, name, 0);
+	fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	return move_mount(tree, "", dir, name, MOVE_MOUNT_F_EMPTY_PATH) < 0 ? -errno : 0;
+}
+
+int devnode_inject(const struct devnode_proc *p, const char *scratch, const char *rel,
+		   const struct devnode *n)
+{
+	struct inject in = { scratch, rel, n };
+
+	return in_child(inject_child, p, &in);
+}
+
+struct eject {
+	const char *rel;
+	dev_t dev;
+};
+
+static int eject_child(int nsfd, const void *arg)
+{
+	const struct eject *ej = arg;
+	_cleanup_close_ int dir = -1;
+	const char *name;
+	char path[300];
+	struct stat st;
+	bool was_mounted;
+
+	if (setns(nsfd, CLONE_NEWNS) < 0)
+		return -errno;
+	snprintf(path, sizeof(path), "/%s", ej->rel);
+	was_mounted = umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) == 0;
+	dir = walk_here(ej->rel, &(struct devnode){ 0 }, false, &name);
+	if (dir == -ENOENT)
+		return was_mounted ? 0 : 1;
+	if (dir < 0)
+		return dir;
+	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT && !was_mounted ? 1 : errno == ENOENT ? 0 : -errno;
+	/* the empty file under the mount, or a node of the device */
+	if ((was_mounted && S_ISREG(st.st_mode) && st.st_size == 0) ||
+	    (S_ISCHR(st.st_mode) && st.st_rdev == ej->dev))
+		return unlinkat(dir, name, 0) < 0 ? -errno : 0;
+	return was_mounted ? 0 : 1;
+}
+
+int devnode_eject(const struct devnode_proc *p, const char *rel, unsigned major, unsigned minor)
+{
+	struct eject ej = { rel, makedev(major, minor) };
+
+	return in_child(eject_child, p, &ej);
 }

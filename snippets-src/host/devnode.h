@@ -57,6 +57,23 @@ int devnode_stat(const char *path, struct devnode *ret);
  * replaced. 0, -ESRCH (p is gone), -ELOOP (a link on the way), -errno. */
 int devnode_make(const struct devnode_proc *p, const char *rel, const struct devnode *n);
 
+/* For a container in a user namespace of its own (its /dev does not
+ * allow device nodes), Proxmox's way, in a forked child: the node is made
+ * on a tmpfs of the child's own, mounted over scratch in a private mount
+ * namespace (a tmpfs made there allows devices), owned as n says; cloned
+ * (open_tree OPEN_TREE_CLONE); the child joins p's mount namespace and
+ * mounts the clone (move_mount) on an empty file at rel, made there with
+ * its parents. Inside p's namespace links resolve within the container.
+ * 0, -ESRCH, -errno. */
+int devnode_inject(const struct devnode_proc *p, const char *scratch, const char *rel,
+		   const struct devnode *n);
+
+/* Takes what devnode_inject() or devnode_make() put at rel out of p's
+ * mount namespace (in a forked child): unmounted, and the file under it
+ * (an empty file, or the node major:minor) removed. 0; 1 when there was
+ * none; -ESRCH, -errno. */
+int devnode_eject(const struct devnode_proc *p, const char *rel, unsigned major, unsigned minor);
+
 /* Removes rel below p's root when it is the character device
  * major:minor. 0; 1 when there was none (or another file, left alone);
  * -ESRCH, -errno. */

@@ -55,9 +55,12 @@ lxc.log.file = {lxcpath}/{ctid}/log
 
 
 class Container:
-    """A privileged LXC container named by its CTID in lxcpath."""
+    """An LXC container named by its CTID in lxcpath; unprivileged: its root
+    is host uid and gid MAPPED, as Proxmox maps an unprivileged container's."""
 
-    def __init__(self, lxcpath, ctid):
+    MAPPED = 100000
+
+    def __init__(self, lxcpath, ctid, unprivileged=False):
         self.lxcpath, self.ctid = lxcpath, ctid
         self.dir = os.path.join(lxcpath, str(ctid))
         rootfs = os.path.join(self.dir, "rootfs")
@@ -68,6 +71,18 @@ class Container:
             os.symlink("busybox", os.path.join(rootfs, "bin", applet))
         with open(os.path.join(self.dir, "config"), "w") as f:
             f.write(CONTAINER_CONFIG.format(ctid=ctid, rootfs=rootfs, lxcpath=lxcpath))
+            if unprivileged:
+                f.write("lxc.idmap = u 0 %d 65536\nlxc.idmap = g 0 %d 65536\n"
+                        % (self.MAPPED, self.MAPPED))
+        if unprivileged:
+            for top, dirs, files in os.walk(rootfs):
+                for name in [top] + [os.path.join(top, x) for x in dirs + files]:
+                    os.lchown(name, self.MAPPED, self.MAPPED)
+            # its root reaches its rootfs through the test's directories
+            d = self.dir
+            while d != "/" and d != os.path.dirname(tempfile.gettempdir()):
+                os.chmod(d, 0o755)
+                d = os.path.dirname(d)
 
     def lxc(self, tool, *args, check=True):
         return subprocess.run([tool, "-P", self.lxcpath, "-n", str(self.ctid)] + list(args),
@@ -233,6 +248,36 @@ class Containers(Case):
         self.assertIn("CT %d: passed 3-2" % CTID, r.stderr + r.stdout)
         code, out = self.ct.sh("echo hi > %s && echo written" % node)
         self.assertIn("written", out)
+
+    def test_an_unprivileged_container_gets_the_node_mounted(self):
+        self.ct = Container(self.lxcpath, CTID + 1, unprivileged=True)
+        with open(os.path.join(self.pve_lxc, "%d.conf" % (CTID + 1)), "w") as f:
+            f.write("arch: amd64\nunprivileged: 1\n")
+        with open(os.path.join(self.pve_lxc, "%d.usb.conf" % (CTID + 1)), "w") as f:
+            f.write("3-2\n")
+        node = self.plug()
+        self.ct.start()
+        code, out = self.ct.sh("cat %s" % node)
+        self.assertNotEqual(code, 0)
+
+        r = self.ok(self.tool.event(self.host, "add", "3-2"))
+        self.assertIn("CT %d: passed 3-2" % (CTID + 1), r.stderr + r.stdout)
+        self.assertIn("owner %d:%d" % (Container.MAPPED, Container.MAPPED), r.stderr + r.stdout)
+        # its root owns it (as the container sees it: 0)
+        self.assertEqual(self.node_in_ct(node), "character special file %d:%d 664 0:0" % PASSED)
+        code, out = self.ct.sh("dd if=%s bs=4 count=1 2>/dev/null | wc -c; echo hi > %s && echo written"
+                               % (node, node))
+        self.assertEqual(code, 0, out)
+        self.assertIn("written", out)
+        self.assertEqual(out.split()[0], "4")
+
+        gone = self.host.devices["3-2"]
+        self.host.unplug("3-2")
+        r = self.ok(self.tool.run(host=self.host, env=self.host.event_env("remove", "3-2", gone)))
+        self.assertIn("CT %d: detached 3-2" % (CTID + 1), r.stderr + r.stdout)
+        self.assertIsNone(self.node_in_ct(node))
+        code, out = self.ct.sh("ls /dev/bus/usb/003")
+        self.assertEqual(out.strip(), "")
 
     def test_a_link_planted_in_its_dev_is_not_followed(self):
         self.rules("3-2\n")
