@@ -279,6 +279,24 @@ class Containers(Case):
         code, out = self.ct.sh("ls /dev/bus/usb/003")
         self.assertEqual(out.strip(), "")
 
+    def test_sync_applies_changed_rules_and_status_tells(self):
+        self.rules("3-2\n")
+        node = self.plug()
+        self.ct.start()
+        # plugged in before the rules were there: sync passes it
+        r = self.ok(self.tool.run(["sync", str(CTID)], host=self.host))
+        self.assertIn("CT %d: passed 3-2" % CTID, r.stderr + r.stdout)
+        self.assertIsNotNone(self.node_in_ct(node))
+        r = self.ok(self.tool.run(["status"], host=self.host))
+        self.assertRegex(r.stdout, r"CT %d: running, 1 rule.*holds 1 device" % CTID)
+        # the rules keep it out now: sync takes it back
+        self.rules("3-2\ndeny id 10c4:ea60\n")
+        r = self.ok(self.tool.run(["sync", str(CTID)], host=self.host))
+        self.assertIn("CT %d: detached 3-2" % CTID, r.stderr + r.stdout)
+        self.assertIsNone(self.node_in_ct(node))
+        code, out = self.ct.sh("mknod /tmp/x c %d %d" % PASSED)
+        self.assertIn("not permitted", out)
+
     def test_a_link_planted_in_its_dev_is_not_followed(self):
         self.rules("3-2\n")
         node = self.plug()
