@@ -179,6 +179,13 @@ class Containers(Case):
         self.rules("3-2\nid 10c4:ea60\n")
         self.ok(self.tool.run(["check", str(CTID)]))
 
+    def test_the_shipped_example_is_valid(self):
+        examples = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "pve-conf-examples")
+        shutil.copy(os.path.join(examples, "%d.usb.conf" % CTID), self.pve_lxc)
+        r = self.ok(self.tool.run(["check", str(CTID)]))
+        self.assertIn("%d.usb.conf: 4 rule(s), all valid" % CTID, r.stdout)
+        self.assertEqual(r.stderr, "")
+
     def test_plug_passes_the_node_and_unplug_takes_it(self):
         self.rules("3-2\n")
         node = self.plug()
@@ -289,6 +296,8 @@ class Containers(Case):
         self.assertIsNotNone(self.node_in_ct(node))
         r = self.ok(self.tool.run(["status"], host=self.host))
         self.assertRegex(r.stdout, r"CT %d: running, 1 rule.*holds 1 device" % CTID)
+        r = self.ok(self.tool.run(["status", str(CTID), "--json"], host=self.host))
+        self.assertIn('"kind": "lxc"', r.stdout.replace('":"', '": "'))
         # the rules keep it out now: sync takes it back
         self.rules("3-2\ndeny id 10c4:ea60\n")
         r = self.ok(self.tool.run(["sync", str(CTID)], host=self.host))
