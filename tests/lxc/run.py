@@ -306,6 +306,23 @@ class Containers(Case):
         code, out = self.ct.sh("mknod /tmp/x c %d %d" % PASSED)
         self.assertIn("not permitted", out)
 
+    def test_release_takes_everything_and_sync_brings_it_back(self):
+        self.rules("3-2\n")
+        node = self.plug()
+        self.ct.start()
+        r = self.ok(self.tool.run([str(CTID), "pre-start"], host=self.host))
+        self.assertEqual(r.stderr, "")
+        self.ok(self.tool.run([str(CTID), "post-start"], host=self.host))
+        self.assertIsNotNone(self.node_in_ct(node))
+        r = self.ok(self.tool.run(["release", str(CTID)], host=self.host))
+        self.assertIn("CT %d: released" % CTID, r.stdout + r.stderr)
+        self.assertIsNone(self.node_in_ct(node))
+        # events leave it alone now
+        self.ok(self.tool.event(self.host, "add", "3-2"))
+        self.assertIsNone(self.node_in_ct(node))
+        r = self.ok(self.tool.run(["sync", str(CTID)], host=self.host))
+        self.assertIsNotNone(self.node_in_ct(node))
+
     def test_a_link_planted_in_its_dev_is_not_followed(self):
         self.rules("3-2\n")
         node = self.plug()
