@@ -136,6 +136,9 @@ class Case(unittest.TestCase):
 
     def ok(self, r):
         self.assertEqual(r.returncode, 0, "stdout:\n%s\nstderr:\n%s" % (r.stdout, r.stderr))
+        # no sanitizer report (make SANITIZE=1)
+        self.assertNotIn("AddressSanitizer", r.stderr)
+        self.assertNotIn("runtime error", r.stderr)
         return r
 
     def rules(self, text):
