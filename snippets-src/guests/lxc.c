@@ -41,9 +41,10 @@ struct ct {
 	struct ct_dev devs[XHCI_MAX_DEVS];
 };
 
-/* Connects to the monitor of the container: an fd, 0 when nothing listens
- * on its command socket (it does not run), or -errno. */
-static int connect_monitor(const struct settings *s, const struct target *t)
+/* Connects to the monitor of the container: 1 with the socket in *ret_fd
+ * (with stdin closed, as Proxmox runs a hookscript, that may be fd 0), 0
+ * when nothing listens on its command socket (it does not run), or -errno. */
+static int connect_monitor(const struct settings *s, const struct target *t, int *ret_fd)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int n, fd;
@@ -62,7 +63,8 @@ static int connect_monitor(const struct settings *s, const struct target *t)
 		close(fd);
 		return r;
 	}
-	return fd;
+	*ret_fd = fd;
+	return 1;
 }
 
 /* Whether pid is this container's monitor: "lxc-start ... -n CTID ..."
@@ -164,10 +166,10 @@ static int ask_init(const struct settings *s, const struct target *t, int fd,
 /* 1 with the container's init, 0 when it does not run, or -errno. */
 static int probe(const struct settings *s, const struct target *t, struct devnode_proc *ret)
 {
-	int fd = connect_monitor(s, t), r;
+	int fd, r = connect_monitor(s, t, &fd);
 
-	if (fd <= 0)
-		return fd;
+	if (r <= 0)
+		return r;
 	r = ask_init(s, t, fd, ret);
 	close(fd);
 	return r == -ESRCH ? 0 : r < 0 ? r : 1;
@@ -175,11 +177,11 @@ static int probe(const struct settings *s, const struct target *t, struct devnod
 
 static int lxc_running(struct target *t, const struct settings *s)
 {
-	int fd = connect_monitor(s, t);
+	int fd, r = connect_monitor(s, t, &fd);
 
-	if (fd > 0)
+	if (r > 0)
 		close(fd);
-	return fd > 0 ? 1 : fd;
+	return r;
 }
 
 static void stamp_of(const struct devnode_proc *p, char *buf, size_t n)

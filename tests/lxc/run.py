@@ -309,6 +309,16 @@ class Containers(Case):
         code, out = self.ct.sh("mknod /tmp/x c %d %d" % PASSED)
         self.assertIn("not permitted", out)
 
+    def test_post_start_with_stdin_closed_as_proxmox_runs_it(self):
+        self.rules("3-2\n")
+        node = self.plug()
+        self.ct.start()
+        argv, env = self.tool.cmd([str(CTID), "post-start"], self.host)
+        r = self.ok(subprocess.run(["sh", "-c", 'exec 0<&- "$@"', "sh"] + argv, env=env,
+                                   capture_output=True, text=True, timeout=60))
+        self.assertIn("CT %d: passed 3-2" % CTID, r.stderr + r.stdout)
+        self.assertIsNotNone(self.node_in_ct(node))
+
     def test_release_takes_everything_and_sync_brings_it_back(self):
         self.rules("3-2\n")
         node = self.plug()
