@@ -194,7 +194,7 @@ static int add_declared(struct vms *v, enum log_level line_level)
 }
 
 /* Proxmox's containers with rules (<lxc_config_dir>/<ctid>.usb.conf): a
- * directory that is missing or cannot be read means none (check tells). */
+ * missing directory means none (other problems are logged). */
 static int add_containers(struct vms *v, enum log_level line_level)
 {
 	struct vm_rules **rules = NULL;
@@ -204,10 +204,13 @@ static int add_containers(struct vms *v, enum log_level line_level)
 	for (size_t i = 0; r == 0 && i < n; i++) {
 		struct target t;
 
-		if (target_lxc(v->s, rules[i]->vmid, &t) < 0 || vms_find(v, t.name) ||
-		    add_vm(v, &t, rules[i], -1) < 0) {
+		if (target_lxc(v->s, rules[i]->vmid, &t) < 0 || vms_find(v, t.name)) {
 			usbconf_free(rules[i]);
-			continue;
+		} else if (add_vm(v, &t, rules[i], -1) < 0) {
+			/* the first i are the list's now; the rest are not */
+			for (size_t k = i; k < n; k++)
+				usbconf_free(rules[k]);
+			r = -ENOMEM;
 		}
 	}
 	free(rules);
