@@ -64,7 +64,7 @@ BIN := $(BUILD)/pve-usb-hotplug
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all check check-unit check-e2e check-e2e-qemu10 check-e2e-qemu11 check-valgrind check-deb check-realhost bench-realhost deb demo deps install clean fuzz bench
+.PHONY: all check check-unit check-e2e check-lxc check-e2e-qemu10 check-e2e-qemu11 check-valgrind check-deb check-realhost bench-realhost deb demo deps install clean fuzz bench
 all: $(BIN)
 
 $(BUILD)/obj/%.o: snippets-src/%.c $(HDR) Makefile
@@ -113,6 +113,10 @@ check-valgrind: $(UNIT_BIN) $(BIN) $(BUILD)/tests/umockdev-plug
 
 check-e2e: $(BIN) $(BUILD)/tests/umockdev-plug
 	python3 tests/e2e/run.py --binary $(BIN) --plug $(BUILD)/tests/umockdev-plug $(AREA)
+
+# Containers: a real LXC container (as root), see tests/lxc/run.py
+check-lxc: $(BIN)
+	python3 tests/lxc/run.py --binary $(BIN)
 
 check-e2e-qemu10: $(BIN) $(BUILD)/tests/umockdev-plug
 	@tests/trixie.sh

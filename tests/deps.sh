@@ -6,7 +6,7 @@ set -eu
 # libvirt's daemon and virsh: the end-to-end suite runs a libvirtd of its own
 pkgs="pkg-config libjansson-dev libudev-dev libinih-dev libcmocka-dev umockdev libumockdev-dev
       qemu-system-x86 python3 udev debootstrap libvirt-daemon-system libvirt-clients
-      btrfs-progs fdisk libfuse3-dev fuse3"
+      btrfs-progs fdisk libfuse3-dev fuse3 lxc busybox-static"
 [ "${WITH_DEB_TOOLS:-0}" = 1 ] && pkgs="$pkgs debhelper dpkg-dev fakeroot lintian"
 [ "${WITH_FUZZ:-0}" = 1 ] && pkgs="$pkgs clang libclang-rt-14-dev"
 [ "${WITH_REALHOST:-0}" = 1 ] && pkgs="$pkgs debhelper dpkg-dev fakeroot lintian kmod cpio systemd"

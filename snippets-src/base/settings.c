@@ -20,6 +20,10 @@ enum kind { K_PATH, K_MS, K_RUN_MS, K_LEVEL, K_BOOL };
 	X("paths", "state_dir", K_PATH, state_dir, "/run/pve-usb-hotplug")                 \
 	X("paths", "mapping_file", K_PATH, mapping_file, "/etc/pve/mapping/usb.cfg")       \
 	X("paths", "disk_dir", K_PATH, disk_dir, "/dev/disk/by-id")                        \
+	X("paths", "lxc_config_dir", K_PATH, lxc_config_dir, "/etc/pve/lxc")               \
+	X("paths", "lxcpath", K_PATH, lxcpath, "/var/lib/lxc")                             \
+	X("paths", "usb_dev_dir", K_PATH, usb_dev_dir, "/dev/bus/usb")                     \
+	X("lxc", "cgroup_command", K_PATH, lxc_cgroup_command, "/usr/bin/lxc-cgroup")      \
 	X("qmp", "timeout_ms", K_MS, qmp_timeout_ms, "5000")                               \
 	X("lock", "timeout_ms", K_MS, lock_timeout_ms, "30000")                            \
 	X("run", "timeout_ms", K_RUN_MS, run_timeout_ms, "90000")                          \
@@ -179,7 +183,7 @@ static char *reader(char *str, int num, void *stream)
 	return str;
 }
 
-#define SECTIONS "[paths], [qmp], [lock], [run], [retry], [log], [qemu NAME], [xen NAME], [libvirt NAME]"
+#define SECTIONS "[paths], [qmp], [lock], [run], [retry], [log], [lxc], [qemu NAME], [xen NAME], [libvirt NAME]"
 
 const struct guest_conf *settings_guest(const struct settings *s, const char *name)
 {

@@ -54,6 +54,10 @@ struct settings {
 	char state_dir[SETTINGS_PATH_MAX];
 	char mapping_file[SETTINGS_PATH_MAX];
 	char disk_dir[SETTINGS_PATH_MAX]; /* where a USB disk's by-id link is */
+	char lxc_config_dir[SETTINGS_PATH_MAX];	    /* Proxmox's <ctid>.conf: containers */
+	char lxcpath[SETTINGS_PATH_MAX];	    /* LXC's: <ctid>/config, the command socket */
+	char usb_dev_dir[SETTINGS_PATH_MAX];	    /* the host's BBB/DDD nodes of USB devices */
+	char lxc_cgroup_command[SETTINGS_PATH_MAX]; /* lxc-cgroup: a container's devices.allow */
 	char retry_command[SETTINGS_PATH_MAX];
 	int qmp_timeout_ms;
 	int lock_timeout_ms;

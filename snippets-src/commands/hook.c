@@ -128,7 +128,7 @@ static int hook_post_start(const struct settings *s, unsigned long vmid, const c
 	struct vms v;
 	int r, ret = 0;
 
-	r = target_pve(s, vmid, &t, &rep);
+	r = target_by_id(s, vmid, &t, &rep); /* a VM or a container */
 	report_say(&rep);
 	if (r < 0)
 		return r;

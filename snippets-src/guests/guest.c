@@ -14,6 +14,7 @@
 #include "base/util.h"
 #include "guests/backend.h"
 #include "guests/libvirt.h"
+#include "guests/lxc.h"
 #include "guests/qemu.h"
 #include "guests/target.h"
 
@@ -23,6 +24,7 @@ static const struct guest_ops *const kinds[] = {
 	[TARGET_QEMU] = &qemu_guest_ops,
 	[TARGET_XEN] = &qemu_guest_ops,
 	[TARGET_LIBVIRT] = &lv_guest_ops,
+	[TARGET_LXC] = &lxc_guest_ops,
 };
 
 static const struct guest_ops *ops_of(const struct target *t)

@@ -31,6 +31,9 @@ static const struct {
 	[TARGET_QEMU] = { "qemu", true, true, false },
 	[TARGET_XEN] = { "xen", true, true, false },
 	[TARGET_LIBVIRT] = { "libvirt", false, true, true },
+	/* not "cheap": its ports are not held, so the host's drivers bind
+	 * (a container uses the host's ttyUSB, hidraw, ...) */
+	[TARGET_LXC] = { "lxc", false, true, false },
 };
 
 const char *target_kind_name(enum target_kind kind)
@@ -76,6 +79,31 @@ int target_pve(const struct settings *s, unsigned long vmid, struct target *ret,
 		return report_err(rep, -ENAMETOOLONG,
 				  "VM %lu: the paths made from [paths] are too long", vmid);
 	return 0;
+}
+
+int target_lxc(const struct settings *s, unsigned long ctid, struct target *ret,
+	       struct report *rep)
+{
+	init(ret);
+	ret->kind = TARGET_LXC;
+	ret->vmid = ctid;
+	snprintf(ret->name, sizeof(ret->name), "%lu", ctid);
+	snprintf(ret->label, sizeof(ret->label), "CT %lu", ctid);
+	snprintf(ret->key, sizeof(ret->key), "%lu", ctid);
+	if (snprintf(ret->rules, sizeof(ret->rules), "%s/%lu.usb.conf", s->lxc_config_dir, ctid) >=
+	    (int)sizeof(ret->rules))
+		return report_err(rep, -ENAMETOOLONG, "CT %lu: the paths made from [paths] are too long",
+				  ctid);
+	return 0;
+}
+
+int target_by_id(const struct settings *s, unsigned long id, struct target *ret,
+		 struct report *rep)
+{
+	char conf[SETTINGS_PATH_MAX + 32];
+
+	snprintf(conf, sizeof(conf), "%s/%lu.conf", s->lxc_config_dir, id);
+	return access(conf, F_OK) == 0 ? target_lxc(s, id, ret, rep) : target_pve(s, id, ret, rep);
 }
 
 void target_from_conf(const struct guest_conf *c, struct target *ret)
@@ -188,7 +216,7 @@ int target_by_name(const struct settings *s, const char *name, struct target *re
 	char shown[96];
 
 	if (usbconf_parse_vmid(name, &vmid) == 0)
-		return target_pve(s, vmid, ret, rep);
+		return target_by_id(s, vmid, ret, rep);
 	if (c) {
 		target_from_conf(c, ret);
 		return 0;

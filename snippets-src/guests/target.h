@@ -11,7 +11,10 @@
  *     on /var/run/xen/qmp-libxl-<domid>; the domid changes with every start,
  *     so the socket is the one whose QEMU carries the domain's name (-name);
  *   - a libvirt domain ([libvirt NAME]): libvirtd owns its QEMU's monitor,
- *     so devices go through libvirt's API (libvirt.h), loaded only for it.
+ *     so devices go through libvirt's API (libvirt.h), loaded only for it;
+ *   - a Proxmox VE container (lxc.h): CTID (VMs and containers share one
+ *     space of IDs), a container when <lxc_config_dir>/<ctid>.conf exists,
+ *     rules in <lxc_config_dir>/<ctid>.usb.conf.
  *
  * This is what a target is and where to find it; what is done with one is
  * its kind's (backend.h), through guest.h.
@@ -34,11 +37,12 @@ enum target_kind {
 	TARGET_QEMU,
 	TARGET_XEN,
 	TARGET_LIBVIRT,
+	TARGET_LXC,
 };
 
 struct target {
 	enum target_kind kind;
-	unsigned long vmid;		     /* TARGET_PVE; 0 for the others */
+	unsigned long vmid;		     /* TARGET_PVE, TARGET_LXC; 0 for the others */
 	char name[SETTINGS_NAME_MAX + 1];    /* "100"; the section's name */
 	char label[SETTINGS_NAME_MAX + 24];  /* "VM 100", "QEMU guest desktop" */
 	char key[SETTINGS_NAME_MAX + 8];     /* its state files: "100", "qemu-desktop" */
@@ -56,12 +60,21 @@ struct target {
 	char sock[SETTINGS_PATH_MAX];
 };
 
-/* "proxmox", "qemu", "xen", "libvirt": as status and check print it. */
+/* "proxmox", "qemu", "xen", "libvirt", "lxc": as status and check print it. */
 const char *target_kind_name(enum target_kind kind);
 
 /* A Proxmox VM. -ENAMETOOLONG when the configured directories make a path
  * too long (noted in rep). */
 int target_pve(const struct settings *s, unsigned long vmid, struct target *ret, struct report *rep);
+
+/* A Proxmox container. -ENAMETOOLONG as target_pve(). */
+int target_lxc(const struct settings *s, unsigned long ctid, struct target *ret,
+	       struct report *rep);
+
+/* A Proxmox VM or container by its ID: a container when
+ * <lxc_config_dir>/<id>.conf exists. -ENAMETOOLONG as target_pve(). */
+int target_by_id(const struct settings *s, unsigned long id, struct target *ret,
+		 struct report *rep);
 
 /* A declared guest, from its settings section. */
 void target_from_conf(const struct guest_conf *c, struct target *ret);

@@ -26,6 +26,7 @@ static struct vm *vm_new(const struct target *t, struct vm_rules *rules)
 }
 
 static int add_declared(struct vms *v, enum log_level line_level);
+static int add_containers(struct vms *v, enum log_level line_level);
 
 int vms_load(const struct settings *s, enum log_level line_level, unsigned long starting_vmid,
 	     struct vms *ret)
@@ -68,7 +69,8 @@ int vms_load(const struct settings *s, enum log_level line_level, unsigned long 
 		ret->n++;
 	}
 	free(rules); /* the rules themselves now belong to the list */
-	return add_declared(ret, line_level);
+	r = add_containers(ret, line_level);
+	return r < 0 ? r : add_declared(ret, line_level);
 }
 
 int vms_load_records(const struct settings *s, struct vms *ret)
@@ -133,7 +135,7 @@ bool vms_claims(const struct vm *vm, const struct usb_device_info *dev)
 /* Whether vm is the Proxmox VM whose post-start this run is. */
 static bool starting(const struct vms *v, const struct vm *vm)
 {
-	return vm->t.kind == TARGET_PVE && vm->t.vmid == v->starting_vmid;
+	return vm->t.vmid && vm->t.vmid == v->starting_vmid; /* a VM or a container */
 }
 
 bool vms_running(struct vms *v, struct vm *vm)
@@ -196,6 +198,33 @@ static int add_declared(struct vms *v, enum log_level line_level)
 		}
 	}
 	return 0;
+}
+
+/* Proxmox's containers with rules (<lxc_config_dir>/<ctid>.usb.conf): a
+ * missing directory means none (other problems are logged). */
+static int add_containers(struct vms *v, enum log_level line_level)
+{
+	struct vm_rules **rules = NULL;
+	size_t n = 0;
+	int r = usbconf_load_all(v->s->lxc_config_dir, line_level, true, &rules, &n);
+
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		struct report rep = { 0 };
+		struct target t;
+		int bad = target_lxc(v->s, rules[i]->vmid, &t, &rep) < 0;
+
+		report_say(&rep);
+		if (bad || vms_find(v, t.name)) {
+			usbconf_free(rules[i]);
+		} else if (add_vm(v, &t, rules[i], -1) < 0) {
+			/* the first i are the list's now; the rest are not */
+			for (size_t k = i; k < n; k++)
+				usbconf_free(rules[k]);
+			r = -ENOMEM;
+		}
+	}
+	free(rules);
+	return r == -ENOMEM ? r : 0;
 }
 
 /* Adds a VM for each "<vmid><suffix>" in dir not listed yet, running

@@ -100,7 +100,7 @@ static void test_unknown_sections(void **state)
 	static const struct {
 		const char *text, *message;
 	} cases[] = {
-		{ "[xem win11]\n", "test.conf:1: unknown section [xem win11]; known: [paths], [qmp], [lock], [run], [retry], [log], [qemu NAME], [xen NAME], [libvirt NAME]\n" },
+		{ "[xem win11]\n", "test.conf:1: unknown section [xem win11]; known: [paths], [qmp], [lock], [run], [retry], [log], [lxc], [qemu NAME], [xen NAME], [libvirt NAME]\n" },
 		{ "[xen a]\n\n[ xem  b ]\n[qmp]\ntimeout_ms = 50\n", "test.conf:3: unknown section [xem  b]; known: " },
 		{ "[paths]\n[xen]\n; nothing\n", "test.conf:2: unknown section [xen]; known: " },
 		{ "[qemu a]\nqmp = /q\n[colour]\n[colours]\n", "test.conf:3: unknown section [colour]; known: " },
