@@ -95,7 +95,7 @@ static int post_start_vm(struct vms *v, struct vm *mine)
 
 	r = usbtree_scan(vms_any_disk_rules(v), &devs, &n_devs);
 	if (r < 0)
-		return log_err(r, "VM %lu: cannot read the host's USB devices: %s", mine->t.vmid,
+		return log_err(r, "%s: cannot read the host's USB devices: %s", mine->t.label,
 			       strerror(-r));
 	take = calloc(n_devs + 1, sizeof(*take));
 	if (!take) {
@@ -106,11 +106,11 @@ static int post_start_vm(struct vms *v, struct vm *mine)
 	if (ret < 0 && ret != -EBUSY)
 		goto out;
 	if (n_take == 0 && ret == 0 && !usbconf_has_disk_rules(mine->rules, false))
-		log_info("VM %lu: nothing plugged in under its rules now; devices will be attached when plugged in",
-			 mine->t.vmid);
+		log_info("%s: nothing plugged in under its rules now; devices will be attached when plugged in",
+			 mine->t.label);
 	else if (n_take == 0 && ret == 0)
-		log_info("VM %lu: no USB device to pass under its rules now; looking for its disks",
-			 mine->t.vmid);
+		log_info("%s: no USB device to pass under its rules now; looking for its disks",
+			 mine->t.label);
 	r = post_start_act(v, mine, devs, n_devs, take, n_take);
 	if (r < 0)
 		ret = r;
@@ -151,7 +151,7 @@ static int hook_post_start(const struct settings *s, unsigned long vmid, const c
 	if (mine && mine->rules && mine->rules->n_rules > 0)
 		ret = post_start_vm(&v, mine);
 	else if (mine && mine->rules)
-		log_info("VM %lu: %s has no valid rule; nothing to attach", vmid, mine->rules->path);
+		log_info("%s: %s has no valid rule; nothing to attach", t.label, mine->rules->path);
 	vms_free(&v);
 	return ret;
 }
