@@ -525,12 +525,12 @@ def main():
     global DEB
     ap = argparse.ArgumentParser()
     ap.add_argument("--deb", required=True)
-    ap.add_argument("-k", dest="pattern")
+    ap.add_argument("-k", dest="pattern", action="append", help="only tests with this in their name (repeatable)")
     a = ap.parse_args()
     DEB = os.path.abspath(a.deb)
     loader = unittest.TestLoader()
     if a.pattern:
-        loader.testNamePatterns = ["*%s*" % a.pattern]
+        loader.testNamePatterns = ["*%s*" % p for p in a.pattern]
     suite = loader.loadTestsFromTestCase(RealHost)
     r = unittest.TextTestRunner(verbosity=2).run(suite)
     if BED:
