@@ -40,8 +40,9 @@ class RealHost(unittest.TestCase):
             BED = bedmod.Bed(cls_dir, deb=DEB, inner_accel="tcg")
             # the package enables its listener; the host's policy-rc.d may
             # keep dpkg from starting it
+            # dpkg under TCG on a busy machine has taken over a minute
             r = BED.sh("dpkg -i /bed/pkg.deb >/tmp/dpkg.log 2>&1 && udevadm control --reload && "
-                       "systemctl start pve-usb-hotplug.service")
+                       "systemctl start pve-usb-hotplug.service", timeout=600)
             assert r["rc"] == 0, (r, BED.sh("cat /tmp/dpkg.log"))
             # listening once its marker is there (systemctl start returns sooner)
             r = BED.wait_for(lambda: BED.sh("test -e /run/pve-usb-hotplug/listening")["rc"], lambda rc: rc == 0, 20)
