@@ -406,8 +406,9 @@ class RealHost(unittest.TestCase):
         self.wait_open(100, ["1.1"])
         cursor = self.bed.sh("journalctl -n 0 --show-cursor")["out"].split("-- cursor: ", 1)[1].strip()
         # another run holds VM 100's lock longer than the five tries take
-        self.bed.sh("flock /run/pve-usb-hotplug/100.lock sleep 30 </dev/null >/dev/null 2>&1 &")
-        self.addCleanup(lambda: self.bed.sh("pkill -f 'flock /run/pve-usb-hotplug/100.lock'"))
+        # (-o: flock itself holds it, not the sleep; killing flock frees it)
+        self.bed.sh("flock -o /run/pve-usb-hotplug/100.lock sleep 30 </dev/null >/dev/null 2>&1 &")
+        self.addCleanup(lambda: self.bed.sh("pkill -f 'flock -o /run/pve-usb-hotplug/100.lock'"))
         self.unplug("kbd")
 
         def log():
@@ -418,7 +419,7 @@ class RealHost(unittest.TestCase):
             self.assertIn("VM 100: will try again in 1000 ms ('pve-usb-hotplug sync 100', unit pve-usb-hotplug-retry-100-%d)" % n, out)
         self.assertEqual(out.count("will try again"), 5, out)
         # once the lock is free, sync does what the tries could not
-        self.bed.sh("pkill -f 'flock /run/pve-usb-hotplug/100.lock'")
+        self.bed.sh("pkill -f 'flock -o /run/pve-usb-hotplug/100.lock'")
         self.assertEqual(self.tool("sync", "100")["rc"], 0)
         self.wait_gone(100)
 
