@@ -350,6 +350,22 @@ static int load_settings(struct settings *s, const char **ret_config)
 /* Most events concern nothing here (every interface of every device, a
  * hub's own ports, a partition): they are told apart from the environment
  * alone, before the settings are read, and end without a word. */
+/* A node of a USB device's interface (a tty...) added or removed. */
+static int run_node_event(struct settings *s)
+{
+	enum uevent_action action;
+	const char *reason, *config;
+	struct ifnode n;
+
+	if (ifnode_from_event(env_lookup, NULL, &action, &n, &reason) == 0)
+		return 0;
+	if (load_settings(s, &config) < 0) {
+		log_error("%s has errors (see above); event for /dev/%s not handled", config, n.name);
+		return 2;
+	}
+	return exit_code(usbevent_node(s, action, &n));
+}
+
 static int run_udev_event(struct settings *s)
 {
 	const char *reason, *config, *subsystem = getenv("SUBSYSTEM");
@@ -358,6 +374,8 @@ static int run_udev_event(struct settings *s)
 	struct usb_disk disk;
 	struct uevent ev;
 
+	if (ifnode_subsystem(subsystem))
+		return run_node_event(s);
 	if (is_disk ? disk_from_event(env_lookup, NULL, &action, &disk, &reason) == 0
 		    : uevent_parse(env_lookup, NULL, &ev, &reason) == 0)
 		return 0;

@@ -23,6 +23,7 @@ enum kind { K_PATH, K_MS, K_RUN_MS, K_LEVEL, K_BOOL };
 	X("paths", "lxc_config_dir", K_PATH, lxc_config_dir, "/etc/pve/lxc")               \
 	X("paths", "lxcpath", K_PATH, lxcpath, "/var/lib/lxc")                             \
 	X("paths", "usb_dev_dir", K_PATH, usb_dev_dir, "/dev/bus/usb")                     \
+	X("paths", "dev_dir", K_PATH, dev_dir, "/dev")                                     \
 	X("lxc", "cgroup_command", K_PATH, lxc_cgroup_command, "/usr/bin/lxc-cgroup")      \
 	X("qmp", "timeout_ms", K_MS, qmp_timeout_ms, "5000")                               \
 	X("lock", "timeout_ms", K_MS, lock_timeout_ms, "30000")                            \

@@ -57,6 +57,7 @@ struct settings {
 	char lxc_config_dir[SETTINGS_PATH_MAX];	    /* Proxmox's <ctid>.conf: containers */
 	char lxcpath[SETTINGS_PATH_MAX];	    /* LXC's: <ctid>/config, the command socket */
 	char usb_dev_dir[SETTINGS_PATH_MAX];	    /* the host's BBB/DDD nodes of USB devices */
+	char dev_dir[SETTINGS_PATH_MAX];	    /* the host's /dev: nodes of interfaces */
 	char lxc_cgroup_command[SETTINGS_PATH_MAX]; /* lxc-cgroup: a container's devices.allow */
 	char retry_command[SETTINGS_PATH_MAX];
 	int qmp_timeout_ms;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "guests/guest.h"
+#include "guests/lxc.h"
 #include "base/log.h"
 #include "base/report.h"
 #include "base/retry.h"
@@ -300,4 +301,21 @@ int usbevent_plugged(const struct settings *s, const char *name, bool *passed)
 		return 0;
 	}
 	return usbevent_handle(s, &ev, passed);
+}
+
+int usbevent_node(const struct settings *s, enum uevent_action action, const struct ifnode *n)
+{
+	char port[PORT_STRLEN], devpath[UEVENT_DEVPATH_MAX];
+
+	port_format(&n->port, port, sizeof(port));
+	if (!lxc_holds(s, &n->port)) {
+		log_debug("ignored: /dev/%s is of %s, which no container holds", n->name, port);
+		return 0;
+	}
+	/* pulled out: its own remove takes every node of it */
+	if (action == UEVENT_REMOVE && usbtree_devpath(port, devpath, sizeof(devpath)) < 0) {
+		log_debug("ignored: /dev/%s went with %s", n->name, port);
+		return 0;
+	}
+	return usbevent_plugged(s, port, NULL);
 }

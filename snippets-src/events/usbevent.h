@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 #include "base/settings.h"
+#include "host/ifnode.h"
 #include "host/uevent.h"
 
 /* One udev event for a USB device (already filtered by uevent_parse).
@@ -17,3 +18,9 @@ int usbevent_handle(const struct settings *s, const struct uevent *ev, bool *pas
  * sysfs, as pve-usb-hotplug@.service runs it once udev has announced the
  * device (then QEMU's libusb knows it and opens it at once). */
 int usbevent_plugged(const struct settings *s, const char *name, bool *passed);
+
+/* An add or remove of a node of a USB device's interface (ifnode.h): when
+ * a container holds the device, the device is looked at again as by
+ * plugged, and the container's nodes of it follow. Nothing else is read
+ * when none holds it. */
+int usbevent_node(const struct settings *s, enum uevent_action action, const struct ifnode *n);

@@ -19,6 +19,8 @@
 #include "base/state.h"
 #include "base/util.h"
 #include "host/devnode.h"
+#include "host/ifnode.h"
+#include "host/usbtree.h"
 
 extern char **environ;
 
@@ -31,6 +33,16 @@ struct ct_dev {
 	unsigned devnum, vid, pid, major, minor;
 };
 
+/* A node of a passed device's interface (ifnode.h) the tool made. */
+struct ct_node {
+	struct usb_port port;
+	unsigned major, minor;
+	char name[IFNODE_NAME_MAX]; /* below /dev */
+	char link[IFNODE_LINK_MAX]; /* below /dev, or "" */
+};
+
+#define CT_NODES_MAX 64
+
 struct ct {
 	const struct settings *s;
 	const struct target *t;
@@ -41,6 +53,8 @@ struct ct {
 	int state_fd;
 	size_t n;
 	struct ct_dev devs[XHCI_MAX_DEVS];
+	size_t n_nodes;
+	struct ct_node nodes[CT_NODES_MAX];
 };
 
 /* Connects to the monitor of the container: 1 with the socket in *ret_fd
@@ -202,14 +216,32 @@ static void lxc_stamp(struct target *t, const struct settings *s, char *buf, siz
 		stamp_of(&p, buf, n);
 }
 
-/* The record: "<stamp>\n", then "PORT DEVNUM VID PID MAJOR MINOR" a line.
- * One for another run of the container counts as empty. */
+/* A "node PORT MAJOR MINOR NAME [LINK]" line of the record. */
+static void node_load(struct ct *c, const char *line)
+{
+	char port[PORT_STRLEN], name[IFNODE_NAME_MAX], link[IFNODE_LINK_MAX];
+	struct ct_node *n = &c->nodes[c->n_nodes];
+	int k;
+
+	link[0] = '\0';
+	k = sscanf(line, "node %31s %u %u %63s %191s", port, &n->major, &n->minor, name, link);
+	if (c->n_nodes < ARRAY_SIZE(c->nodes) && k >= 4 && port_parse(port, &n->port) == 0 &&
+	    ifnode_name_ok(name) && (!link[0] || ifnode_name_ok(link))) {
+		snprintf(n->name, sizeof(n->name), "%s", name);
+		snprintf(n->link, sizeof(n->link), "%s", link);
+		c->n_nodes++;
+	}
+}
+
+/* The record: "<stamp>\n", then "PORT DEVNUM VID PID MAJOR MINOR" a line
+ * for each device, "node ..." for each node of their interfaces. One for
+ * another run of the container counts as empty. */
 static void record_load(struct ct *c)
 {
 	char name[sizeof(c->t->key) + 8], *text = NULL, *line, *save = NULL;
 	size_t len;
 
-	c->n = 0;
+	c->n = c->n_nodes = 0;
 	snprintf(name, sizeof(name), "%s" RECORD_SUFFIX, c->t->key);
 	if (util_read_file_at(c->state_fd, name, true, RECORD_MAX, &text, &len) < 0)
 		return;
@@ -219,7 +251,9 @@ static void record_load(struct ct *c)
 			struct ct_dev *d = &c->devs[c->n];
 			char port[PORT_STRLEN];
 
-			if (sscanf(line, "%31s %u %x %x %u %u", port, &d->devnum, &d->vid, &d->pid,
+			if (util_startswith(line, "node "))
+				node_load(c, line);
+			else if (sscanf(line, "%31s %u %x %x %u %u", port, &d->devnum, &d->vid, &d->pid,
 				   &d->major, &d->minor) == 6 &&
 			    port_parse(port, &d->port) == 0)
 				c->n++;
@@ -236,7 +270,7 @@ static int record_save(struct ct *c)
 	int r;
 
 	snprintf(name, sizeof(name), "%s" RECORD_SUFFIX, c->t->key);
-	if (c->n == 0)
+	if (c->n == 0 && c->n_nodes == 0)
 		return unlinkat(c->state_fd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
 	f = open_memstream(&text, &len);
 	if (!f)
@@ -246,6 +280,11 @@ static int record_save(struct ct *c)
 		port_format(&c->devs[i].port, port, sizeof(port));
 		fprintf(f, "%s %u %04x %04x %u %u\n", port, c->devs[i].devnum, c->devs[i].vid,
 			c->devs[i].pid, c->devs[i].major, c->devs[i].minor);
+	}
+	for (size_t i = 0; i < c->n_nodes; i++) {
+		port_format(&c->nodes[i].port, port, sizeof(port));
+		fprintf(f, "node %s %u %u %s%s%s\n", port, c->nodes[i].major, c->nodes[i].minor,
+			c->nodes[i].name, c->nodes[i].link[0] ? " " : "", c->nodes[i].link);
 	}
 	if (fclose(f) != 0) {
 		free(text);
@@ -379,6 +418,185 @@ static int cgroup_devices(struct ct *c, bool allow, unsigned major, unsigned min
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
 }
 
+/* n owned by the container's root, as the host sees it. */
+static int owned_by_root(struct ct *c, struct devnode *n)
+{
+	unsigned long uid, gid;
+	int r = devnode_root_id(&c->init, false, &uid);
+
+	if (r == 0)
+		r = devnode_root_id(&c->init, true, &gid);
+	if (r < 0)
+		return report_err(c->rep, r, "%s: cannot read who its root is (/proc/%d/uid_map): %s", c->t->label,
+			       (int)c->init.pid, strerror(-r));
+	n->uid = (uid_t)uid;
+	n->gid = (gid_t)gid;
+	return 0;
+}
+
+/* The node n for dev: the host's, owned by the container's root. */
+static int host_node(struct ct *c, const struct usb_device_info *dev, const char *desc,
+		     struct devnode *n)
+{
+	char path[SETTINGS_PATH_MAX + 16];
+	int r;
+
+	snprintf(path, sizeof(path), "%s/%03u/%03u", c->s->usb_dev_dir, dev->port.bus, dev->devnum);
+	r = devnode_stat(path, n);
+	if (r < 0)
+		return report_err(c->rep, r, "%s: %s has no device node %s (%s); not passed", c->t->label, desc,
+			       path, strerror(-r));
+	return owned_by_root(c, n);
+}
+
+/* Makes rel in the container as n says: mounted into an unprivileged
+ * one (its /dev allows no device nodes), made in a privileged one. */
+static int make_node(struct ct *c, const char *rel, const struct devnode *n)
+{
+	return c->unprivileged ? devnode_inject(&c->init, c->s->state_dir, rel, n)
+			       : devnode_make(&c->init, rel, n);
+}
+
+/* Makes in's node (and its link) in the container, allowed in its device
+ * cgroup, and records it. 0 or -errno (noted). */
+static int add_node(struct ct *c, const struct ifnode *in, const char *desc)
+{
+	char path[SETTINGS_PATH_MAX + IFNODE_NAME_MAX + 2], rel[IFNODE_LINK_MAX + 8];
+	struct devnode n;
+	int r;
+
+	snprintf(path, sizeof(path), "%s/%s", c->s->dev_dir, in->name);
+	r = devnode_stat(path, &n);
+	if (r == 0 && (n.major != in->major || n.minor != in->minor))
+		r = -ESTALE; /* another device's node by now */
+	if (r == -ENOENT) {
+		/* udev has not made it yet: its add event passes it */
+		report_add(c->rep, LOG_LVL_DEBUG, "%s: %s of %s is not there yet", c->t->label, path, desc);
+		return r;
+	}
+	if (r < 0)
+		return report_err(c->rep, r, "%s: %s of %s is not there as c %u:%u (%s); not passed", c->t->label,
+			       path, desc, in->major, in->minor, strerror(-r));
+	if (c->n_nodes == ARRAY_SIZE(c->nodes))
+		return report_err(c->rep, -ENOSPC, "%s: /dev/%s of %s not passed: %d nodes passed already",
+			       c->t->label, in->name, desc, CT_NODES_MAX);
+	r = owned_by_root(c, &n);
+	if (r < 0)
+		return r;
+	if (cgroup_devices(c, true, n.major, n.minor) < 0)
+		return report_err(c->rep, -EIO, "%s: %s would not allow 'c %u:%u' (see above); /dev/%s of %s not passed",
+			       c->t->label, c->s->lxc_cgroup_command, n.major, n.minor, in->name, desc);
+	snprintf(rel, sizeof(rel), "dev/%s", in->name);
+	r = make_node(c, rel, &n);
+	if (r < 0) {
+		(void)cgroup_devices(c, false, n.major, n.minor);
+		return report_err(c->rep, r, "%s: cannot make /%s for %s: %s", c->t->label, rel, desc,
+			       r == -ESRCH ? "it stopped" : strerror(-r));
+	}
+	c->nodes[c->n_nodes] = (struct ct_node){ .port = in->port, .major = n.major, .minor = n.minor };
+	snprintf(c->nodes[c->n_nodes].name, sizeof(c->nodes[0].name), "%s", in->name);
+	report_add(c->rep, LOG_LVL_INFO, "%s: passed /dev/%s of %s (c %u:%u, mode %04o, owner %u:%u)", c->t->label,
+		   in->name, desc, n.major, n.minor, (unsigned)n.mode, (unsigned)n.uid, (unsigned)n.gid);
+	if (in->link[0]) {
+		snprintf(rel, sizeof(rel), "dev/%s", in->link);
+		snprintf(path, sizeof(path), "/dev/%s", in->name);
+		r = devnode_link(&c->init, rel, path, n.uid, n.gid);
+		if (r < 0)
+			report_add(c->rep, LOG_LVL_WARNING, "%s: cannot make the link /%s to %s: %s", c->t->label, rel,
+				   path, strerror(-r));
+		else
+			snprintf(c->nodes[c->n_nodes].link, sizeof(c->nodes[0].link), "%s", in->link);
+	}
+	c->n_nodes++;
+	return 0;
+}
+
+/* Takes n (its link, its node) out of the container and its permission
+ * back. 0 or -errno (noted). */
+static int remove_node(struct ct *c, const struct ct_node *n)
+{
+	char rel[IFNODE_LINK_MAX + 8], target[IFNODE_NAME_MAX + 8];
+	int r = 0;
+
+	snprintf(target, sizeof(target), "/dev/%s", n->name);
+	if (n->link[0]) {
+		snprintf(rel, sizeof(rel), "dev/%s", n->link);
+		r = devnode_unlink(&c->init, rel, target);
+	}
+	snprintf(rel, sizeof(rel), "dev/%s", n->name);
+	if (r >= 0)
+		r = c->unprivileged ? devnode_eject(&c->init, rel, n->major, n->minor)
+				    : devnode_remove(&c->init, rel, n->major, n->minor);
+	if (r < 0)
+		return report_err(c->rep, r, "%s: cannot remove %s: %s", c->t->label, target, strerror(-r));
+	if (cgroup_devices(c, false, n->major, n->minor) < 0)
+		return report_err(c->rep, -EIO, "%s: %s would not withdraw 'c %u:%u' of %s (see above); the node is gone",
+			       c->t->label, c->s->lxc_cgroup_command, n->major, n->minor, target);
+	report_add(c->rep, LOG_LVL_INFO, "%s: took %s back (c %u:%u)", c->t->label, target, n->major, n->minor);
+	return 0;
+}
+
+/* Takes every node of port's interfaces; one that would not go stays
+ * recorded. 0 or the first error. */
+static int remove_nodes(struct ct *c, const struct usb_port *port)
+{
+	int r = 0;
+
+	for (size_t i = c->n_nodes; i-- > 0;)
+		if (port_equal(&c->nodes[i].port, port)) {
+			int k = remove_node(c, &c->nodes[i]);
+
+			if (k == 0)
+				c->nodes[i] = c->nodes[--c->n_nodes];
+			else if (r == 0)
+				r = k;
+		}
+	return r;
+}
+
+static bool same_node(const struct ct_node *o, const struct ifnode *in)
+{
+	return port_equal(&o->port, &in->port) && o->major == in->major && o->minor == in->minor &&
+	       strcmp(o->name, in->name) == 0 && strcmp(o->link, in->link) == 0;
+}
+
+/* Brings the nodes of dev's interfaces in the container in step with the
+ * host's: the ones there made, the ones gone taken. How many changed. */
+static int sync_nodes(struct ct *c, const struct usb_device_info *dev, const char *desc)
+{
+	char name[PORT_STRLEN], devpath[UEVENT_DEVPATH_MAX];
+	struct ifnode now[IFNODE_MAX];
+	size_t n_now = 0;
+	int changed = 0;
+
+	port_format(&dev->port, name, sizeof(name));
+	if (usbtree_devpath(name, devpath, sizeof(devpath)) < 0 ||
+	    ifnode_list(devpath, now, ARRAY_SIZE(now), &n_now) < 0)
+		return 0; /* gone: its remove takes them */
+	for (size_t i = c->n_nodes; i-- > 0;) {
+		bool there = false;
+
+		for (size_t k = 0; k < n_now && !there; k++)
+			there = same_node(&c->nodes[i], &now[k]);
+		if (port_equal(&c->nodes[i].port, &dev->port) && !there && remove_node(c, &c->nodes[i]) == 0) {
+			c->nodes[i] = c->nodes[--c->n_nodes];
+			changed++;
+		}
+	}
+	for (size_t k = 0; k < n_now; k++) {
+		bool have = false;
+
+		for (size_t i = 0; i < c->n_nodes && !have; i++)
+			have = same_node(&c->nodes[i], &now[k]);
+		if (!have && add_node(c, &now[k], desc) == 0)
+			changed++;
+	}
+	if (changed && record_save(c) < 0)
+		report_add(c->rep, LOG_LVL_WARNING, "%s: cannot note the nodes of %s in %s; they stay when it is pulled out",
+			   c->t->label, desc, c->s->state_dir);
+	return changed;
+}
+
 /* "dev/bus/usb/003/005": where the node of bus/devnum goes. */
 static void node_rel(unsigned bus, unsigned devnum, char *buf, size_t n)
 {
@@ -389,8 +607,10 @@ static void node_rel(unsigned bus, unsigned devnum, char *buf, size_t n)
 static int remove_dev(struct ct *c, const struct ct_dev *d, const char *desc)
 {
 	char rel[64];
-	int r;
+	int r = remove_nodes(c, &d->port);
 
+	if (r < 0)
+		return r;
 	node_rel(d->port.bus, d->devnum, rel, sizeof(rel));
 	r = c->unprivileged ? devnode_eject(&c->init, rel, d->major, d->minor)
 			    : devnode_remove(&c->init, rel, d->major, d->minor);
@@ -413,30 +633,6 @@ static int lxc_can_attach(void *conn, const struct usb_device_info *dev, const c
 	return 0;
 }
 
-/* The node n for dev: the host's, owned by the container's root. */
-static int host_node(struct ct *c, const struct usb_device_info *dev, const char *desc,
-		     struct devnode *n)
-{
-	char path[SETTINGS_PATH_MAX + 16];
-	unsigned long uid, gid;
-	int r;
-
-	snprintf(path, sizeof(path), "%s/%03u/%03u", c->s->usb_dev_dir, dev->port.bus, dev->devnum);
-	r = devnode_stat(path, n);
-	if (r < 0)
-		return report_err(c->rep, r, "%s: %s has no device node %s (%s); not passed", c->t->label, desc,
-			       path, strerror(-r));
-	r = devnode_root_id(&c->init, false, &uid);
-	if (r == 0)
-		r = devnode_root_id(&c->init, true, &gid);
-	if (r < 0)
-		return report_err(c->rep, r, "%s: cannot read who its root is (/proc/%d/uid_map): %s", c->t->label,
-			       (int)c->init.pid, strerror(-r));
-	n->uid = (uid_t)uid;
-	n->gid = (gid_t)gid;
-	return 0;
-}
-
 static int lxc_attach(void *conn, struct guest_held *h, const struct usb_device_info *dev,
 		      const char *desc)
 {
@@ -449,7 +645,9 @@ static int lxc_attach(void *conn, struct guest_held *h, const struct usb_device_
 	(void)h; /* the record is the kind's */
 	node_rel(dev->port.bus, dev->devnum, rel, sizeof(rel));
 	if (have && have->devnum == dev->devnum && have->vid == dev->vid && have->pid == dev->pid) {
-		report_add(c->rep, LOG_LVL_INFO, "%s: %s already passed as /%s", c->t->label, desc, rel);
+		/* its interfaces' nodes may have come or gone since */
+		if (sync_nodes(c, dev, desc) == 0)
+			report_add(c->rep, LOG_LVL_INFO, "%s: %s already passed as /%s", c->t->label, desc, rel);
 		return 0;
 	}
 	/* another device (or an earlier plug of it) was there: out with it */
@@ -464,8 +662,7 @@ static int lxc_attach(void *conn, struct guest_held *h, const struct usb_device_
 			       c->t->label, c->s->lxc_cgroup_command, n.major, n.minor, desc);
 	/* an unprivileged container's /dev allows no device nodes: one made
 	 * on the host is mounted there */
-	r = c->unprivileged ? devnode_inject(&c->init, c->s->state_dir, rel, &n)
-			    : devnode_make(&c->init, rel, &n);
+	r = make_node(c, rel, &n);
 	if (r < 0) {
 		(void)cgroup_devices(c, false, n.major, n.minor);
 		return report_err(c->rep, r, "%s: cannot make /%s for %s: %s", c->t->label, rel, desc,
@@ -479,6 +676,7 @@ static int lxc_attach(void *conn, struct guest_held *h, const struct usb_device_
 			    c->t->label, desc, c->s->state_dir, strerror(-r));
 	report_add(c->rep, LOG_LVL_INFO, "%s: passed %s as /%s (c %u:%u, mode %04o, owner %u:%u)", c->t->label, desc, rel,
 		 n.major, n.minor, (unsigned)n.mode, (unsigned)n.uid, (unsigned)n.gid);
+	(void)sync_nodes(c, dev, desc);
 	return 0;
 }
 
@@ -523,6 +721,38 @@ static int lxc_disk_detach(void *conn, const char *id, const char *desc)
 {
 	(void)conn, (void)id, (void)desc;
 	return 1;
+}
+
+bool lxc_holds(const struct settings *s, const struct usb_port *port)
+{
+	char key[PORT_STRLEN + 1], *text = NULL, *line, *save = NULL, why[128];
+	struct dirent *de;
+	bool r = false;
+	DIR *d;
+	int fd;
+
+	if (state_open(s->state_dir, &fd, why, sizeof(why)) < 0)
+		return false;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return false;
+	}
+	port_format(port, key, sizeof(key) - 1);
+	strcat(key, " ");
+	while (!r && (de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+
+		if (len <= strlen(RECORD_SUFFIX) || strcmp(de->d_name + len - strlen(RECORD_SUFFIX), RECORD_SUFFIX) ||
+		    util_read_file_at(dirfd(d), de->d_name, true, RECORD_MAX, &text, &len) < 0)
+			continue;
+		for (line = strtok_r(text, "\n", &save); line && !r; line = strtok_r(NULL, "\n", &save))
+			r = util_startswith(line, key);
+		free(text);
+		text = NULL;
+	}
+	closedir(d);
+	return r;
 }
 
 const struct guest_ops lxc_guest_ops = {

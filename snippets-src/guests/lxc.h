@@ -16,6 +16,12 @@
  * device nodes, so a node made on a tmpfs of the host's is mounted there,
  * as Proxmox does (devnode.h).
  *
+ * The nodes of a passed device's interfaces (a tty, hidraw, video4linux
+ * or sound node a host driver made: ifnode.h) go with it: made at the
+ * same /dev path (and the link below /dev/serial, /dev/v4l or /dev/snd
+ * udev made on the host), allowed likewise, taken when they or the
+ * device go.
+ *
  * The record of what the tool passed, per run of the container, is
  * <ctid>.ctusb in the state directory: a remove event has no sysfs to say
  * which bus and device number a port had. */
@@ -24,3 +30,9 @@
 #include "guests/backend.h"
 
 extern const struct guest_ops lxc_guest_ops;
+
+/* Whether a container's record (of any run) holds the USB device at port:
+ * the cheap test an event of one of its interfaces' nodes starts with
+ * (then the device is looked at again, and attach() brings the nodes of
+ * its interfaces in step: made, or taken). No lock, no guest asked. */
+bool lxc_holds(const struct settings *s, const struct usb_port *port);

@@ -388,3 +388,82 @@ int devnode_eject(const struct devnode_proc *p, const char *rel, unsigned major,
 
 	return in_child(eject_child, p, &ej);
 }
+
+struct link {
+	const char *rel, *target;
+	uid_t uid;
+	gid_t gid;
+};
+
+/* Whether the link name below dir points to target: 1, 0 (another link),
+ * -errno (none, or not a link: -EINVAL). */
+static int points_to(int dir, const char *name, const char *target)
+{
+	char buf[512];
+	ssize_t n = readlinkat(dir, name, buf, sizeof(buf) - 1);
+
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	return strcmp(buf, target) == 0;
+}
+
+static int link_child(int nsfd, const void *arg)
+{
+	const struct link *l = arg;
+	struct devnode owner = { .uid = l->uid, .gid = l->gid };
+	_cleanup_close_ int dir = -1;
+	const char *name;
+	int r;
+
+	if (setns(nsfd, CLONE_NEWNS) < 0)
+		return -errno;
+	(void)setfsgid(l->gid);
+	(void)setfsuid(l->uid);
+	dir = walk_here(l->rel, &owner, true, &name);
+	if (dir < 0)
+		return dir;
+	r = points_to(dir, name, l->target);
+	if (r == 1)
+		return 0;
+	if (r == 0 && unlinkat(dir, name, 0) < 0)
+		return -errno;
+	if (r == -EINVAL)
+		return -EEXIST;
+	return symlinkat(l->target, dir, name) < 0 ? -errno : 0;
+}
+
+int devnode_link(const struct devnode_proc *p, const char *rel, const char *target, uid_t uid,
+		 gid_t gid)
+{
+	struct link l = { rel, target, uid, gid };
+
+	return in_child(link_child, p, &l);
+}
+
+static int unlink_child(int nsfd, const void *arg)
+{
+	const struct link *l = arg;
+	_cleanup_close_ int dir = -1;
+	const char *name;
+	int r;
+
+	if (setns(nsfd, CLONE_NEWNS) < 0)
+		return -errno;
+	dir = walk_here(l->rel, &(struct devnode){ 0 }, false, &name);
+	if (dir == -ENOENT)
+		return 1;
+	if (dir < 0)
+		return dir;
+	r = points_to(dir, name, l->target);
+	if (r != 1)
+		return r == 0 || r == -ENOENT || r == -EINVAL ? 1 : r;
+	return unlinkat(dir, name, 0) < 0 ? -errno : 0;
+}
+
+int devnode_unlink(const struct devnode_proc *p, const char *rel, const char *target)
+{
+	struct link l = { rel, target, 0, 0 };
+
+	return in_child(unlink_child, p, &l);
+}

@@ -78,3 +78,15 @@ int devnode_eject(const struct devnode_proc *p, const char *rel, unsigned major,
  * major:minor. 0; 1 when there was none (or another file, left alone);
  * -ESRCH, -errno. */
 int devnode_remove(const struct devnode_proc *p, const char *rel, unsigned major, unsigned minor);
+
+/* Makes rel ("dev/serial/by-id/usb-...") in p's mount namespace (in a
+ * forked child, as the container's root, uid and gid) a symbolic link to
+ * target ("/dev/ttyUSB0"), its parents made as needed. A link there is
+ * replaced; anything else there is left (-EEXIST). Links on the way are
+ * refused (-ELOOP), never followed. 0, -ESRCH, -errno. */
+int devnode_link(const struct devnode_proc *p, const char *rel, const char *target, uid_t uid,
+		 gid_t gid);
+
+/* Removes the link rel in p's mount namespace when it points to target.
+ * 0; 1 when there was none (or another file, left alone); -ESRCH, -errno. */
+int devnode_unlink(const struct devnode_proc *p, const char *rel, const char *target);

@@ -113,18 +113,53 @@ class Container:
         return r.returncode, r.stdout + r.stderr
 
 
+class TtyHost(Host):
+    """The Host, and the tty nodes host drivers made for its devices'
+    first interface: port -> (name, numbers, by-id link)."""
+
+    def __init__(self, workdir):
+        super().__init__(workdir)
+        self.ttys = {}
+
+    def tty_devpath(self, port):
+        return "%s/%s:1.0/%s/tty/%s" % (self.devpath(port), port, self.ttys[port][0], self.ttys[port][0])
+
+    def tty_env(self, action, port):
+        """The environment udev gives a RUN+= program for the tty's event."""
+        name, numbers, link = self.ttys[port]
+        env = {"ACTION": action, "SUBSYSTEM": "tty", "SEQNUM": "1", "DEVPATH": self.tty_devpath(port),
+               "DEVNAME": "/dev/" + name, "MAJOR": str(numbers[0]), "MINOR": str(numbers[1])}
+        if link:
+            env["DEVLINKS"] = "/dev/serial/by-path/%s:1.0-port0 /dev/serial/by-id/%s" % (self.id_path(port), link)
+        return env
+
+    def write(self, name="host.umockdev", roots=True):
+        path = super().write(name, roots)
+        with open(path, "a") as f:
+            for port in sorted(p for p in self.ttys if p in self.devices):
+                props = self.tty_env("add", port)
+                f.write("\nP: %s\n" % props.pop("DEVPATH"))
+                for k in ("ACTION", "SEQNUM"):
+                    props.pop(k)
+                f.write("".join("E: %s=%s\n" % kv for kv in props.items()))
+                f.write("A: dev=%d:%d\n" % self.ttys[port][1])
+        return path
+
+
 class Case(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="puh-lxc-")
         self.lxcpath = os.path.join(self.dir, "lxc")
         self.pve_lxc = os.path.join(self.dir, "pve-lxc")
         self.usb_dev = os.path.join(self.dir, "dev-bus-usb")
-        for d in (self.lxcpath, self.pve_lxc, self.usb_dev):
+        # the host's /dev, for the nodes of interfaces
+        self.dev = os.path.join(self.dir, "dev")
+        for d in (self.lxcpath, self.pve_lxc, self.usb_dev, self.dev):
             os.makedirs(d)
         self.tool = Tool(BINARY, self.dir)
         self.tool.write_settings(extra="[paths]\nlxc_config_dir = %s\nlxcpath = %s\nusb_dev_dir = %s\n"
-                                 % (self.pve_lxc, self.lxcpath, self.usb_dev))
-        self.host = Host(self.dir)
+                                 "dev_dir = %s\n" % (self.pve_lxc, self.lxcpath, self.usb_dev, self.dev))
+        self.host = TtyHost(self.dir)
         self.ct = Container(self.lxcpath, CTID)
         # what Proxmox keeps of the container: its <ctid>.conf makes the ID a container's
         with open(os.path.join(self.pve_lxc, "%d.conf" % CTID), "w") as f:
@@ -168,9 +203,20 @@ class Case(unittest.TestCase):
         major, minor = (int(x, 16) for x in numbers.split(":"))
         return "%s %d:%d %s %s" % (kind, major, minor, mode, owner)
 
-    def plug(self, port="3-2"):
+    def plug(self, port="3-2", numbers=PASSED):
         self.host.plug(port, 0x10C4, 0xEA60, product="Sonoff Zigbee 3.0 USB Dongle Plus")
-        return self.host_node(port)
+        return self.host_node(port, numbers)
+
+    LINK = "usb-ITead_Sonoff_Zigbee_3.0_USB_Dongle_Plus_c0ffee-if00-port0"
+
+    def bind_tty(self, port="3-2", name="ttyUSB0", numbers=PASSED):
+        """The host's driver binds the interface: its tty appears in sysfs
+        and in the host's /dev (the test's), c numbers."""
+        self.host.ttys[port] = (name, numbers, self.LINK)
+        path = os.path.join(self.dev, name)
+        os.mknod(path, 0o660 | 0o020000, os.makedev(*numbers))
+        os.chmod(path, 0o660)
+        return "/dev/" + name
 
 
 class Containers(Case):
@@ -348,6 +394,111 @@ class Containers(Case):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("cannot make /%s" % node.lstrip("/"), r.stderr)
         self.assertEqual(os.listdir(outside), [])
+
+
+class InterfaceNodes(Case):
+    """The nodes host drivers make for a passed device's interfaces: its
+    /dev/bus/usb node carries /dev/full's numbers here, the tty /dev/zero's."""
+
+    def test_a_tty_follows_its_device_in_and_out(self):
+        self.rules("3-2\n")
+        self.plug(numbers=NOT_PASSED)
+        self.ct.start()
+        self.ok(self.tool.event(self.host, "add", "3-2"))
+        self.assertIsNone(self.node_in_ct("/dev/ttyUSB0"))
+
+        tty = self.bind_tty()
+        r = self.ok(self.tool.run(host=self.host, env=self.host.tty_env("add", "3-2")))
+        self.assertIn("CT %d: passed /dev/ttyUSB0 of 3-2" % CTID, r.stderr + r.stdout)
+        self.assertEqual(self.node_in_ct(tty), "character special file %d:%d 660 0:0" % PASSED)
+        code, out = self.ct.sh("dd if=%s bs=4 count=1 2>/dev/null | wc -c; echo hi > %s && echo written"
+                               % (tty, tty))
+        self.assertEqual(code, 0, out)
+        self.assertEqual(out.split()[0], "4")
+        self.assertIn("written", out)
+        # its by-id link, as on the host, leads to it
+        code, out = self.ct.sh("readlink /dev/serial/by-id/%s; dd if=/dev/serial/by-id/%s bs=2 count=1"
+                               " 2>/dev/null | wc -c" % (self.LINK, self.LINK))
+        self.assertEqual(out.split(), [tty, "2"])
+
+        # the driver lets go: the node, its link and the permission go
+        env = self.host.tty_env("remove", "3-2")
+        del self.host.ttys["3-2"]
+        os.unlink(os.path.join(self.dev, "ttyUSB0"))
+        r = self.ok(self.tool.run(host=self.host, env=env))
+        self.assertIn("CT %d: took /dev/ttyUSB0 back" % CTID, r.stderr + r.stdout)
+        self.assertIsNone(self.node_in_ct(tty))
+        code, out = self.ct.sh("ls /dev/serial/by-id/")
+        self.assertEqual(out.strip(), "")
+        code, out = self.ct.sh("mknod /tmp/x c %d %d && cat /tmp/x" % PASSED)
+        self.assertNotEqual(code, 0)
+        self.assertIn("not permitted", out)
+        # the device itself stays passed
+        self.assertIsNotNone(self.node_in_ct("/dev/bus/usb/003/002"))
+
+    def test_post_start_passes_the_tty_of_a_device_plugged_in_and_unplug_takes_it(self):
+        self.rules("3-2\n")
+        self.plug(numbers=NOT_PASSED)
+        tty = self.bind_tty()
+        self.ct.start()
+        r = self.ok(self.tool.run([str(CTID), "post-start"], host=self.host))
+        self.assertIn("CT %d: passed /dev/ttyUSB0 of 3-2" % CTID, r.stderr + r.stdout)
+        code, out = self.ct.sh("echo hi > %s && echo written; readlink /dev/serial/by-id/%s" % (tty, self.LINK))
+        self.assertEqual(out.split(), ["written", tty])
+
+        gone = self.host.devices["3-2"]
+        self.host.unplug("3-2")
+        r = self.ok(self.tool.run(host=self.host, env=self.host.event_env("remove", "3-2", gone)))
+        self.assertIn("CT %d: took /dev/ttyUSB0 back" % CTID, r.stderr + r.stdout)
+        self.assertIsNone(self.node_in_ct(tty))
+        code, out = self.ct.sh("mknod /tmp/x c %d %d && cat /tmp/x" % PASSED)
+        self.assertIn("not permitted", out)
+
+    def test_an_unprivileged_container_gets_the_tty_mounted(self):
+        self.ct = Container(self.lxcpath, CTID + 1, unprivileged=True)
+        with open(os.path.join(self.pve_lxc, "%d.conf" % (CTID + 1)), "w") as f:
+            f.write("arch: amd64\nunprivileged: 1\n")
+        with open(os.path.join(self.pve_lxc, "%d.usb.conf" % (CTID + 1)), "w") as f:
+            f.write("3-2\n")
+        self.plug(numbers=NOT_PASSED)
+        self.ct.start()
+        self.ok(self.tool.event(self.host, "add", "3-2"))
+        tty = self.bind_tty()
+        r = self.ok(self.tool.run(host=self.host, env=self.host.tty_env("add", "3-2")))
+        self.assertIn("CT %d: passed /dev/ttyUSB0 of 3-2" % (CTID + 1), r.stderr + r.stdout)
+        self.assertEqual(self.node_in_ct(tty), "character special file %d:%d 660 0:0" % PASSED)
+        code, out = self.ct.sh("echo hi > /dev/serial/by-id/%s && echo written; stat -c %%u /dev/serial/by-id"
+                               % self.LINK)
+        self.assertEqual(out.split(), ["written", "0"])
+
+        gone = self.host.devices["3-2"]
+        self.host.unplug("3-2")
+        self.ok(self.tool.run(host=self.host, env=self.host.event_env("remove", "3-2", gone)))
+        self.assertIsNone(self.node_in_ct(tty))
+        code, out = self.ct.sh("ls /dev/serial/by-id/")
+        self.assertEqual(out.strip(), "")
+
+    def test_a_link_planted_in_its_dev_is_not_followed(self):
+        self.rules("3-2\n")
+        self.plug(numbers=NOT_PASSED)
+        self.ct.start()
+        self.ok(self.tool.event(self.host, "add", "3-2"))
+        outside = os.path.join(self.dir, "outside")
+        os.makedirs(outside)
+        self.ct.sh("ln -s %s /dev/serial" % outside)
+        self.bind_tty()
+        r = self.tool.run(host=self.host, env=self.host.tty_env("add", "3-2"))
+        self.assertIn("cannot make the link /dev/serial/by-id/%s" % self.LINK, r.stderr)
+        self.assertEqual(os.listdir(outside), [])
+
+    def test_a_tty_of_a_device_no_container_holds_ends_at_once(self):
+        self.rules("3-2\n")
+        self.plug(numbers=NOT_PASSED)
+        tty = self.bind_tty()
+        # the container does not run: nothing holds 3-2
+        r = self.ok(self.tool.run(host=self.host, env=self.host.tty_env("add", "3-2")))
+        self.assertEqual(r.stdout + r.stderr, "")
+        self.assertIsNone(self.node_in_ct(tty))
 
 
 def in_own_namespace():
