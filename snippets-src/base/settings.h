@@ -48,6 +48,8 @@ struct guest_conf {
 	char origin[SETTINGS_PATH_MAX + 16]; /* "FILE:LINE" of its section */
 };
 
+/* The paths first: every one has a default (settings_defaults() sets
+ * them, and clears only what follows them). */
 struct settings {
 	char vm_config_dir[SETTINGS_PATH_MAX];
 	char qmp_socket_dir[SETTINGS_PATH_MAX];
