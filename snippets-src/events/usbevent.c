@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "guests/guest.h"
-#include "guests/lxc.h"
 #include "base/log.h"
 #include "base/report.h"
 #include "base/retry.h"
@@ -308,8 +307,9 @@ int usbevent_node(const struct settings *s, enum uevent_action action, const str
 	char port[PORT_STRLEN], devpath[UEVENT_DEVPATH_MAX];
 
 	port_format(&n->port, port, sizeof(port));
-	if (!lxc_holds(s, &n->port)) {
-		log_debug("ignored: /dev/%s is of %s, which no container holds", n->name, port);
+	if (!guest_follows_nodes_of(s, &n->port)) {
+		log_debug("ignored: /dev/%s is of %s, which no guest that follows such nodes holds",
+			  n->name, port);
 		return 0;
 	}
 	/* pulled out: its own remove takes every node of it */

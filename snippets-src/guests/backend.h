@@ -51,6 +51,11 @@ struct guest_ops {
 	/* Whether the guest's own configuration passes dev (then it is the
 	 * owner's, and left alone): 1 or 0. NULL: the kind has none. */
 	int (*passes)(const struct target *t, const struct usb_device_info *dev);
+	/* Without a connection, from the kind's own records: whether some
+	 * guest of the kind has the USB device at port and follows the
+	 * device nodes of its interfaces (ttyUSB0...), so that a node's own
+	 * event is worth a look. NULL: the kind passes no such nodes. */
+	bool (*follows_nodes_of)(const struct settings *s, const struct usb_port *port);
 
 	/* Connects to the running guest; every later operation notes in rep.
 	 * -ENOENT / -ECONNREFUSED: it does not run (noted as a warning);

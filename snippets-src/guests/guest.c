@@ -99,6 +99,20 @@ static int take_lock(struct guest *g)
 	return r;
 }
 
+bool guest_follows_nodes_of(const struct settings *s, const struct usb_port *port)
+{
+	/* each kind once (several kinds share one table) */
+	for (size_t i = 0; i < ARRAY_SIZE(kinds); i++) {
+		bool seen = false;
+
+		for (size_t k = 0; k < i; k++)
+			seen = seen || kinds[k] == kinds[i];
+		if (!seen && kinds[i]->follows_nodes_of && kinds[i]->follows_nodes_of(s, port))
+			return true;
+	}
+	return false;
+}
+
 bool guest_running(const struct settings *s, struct target *t, struct report *rep)
 {
 	return ops_of(t)->running(t, s, rep) > 0;

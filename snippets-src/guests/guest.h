@@ -27,6 +27,12 @@ struct guest;
  * cannot be asked at all), and whether its own configuration passes dev
  * (then the device is its owner's, and left alone; 1 or 0). */
 bool guest_running(const struct settings *s, struct target *t, struct report *rep);
+
+/* Whether a guest of some kind has the USB device at port and follows the
+ * device nodes of its interfaces (a container: its ttyUSB0...), from the
+ * kinds' own records, without asking any guest: the cheap first test of a
+ * node's udev event. */
+bool guest_follows_nodes_of(const struct settings *s, const struct usb_port *port);
 int guest_passes(const struct target *t, const struct usb_device_info *dev);
 
 /* Opens the state directory (see state.h), takes the guest's lock and

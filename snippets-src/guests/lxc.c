@@ -759,6 +759,7 @@ const struct guest_ops lxc_guest_ops = {
 	.keeps_hint = false,
 	.running = lxc_running,
 	.stamp = lxc_stamp,
+	.follows_nodes_of = lxc_holds,
 	.open = lxc_open,
 	.usable = lxc_usable,
 	.explain = lxc_explain,
