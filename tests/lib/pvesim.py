@@ -233,7 +233,11 @@ class Qmp:
                     raise
                 time.sleep(0.01)
         self.f = self.sock.makefile("rw")
+        # what QEMU still had to say to the previous client (an event) may
+        # come before the greeting (seen with QEMU 10 on a loaded machine)
         greeting = json.loads(self.f.readline())
+        while "event" in greeting:
+            greeting = json.loads(self.f.readline())
         assert "QMP" in greeting, greeting
         self.cmd("qmp_capabilities")
 
